@@ -1,0 +1,71 @@
+"""The ``subspace-hub`` command line: one module per noun, one error funnel in :func:`main`."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from subspace_hub._version import __version__
+from subspace_hub.cli.plugins import plugins
+from subspace_hub.errors import SubspaceHubError
+
+DEBUG_ENV = "SUBSPACE_HUB_DEBUG"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, "-V", "--version", prog_name="subspace-hub")
+def cli() -> None:
+    """Fine-tune 3D foundation models through attribute subspaces mined from LoRA ensembles.
+
+    Set SUBSPACE_HUB_DEBUG=1 to see full tracebacks.
+    """
+
+
+cli.add_command(plugins)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; every error becomes one line on stderr and a non-zero exit status."""
+    debug = os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    try:
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="subspace-hub", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except SubspaceHubError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {_one_line(str(exc))}", err=True)
+        return 1
+    except Exception as exc:  # a bug: still one line, with a pointer to the traceback
+        if debug:
+            traceback.print_exc()
+            click.echo(f"Error: unexpected {type(exc).__name__}: {_one_line(str(exc))}", err=True)
+        else:
+            click.echo(
+                f"Error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
+                f"(this is a bug; set {DEBUG_ENV}=1 for the traceback and report it)",
+                err=True,
+            )
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

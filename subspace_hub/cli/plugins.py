@@ -1,0 +1,37 @@
+"""``subspace-hub plugins``: what is installed, what each plugin registers, and what failed."""
+
+from __future__ import annotations
+
+import click
+
+from subspace_hub.cli._output import echo_json, format_table
+from subspace_hub.plugins import HOOK_OF_KIND, list_plugins
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def plugins(as_json: bool) -> None:
+    """List plugins: name, distribution, version and the components each registers.
+
+    Plugins that failed to load are listed with their error; they are skipped and everything else works.
+    SUBSPACE_HUB_STRICT_PLUGINS=1 makes such a failure an error instead.
+    """
+    infos = list_plugins()
+    if as_json:
+        echo_json([info.as_dict() for info in infos])
+        return
+    loaded = [info for info in infos if not info.failed]
+    rows = []
+    for info in loaded:
+        registers = "; ".join(f"{kind}s: {', '.join(names)}" for kind, names in info.components.items() if kind in HOOK_OF_KIND)
+        rows.append((info.name, info.distribution or f"({info.source})", info.version or "", registers or "-"))
+    click.echo(format_table(("PLUGIN", "DISTRIBUTION", "VERSION", "REGISTERS"), rows))
+    failed = [info for info in infos if info.failed]
+    if failed:
+        click.echo(f"\n{len(failed)} plugin(s) failed to load and were skipped:")
+        click.echo(
+            format_table(
+                ("PLUGIN", "DISTRIBUTION", "VERSION", "ERROR"),
+                [(i.name, i.distribution or f"({i.source})", i.version or "", i.error) for i in failed],
+            )
+        )
