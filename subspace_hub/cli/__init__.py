@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 import click
 
 from subspace_hub._version import __version__
 from subspace_hub.cli.plugins import plugins
-from subspace_hub.errors import SubspaceHubError
+from subspace_hub.errors import PluginWarning, SubspaceHubError
 
 DEBUG_ENV = "SUBSPACE_HUB_DEBUG"
 
@@ -32,9 +33,20 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_default_formatwarning = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+    """Our own warnings print as one ``Warning: ...`` line, without the source line of the library."""
+    if issubclass(category, PluginWarning):
+        return f"Warning: {_one_line(str(message))}\n"
+    return _default_formatwarning(message, category, filename, lineno, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; every error becomes one line on stderr and a non-zero exit status."""
     debug = os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    warnings.formatwarning = _format_warning
     try:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name="subspace-hub", standalone_mode=False)
     except click.exceptions.Exit as exc:

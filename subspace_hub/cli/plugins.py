@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from subspace_hub.cli._output import echo_json, format_table
+from subspace_hub.errors import PluginWarning
 from subspace_hub.plugins import HOOK_OF_KIND, list_plugins
 
 
@@ -16,7 +19,9 @@ def plugins(as_json: bool) -> None:
     Plugins that failed to load are listed with their error; they are skipped and everything else works.
     SUBSPACE_HUB_STRICT_PLUGINS=1 makes such a failure an error instead.
     """
-    infos = list_plugins()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)  # failed plugins are listed below, with their error
+        infos = list_plugins()
     if as_json:
         echo_json([info.as_dict() for info in infos])
         return
