@@ -49,6 +49,19 @@ def test_targets_from_groups_patterns_and_defaults():
     assert len(defaults) == 8 and all(n.startswith("blocks.") for n in defaults)
 
 
+def test_layer_selection_uses_the_layer_group_of_the_pattern():
+    model = subspace_hub.load_backbone("reference", config={"depth": 4})
+    assert resolve_targets(model, ["qkv", "fc1"], layers=[1, 3]) == [
+        "blocks.1.attn.qkv",
+        "blocks.1.mlp.fc1",
+        "blocks.3.attn.qkv",
+        "blocks.3.mlp.fc1",
+    ]
+    assert resolve_targets(model, ["qkv", "head"], layers=range(3, 4)) == ["blocks.3.attn.qkv", "head"]  # head has no layer
+    with pytest.raises(ConfigError, match=r"matches no module of the model in layers \[7\]"):
+        resolve_targets(model, "qkv", layers=[7])
+
+
 def test_target_errors():
     model = subspace_hub.load_backbone("reference")
     with pytest.raises(ConfigError, match="matches no module of the model.*Known target groups: qkv"):

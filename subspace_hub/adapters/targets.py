@@ -1,7 +1,9 @@
-"""Which modules an adapter touches: backbone target groups and explicit patterns -> module names.
+r"""Which modules an adapter touches: backbone target groups and explicit patterns -> module names.
 
 Patterns are regular expressions matched with :func:`re.fullmatch` against ``model.named_modules()`` names.
-A target string that names one of the backbone's ``target_groups`` stands for that group's pattern.
+A target string that names one of the backbone's ``target_groups`` stands for that group's pattern. A pattern
+may capture the block index in a named group ``(?P<layer>\d+)``; ``layers=`` then keeps only those blocks
+(e.g. the last 8 of 24), the way PEFT's ``layers_to_transform`` does.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def resolve_targets(
     *,
     spec: BackboneSpec | None = None,
     frozen: Sequence[str] | None = None,
+    layers: Iterable[int] | None = None,
 ) -> list[str]:
     """Module names to adapt, in model order.
 
@@ -52,10 +55,12 @@ def resolve_targets(
             ``spec.default_targets``.
         spec: The backbone spec (default: the one recorded by :func:`subspace_hub.load_backbone`).
         frozen: Module-name regexes to exclude (default: ``spec.frozen``); pass ``()`` to adapt frozen parts too.
+        layers: Keep only modules whose pattern captures a ``layer`` index in this set; modules matched by a
+            pattern without a ``(?P<layer>...)`` group are kept as they are.
 
     Raises:
-        ConfigError: no targets and no default; a target that matches no module; a matched module that is not
-            ``nn.Linear``/``nn.Conv2d``.
+        ConfigError: no targets and no default; a target that matches no module (after the ``layers``
+            filter); a matched module that is not ``nn.Linear``/``nn.Conv2d``.
     """
     if spec is None:
         from subspace_hub.backbones import spec_of
@@ -76,6 +81,7 @@ def resolve_targets(
     frozen_patterns = spec.frozen if frozen is None and spec is not None else (frozen or ())
     frozen_prefixes = frozen_module_names(model, frozen_patterns)
     modules = dict(model.named_modules())
+    wanted_layers = None if layers is None else {int(i) for i in layers}
     selected: set[str] = set()
     for target in targets:
         pattern = groups.get(target, target)
@@ -83,11 +89,20 @@ def resolve_targets(
             compiled = re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"Target {target!r} is neither a target group nor a valid regex ({exc}).") from None
-        matched = [name for name in modules if name and compiled.fullmatch(name) and not _under(name, frozen_prefixes)]
+        matched = []
+        for name in modules:
+            found = compiled.fullmatch(name) if name else None
+            if found is None or _under(name, frozen_prefixes):
+                continue
+            layer = found.groupdict().get("layer")
+            if wanted_layers is not None and layer is not None and int(layer) not in wanted_layers:
+                continue
+            matched.append(name)
         if not matched:
             known = f" Known target groups: {', '.join(groups)}." if groups else ""
             frozen_note = " (modules under frozen parts are excluded; pass frozen=() to include them)" if frozen_prefixes else ""
-            raise ConfigError(f"Target {target!r} matches no module of the model{frozen_note}.{known}")
+            layer_note = f" in layers {sorted(wanted_layers)}" if wanted_layers is not None else ""
+            raise ConfigError(f"Target {target!r} matches no module of the model{layer_note}{frozen_note}.{known}")
         wrong = [f"{name} ({type(modules[name]).__name__})" for name in matched if not _adaptable(modules[name])]
         if wrong:
             raise ConfigError(

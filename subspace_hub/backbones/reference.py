@@ -194,7 +194,7 @@ def example_batch(model: ReferenceBackbone, *, batch_size: int = 1, views: int =
     }
 
 
-_BLOCK = r"blocks\.\d+\."
+_BLOCK = r"blocks\.(?P<layer>\d+)\."
 
 SPEC = BackboneSpec(
     "reference",
