@@ -28,6 +28,8 @@ def isolated_plugins(monkeypatch, tmp_path):
         "SUBSPACE_HUB_DEBUG",
     ):
         monkeypatch.delenv(name, raising=False)
+    # Core tests see the builtins only, whatever else is installed; `distributions` turns discovery back on.
+    monkeypatch.setenv(plugins.ENV_LOAD_PLUGINS, "")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     plugins.reset_host()
     yield
@@ -59,8 +61,10 @@ class Distributions:
 
 
 @pytest.fixture
-def distributions(tmp_path):
-    """Install throwaway plugin distributions for one test; removed from ``sys.path``/``sys.modules`` after."""
+def distributions(tmp_path, monkeypatch):
+    """Install throwaway plugin distributions for one test (entry-point discovery on); removed from
+    ``sys.path``/``sys.modules`` after."""
+    monkeypatch.delenv(plugins.ENV_LOAD_PLUGINS, raising=False)
     saved_path = list(sys.path)
     dists = Distributions(tmp_path / "dists", [])
     yield dists

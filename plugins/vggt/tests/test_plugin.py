@@ -1,0 +1,33 @@
+"""The plugin passes the core's conformance checks on CPU with vggt-tiny."""
+
+from __future__ import annotations
+
+import subspace_hub
+from subspace_hub.testing import AdapterTests, BackboneTests, PluginTests
+
+
+class TestVGGTTinyConforms(BackboneTests):
+    backbone = "vggt"
+    config = "vggt-tiny"
+
+
+class TestVGGTPluginIsInstalled(PluginTests):
+    plugin = "vggt"
+
+    def test_components_conform(self) -> None:
+        # The registered default preset is vggt-1b; the tiny preset is checked by TestVGGTTinyConforms.
+        assert subspace_hub.list_components("backbone").count("vggt") == 1
+
+
+class TestFullFineTuningOnVGGTTiny(AdapterTests):
+    adapter = "full"
+    backbone = "vggt"
+    config = "vggt-tiny"
+
+
+def test_spec_declares_licence_and_frozen_dino():
+    spec = subspace_hub.plugins.get_backbone_spec("vggt")
+    assert spec.license == "cc-by-nc-4.0"
+    assert spec.frozen == (r"aggregator\.patch_embed",)
+    assert spec.default_targets == ("paper",)
+    assert set(spec.presets) == {"vggt-1b", "vggt-tiny"}
