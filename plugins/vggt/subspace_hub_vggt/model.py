@@ -53,6 +53,20 @@ class VGGT(nn.Module):
         if hasattr(patch_embed, "gradient_checkpointing"):
             patch_embed.gradient_checkpointing = enabled
 
+    def transformer_blocks(self) -> list[nn.Module]:
+        """Every transformer block (DINO, frame, global, camera trunk): the hot path of the model."""
+        blocks = [*self.aggregator.frame_blocks, *self.aggregator.global_blocks]
+        blocks += list(getattr(self.aggregator.patch_embed, "blocks", []))
+        if self.camera_head is not None:
+            blocks += list(self.camera_head.trunk)
+        return blocks
+
+    def compile_blocks(self, **options: Any) -> None:
+        """``torch.compile`` each transformer block in place (fuses its norms, RoPE, LayerScale and residual
+        arithmetic); the first forward pays the compilation. ``options`` go to ``torch.compile``."""
+        for block in self.transformer_blocks():
+            block.compile(**options)
+
     def _layers_needed(self, tracking: bool) -> set[int]:
         depth = self.config.aggregator.depth
         needed: set[int] = set()

@@ -130,3 +130,16 @@ def test_training_mode_omits_images_and_predictions_follow_the_interchange_forma
     assert pred["depth"].shape == (2, 3, 28, 42) and pred["world_points"].shape == (2, 3, 28, 42, 3)
     assert pred["extrinsics"].shape == (2, 3, 3, 4) and pred["intrinsics"].shape == (2, 3, 3, 3)
     assert pred["world_points_head"].shape == (2, 3, 28, 42, 3)
+
+
+def test_compiled_blocks_give_the_same_outputs():
+    model = _tiny()
+    batch = example_batch(model)
+    with torch.no_grad():
+        reference = model(batch["images"])
+    model.compile_blocks(backend="eager")  # dynamo capture without a C++ toolchain; GPUs use the default backend
+    assert len(model.transformer_blocks()) == 2 * 4 + 1
+    with torch.no_grad():
+        compiled = model(batch["images"])
+    torch.testing.assert_close(compiled["depth"], reference["depth"])
+    torch.testing.assert_close(compiled["pose_enc"], reference["pose_enc"])
