@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from subspace_hub.errors import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError
+from subspace_hub.fileio import atomic_write
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -161,17 +161,7 @@ def save_checkpoint(model: nn.Module, folder: str | os.PathLike[str], config: Ma
         tensor = tensor.clone() if ident in seen or not tensor.is_contiguous() else tensor
         seen.add(ident)
         tensors[key] = tensor.contiguous()
-    _atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n"))
-    _atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n"))
+    atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     return folder
 
-
-def _atomic_write(target: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import click
 
 from subspace_hub._version import __version__
+from subspace_hub.cli.analyze import analyze
+from subspace_hub.cli.extract import extract
 from subspace_hub.cli.plugins import plugins
 from subspace_hub.errors import PluginWarning, SubspaceHubError
 
@@ -26,7 +28,8 @@ def cli() -> None:
     """
 
 
-cli.add_command(plugins)
+for _command in (plugins, extract, analyze):
+    cli.add_command(_command)
 
 
 def _one_line(text: str) -> str:

@@ -1,0 +1,186 @@
+"""Whole-model extraction: N LoRA adapters per attribute -> one subspace per attribute and module.
+
+For each attribute, every LoRA must adapt the same modules with the same shapes (they come from one training
+recipe). Modules are processed independently, in parallel threads (the decompositions release the GIL), each
+with :func:`shared_subspace`; non-uniform dimension allocations first compute every module's first-iteration
+spectrum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from subspace_hub.errors import ConfigError, ShapeMismatchError
+from subspace_hub.specs import validate_slug
+from subspace_hub.subspaces.allocation import Strategy, allocate_dims
+from subspace_hub.subspaces.bundle import ModuleSubspace, SubspaceBundle
+from subspace_hub.subspaces.extraction import FactorCores, Mode, reduce_factors, shared_subspace
+from subspace_hub.subspaces.lora_io import LoraCheckpoint, LoraSource, expand_sources, load_lora
+
+
+@contextlib.contextmanager
+def _threads_per_worker(workers: int) -> Iterator[None]:
+    """Share the CPU threads among the workers, so parallel workers do not oversubscribe the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, previous // workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _span(factors: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    """Dimensions the LoRAs of one module span at most: min(sum of ranks, out, in)."""
+    b, a = factors[0]
+    return min(sum(f[0].shape[1] for f in factors), b.shape[0], a.shape[1])
+
+
+def _load_attribute(attribute: str, sources: Sequence[LoraSource]) -> list[LoraCheckpoint]:
+    expanded: list[LoraSource] = []
+    for source in sources:
+        expanded.extend(expand_sources(source) if isinstance(source, (str, os.PathLike)) else [source])
+    if not expanded:
+        raise ConfigError(f"Attribute {attribute!r} has no LoRA adapters.")
+    checkpoints = [load_lora(source) for source in expanded]
+    reference = checkpoints[0]
+    for i, checkpoint in enumerate(checkpoints[1:], start=1):
+        missing = sorted(set(reference.factors) - set(checkpoint.factors))
+        extra = sorted(set(checkpoint.factors) - set(reference.factors))
+        if missing or extra:
+            raise ConfigError(
+                f"Attribute {attribute!r}: LoRA {i} ({checkpoint.source.get('path') or 'state dict'}) adapts other modules "
+                f"than LoRA 0 (missing {missing[:3]}, extra {extra[:3]}); train every LoRA of an attribute on the same targets."
+            )
+        for module, (b, a) in checkpoint.factors.items():
+            b0, a0 = reference.factors[module]
+            if (b.shape[0], a.shape[1]) != (b0.shape[0], a0.shape[1]):
+                raise ShapeMismatchError(
+                    f"Attribute {attribute!r}, module {module}: LoRA {i} updates a {b.shape[0]}x{a.shape[1]} matrix, "
+                    f"LoRA 0 a {b0.shape[0]}x{a0.shape[1]} one."
+                )
+    return checkpoints
+
+
+def extract_bundle(
+    attributes: Mapping[str, Sequence[LoraSource]],
+    d: int = 16,
+    *,
+    allocation: Strategy = "uniform",
+    alpha: float = 1.0,
+    mode: Mode = "mean",
+    max_iter: int = 20,
+    tol: float = 1e-6,
+    targets: Sequence[str] | None = None,
+    min_dim: int = 1,
+    max_dim: int | None = None,
+    energy: float = 0.95,
+    workers: int | None = None,
+    progress: bool = True,
+    info: Mapping[str, Any] | None = None,
+) -> SubspaceBundle:
+    """Extract every attribute's subspaces from its LoRA ensemble.
+
+    Args:
+        attributes: Attribute name (e.g. ``"texture"``) -> LoRA sources: PEFT adapter folders, folders of
+            adapter folders, safetensors files or state dicts.
+        d: Dimension (``uniform``) or budget (``importance``) per module; see :mod:`.allocation`.
+        allocation: ``uniform``, ``importance``, ``gap`` or ``energy``.
+        alpha, mode, max_iter, tol: Passed to :func:`shared_subspace`.
+        targets: Module-name regexes (``re.fullmatch``) to restrict the extraction to; default: every module
+            the LoRAs adapt.
+        min_dim, max_dim, energy: Allocation bounds and the energy fraction.
+        workers: Parallel threads (default: the number of CPU threads torch uses).
+        progress: Show a progress bar per attribute.
+        info: Extra provenance stored in the bundle (backbone, its revision, ...).
+
+    Returns:
+        A :class:`SubspaceBundle` whose ``info`` records the settings and the sources.
+    """
+    if not attributes:
+        raise ConfigError("No attributes given: pass e.g. {'texture': [lora_dir_1, lora_dir_2, ...]}.")
+    for name in attributes:
+        validate_slug(name, "attribute name")
+    compiled = [re.compile(t) for t in targets] if targets else None
+    workers = workers or max(1, torch.get_num_threads())
+    bundle = SubspaceBundle(
+        info={
+            **dict(info or {}),
+            "extraction": {
+                "d": d,
+                "allocation": allocation,
+                "alpha": alpha,
+                "mode": mode,
+                "max_iter": max_iter,
+                "tol": tol,
+                "targets": list(targets or []),
+                "min_dim": min_dim,
+                "max_dim": max_dim,
+                "energy": energy,
+            },
+            "sources": {},
+        }
+    )
+    for attribute, sources in attributes.items():
+        checkpoints = _load_attribute(attribute, sources)
+        modules = sorted(checkpoints[0].factors)
+        if compiled is not None:
+            modules = [m for m in modules if any(c.fullmatch(m) for c in compiled)]
+            if not modules:
+                raise ConfigError(f"Attribute {attribute!r}: no adapted module matches the targets {list(targets or [])}.")
+        bundle.info["sources"][attribute] = [c.source for c in checkpoints]
+
+        def factors_of(module: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            return [c.factors[module] for c in checkpoints]
+
+        def spectrum_and_size(module: str) -> tuple[torch.Tensor, int]:
+            cores = reduce_factors(factors_of(module))
+            mean = cores.K.mean(dim=0)
+            return torch.linalg.svdvals(mean), min(cores.K.shape[1:])
+
+        with _threads_per_worker(workers), ThreadPoolExecutor(max_workers=workers) as pool:
+            if allocation == "uniform":
+                dims = {m: min(d, _span(factors_of(m))) for m in modules}
+            else:
+                results = dict(zip(modules, pool.map(spectrum_and_size, modules), strict=True))
+                dims = allocate_dims(
+                    {m: r[0] for m, r in results.items()},
+                    allocation,
+                    d,
+                    min_dim=min_dim,
+                    max_dim=max_dim,
+                    energy=energy,
+                    available={m: r[1] for m, r in results.items()},
+                )
+            todo = [m for m in modules if dims[m] > 0]
+
+            def run(module: str) -> tuple[str, ModuleSubspace]:
+                cores: FactorCores = reduce_factors(factors_of(module))
+                result = shared_subspace(cores, dims[module], alpha=alpha, mode=mode, max_iter=max_iter, tol=tol)
+                return module, ModuleSubspace(
+                    U=result.U,
+                    V=result.V,
+                    S=result.S,
+                    spectrum=result.spectrum,
+                    weights=result.weights,
+                    residuals=result.residuals,
+                    iterations=result.iterations,
+                    converged=result.converged,
+                )
+
+            subspaces: dict[str, ModuleSubspace] = {}
+            results_iter = pool.map(run, todo)
+            if progress:
+                from tqdm.auto import tqdm
+
+                results_iter = tqdm(results_iter, total=len(todo), desc=f"extract {attribute}", unit="module")
+            for module, subspace in results_iter:
+                subspaces[module] = subspace
+        bundle.attributes[attribute] = {m: subspaces[m] for m in todo}
+    return bundle
