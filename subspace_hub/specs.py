@@ -157,7 +157,9 @@ class AdapterSpec:
 
     ``attach(model, **options)`` prepares ``model`` for training with this method and returns the model to
     train (the same object or a wrapper such as a ``PeftModel``); afterwards exactly the method's parameters
-    have ``requires_grad=True``.
+    have ``requires_grad=True``. The optional callables let :func:`subspace_hub.save_adapter`,
+    :func:`subspace_hub.load_adapter`, :func:`subspace_hub.merge_adapter` and training loops treat every method
+    the same way.
     """
 
     name: str
@@ -171,9 +173,31 @@ class AdapterSpec:
     description: str = ""
     """One line shown by ``subspace-hub plugins``."""
 
+    save: Callable[[Any, Any], None] | None = None
+    """``save(model, folder)``: write what :attr:`load` needs to rebuild the adapted model on a fresh backbone."""
+
+    load: Callable[..., Any] | None = None
+    """``load(base_model, folder) -> model``: the inverse of :attr:`save`, on a freshly built backbone."""
+
+    merge: Callable[[Any], Any] | None = None
+    """``merge(model) -> nn.Module``: fold the adapter into the backbone's weights (no inference overhead)."""
+
+    regularizer: Callable[[Any], Any] | None = None
+    """``regularizer(model) -> scalar tensor`` added to the task loss each step (e.g. AdaLoRA's orthogonality)."""
+
+    after_step: Callable[[Any, int], None] | None = None
+    """``after_step(model, step)``: called after ``optimizer.step()`` and before ``zero_grad()`` (e.g. AdaLoRA's
+    rank allocation, which reads the gradients)."""
+
+    example_options: Callable[[Any], Mapping[str, Any]] | None = None
+    """``example_options(model) -> options`` that make ``attach`` work on any backbone in a smoke test (e.g. a
+    small random subspace bundle); used by :func:`subspace_hub.testing.check_adapter`."""
+
     def __post_init__(self) -> None:
         validate_slug(self.name, "AdapterSpec.name")
         _require_callable("AdapterSpec", "attach", self.attach)
+        for fname in ("save", "load", "merge", "regularizer", "after_step", "example_options"):
+            _require_callable("AdapterSpec", fname, getattr(self, fname), optional=True)
 
 
 @dataclass(frozen=True)

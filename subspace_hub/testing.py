@@ -281,7 +281,8 @@ def check_adapter(
     base = _build(backbone_spec, config)
     modules = dict(base.named_modules())
     frozen_ids = {id(p) for prefix in frozen_module_names(base, backbone_spec.frozen) for p in modules[prefix].parameters()}
-    model = spec.attach(base, **options)
+    example = dict(spec.example_options(base)) if spec.example_options is not None else {}
+    model = spec.attach(base, **{**example, **options})
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise _fail(what, "no parameter is trainable after attach()")

@@ -23,7 +23,7 @@ def test_plugins_table_lists_builtins(capsys):
     lines = out.splitlines()
     assert lines[0].split() == ["PLUGIN", "DISTRIBUTION", "VERSION", "REGISTERS"]
     assert any(line.split()[:3] == ["subspace_hub.builtin.backbones", "subspace-hub", __version__] for line in lines)
-    assert "backbones: reference" in out and "adapters: full" in out
+    assert "backbones: reference" in out and "adapters: full, lora, pissa, adalora, psv, subspace" in out
     assert "failed" not in out
 
 

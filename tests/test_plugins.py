@@ -18,7 +18,7 @@ BROKEN_IMPORT = "import subspace_hub\nraise RuntimeError('the plugin is broken a
 def test_builtins_register_reference_backbone_and_full_adapter():
     infos = {p.name: p for p in subspace_hub.list_plugins()}
     assert infos["subspace_hub.builtin.backbones"].components == {"backbone": ("reference",)}
-    assert infos["subspace_hub.builtin.adapters"].components == {"adapter": ("full",)}
+    assert infos["subspace_hub.builtin.adapters"].components == {"adapter": ("full", "lora", "pissa", "adalora", "psv", "subspace")}
     assert all(p.builtin and p.distribution == "subspace-hub" for p in infos.values())
     assert "reference" in subspace_hub.list_components("backbone")
 

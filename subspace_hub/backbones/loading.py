@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 BUILD_INFO_ATTR = "subspace_hub_build"
 """Attribute under which :func:`load_backbone` records how a model was built (a :class:`BuildInfo`)."""
 
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -127,24 +125,13 @@ def resolve_pretrained(pretrained: str | os.PathLike[str], revision: str | None 
             raise ConfigError(f"revision={revision!r} only applies to Hub repos, but {path} is a local path.")
         return path
     text = os.fspath(pretrained)
-    if not _REPO_ID.fullmatch(text):
+    from subspace_hub.hub import download, is_repo_id
+
+    if not is_repo_id(text):
         raise CheckpointNotFoundError(f"No checkpoint at {path}: the path does not exist and is not a Hub repo id (org/name).")
     from subspace_hub.backbones.checkpoint import CHECKPOINT_FILES
 
-    import huggingface_hub
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
-    try:
-        local = huggingface_hub.snapshot_download(
-            text, revision=revision, allow_patterns=list(CHECKPOINT_FILES), endpoint=os.environ.get("SUBSPACE_HUB_ENDPOINT") or None
-        )
-    except RevisionNotFoundError as exc:
-        raise CheckpointNotFoundError(f"Hub repo {text!r} has no revision {revision!r}.") from exc
-    except RepositoryNotFoundError as exc:
-        raise CheckpointNotFoundError(f"No Hub repo {text!r} (or no access to it; check your token).") from exc
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise CheckpointNotFoundError(f"Cannot download {text!r}: {exc}") from exc
-    return Path(local)
+    return download(text, revision, allow_patterns=CHECKPOINT_FILES)
 
 
 def load_backbone(

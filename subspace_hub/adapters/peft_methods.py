@@ -1,0 +1,235 @@
+"""LoRA, PiSSA, AdaLoRA and PSV through PEFT: PEFT builds, trains, saves, loads and merges every one of them.
+
+Targets are resolved by :func:`subspace_hub.adapters.targets.resolve_targets` (backbone target groups or
+module-name regexes, ``layers=`` to select blocks) and handed to PEFT as exact module names.
+
+- ``lora``: ``LoraConfig`` with ``lora_alpha = 2 * rank`` by default (scale 2, as the attribute-subspace paper).
+- ``pissa``: LoRA initialised from the principal singular vectors of each weight (``init_lora_weights="pissa"``;
+  ``niter`` selects PEFT's faster ``pissa_niter_<n>``). PiSSA rewrites the base weights, so :func:`save_peft`
+  stores the portable form PEFT converts it to: a plain LoRA of rank 2r that applies to the untouched backbone.
+- ``adalora``: AdaLoRA with a rank budget from ``init_rank`` down to ``rank``; it needs ``total_step``, its
+  training loop must call :func:`adalora_after_step` after ``optimizer.step()`` (rank allocation reads the
+  gradients), and :func:`adalora_regularizer` adds the orthogonality penalty PEFT only adds itself when the model
+  output has a ``.loss`` (subspace-hub backbones return dicts).
+- ``psv``: the paper's PSV ablation: frozen top-r singular vectors of W and a trainable r x r core, i.e. PEFT's
+  PSOFT configured as LoRA-XS (``psoft_orth=False``, no magnitude vectors). PSOFT adapts Linear layers only;
+  Conv2d targets are left out with a warning. The checkpoint holds only the cores; the singular vectors are
+  recomputed from the base weights at load, so load onto the same backbone weights.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from subspace_hub.adapters.targets import resolve_targets
+from subspace_hub.errors import ConfigError
+
+_PISSA_INITIAL = "subspace_hub_pissa_initial"
+
+
+def _targets(model: nn.Module, targets: Any, layers: Iterable[int] | None, method: str, linear_only: bool = False) -> list[str]:
+    names = resolve_targets(model, targets, layers=layers)
+    if linear_only:
+        modules = dict(model.named_modules())
+        kept = [n for n in names if isinstance(modules[n], nn.Linear)]
+        if len(kept) < len(names):
+            warnings.warn(
+                f"{method} adapts Linear layers only; {len(names) - len(kept)} Conv2d target(s) stay frozen "
+                f"(e.g. {next(n for n in names if n not in kept)}).",
+                stacklevel=3,
+            )
+        if not kept:
+            raise ConfigError(f"{method} adapts Linear layers only, and none of the targets is one.")
+        names = kept
+    return names
+
+
+def _check_rank(rank: int, what: str = "rank") -> None:
+    if not isinstance(rank, int) or rank < 1:
+        raise ConfigError(f"{what} must be a positive integer, got {rank!r}.")
+
+
+def attach_lora(
+    model: nn.Module,
+    *,
+    targets: str | Sequence[str] | None = None,
+    layers: Iterable[int] | None = None,
+    rank: int = 16,
+    alpha: float | None = None,
+    dropout: float = 0.0,
+    use_rslora: bool = False,
+    peft_options: dict[str, Any] | None = None,
+) -> nn.Module:
+    """LoRA on the targets: ``dW = (alpha / rank) * B @ A``, B zero-initialised. Returns a ``PeftModel``."""
+    from peft import LoraConfig, get_peft_model
+
+    _check_rank(rank)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank if alpha is None else alpha,
+        lora_dropout=dropout,
+        use_rslora=use_rslora,
+        target_modules=_targets(model, targets, layers, "lora"),
+        **(peft_options or {}),
+    )
+    return get_peft_model(model, config)
+
+
+def attach_pissa(
+    model: nn.Module,
+    *,
+    targets: str | Sequence[str] | None = None,
+    layers: Iterable[int] | None = None,
+    rank: int = 16,
+    alpha: float | None = None,
+    niter: int | None = None,
+    peft_options: dict[str, Any] | None = None,
+) -> nn.Module:
+    """PiSSA on the targets (principal singular vectors initialise LoRA; the residual stays frozen)."""
+    from peft import LoraConfig, get_peft_model
+
+    _check_rank(rank)
+    init = "pissa" if niter is None else f"pissa_niter_{int(niter)}"
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank if alpha is None else alpha,
+        init_lora_weights=init,
+        target_modules=_targets(model, targets, layers, "pissa"),
+        **(peft_options or {}),
+    )
+    peft_model = get_peft_model(model, config)
+    # Keep the untouched initial adapter: PEFT converts the trained one against it into a portable LoRA.
+    initial = tempfile.TemporaryDirectory(prefix="subspace-hub-pissa-")
+    peft_config = peft_model.peft_config["default"]
+    peft_config.init_lora_weights = True
+    try:
+        peft_model.save_pretrained(str(Path(initial.name) / "initial"))
+    finally:
+        peft_config.init_lora_weights = init
+    peft_model.__dict__[_PISSA_INITIAL] = initial
+    return peft_model
+
+
+def attach_adalora(
+    model: nn.Module,
+    *,
+    total_step: int | None = None,
+    targets: str | Sequence[str] | None = None,
+    layers: Iterable[int] | None = None,
+    rank: int = 8,
+    init_rank: int = 12,
+    alpha: float | None = None,
+    tinit: int | None = None,
+    tfinal: int | None = None,
+    delta_t: int = 1,
+    orth_reg_weight: float = 0.5,
+    peft_options: dict[str, Any] | None = None,
+) -> nn.Module:
+    """AdaLoRA on the targets: SVD-form adapters starting at ``init_rank``, pruned to an average of ``rank``.
+
+    ``total_step`` (the number of training steps) is required. By default rank allocation runs between the first
+    10% (``tinit``) and the last 20% (``tfinal``) of the steps.
+    """
+    from peft import AdaLoraConfig, get_peft_model
+
+    if total_step is None or total_step <= 0:
+        raise ConfigError("adalora needs total_step=<number of training steps>: it schedules its rank budget over them.")
+    _check_rank(rank)
+    _check_rank(init_rank, "init_rank")
+    tinit = total_step // 10 if tinit is None else tinit
+    tfinal = total_step // 5 if tfinal is None else tfinal
+    if tinit >= total_step - tfinal:
+        raise ConfigError(f"adalora needs tinit < total_step - tfinal, got tinit={tinit}, tfinal={tfinal}, total_step={total_step}.")
+    config = AdaLoraConfig(
+        init_r=init_rank,
+        target_r=rank,
+        lora_alpha=2 * init_rank if alpha is None else alpha,
+        tinit=tinit,
+        tfinal=tfinal,
+        deltaT=delta_t,
+        total_step=total_step,
+        orth_reg_weight=orth_reg_weight,
+        target_modules=_targets(model, targets, layers, "adalora"),
+        **(peft_options or {}),
+    )
+    return get_peft_model(model, config)
+
+
+def attach_psv(
+    model: nn.Module,
+    *,
+    targets: str | Sequence[str] | None = None,
+    layers: Iterable[int] | None = None,
+    rank: int = 16,
+    alpha: float | None = None,
+    svd: str = "full",
+    peft_options: dict[str, Any] | None = None,
+) -> nn.Module:
+    """PSV: frozen top-``rank`` singular vectors of each weight with a trainable ``rank x rank`` core."""
+    from peft import PsoftConfig, get_peft_model
+
+    _check_rank(rank)
+    config = PsoftConfig(
+        r=rank,
+        psoft_alpha=2 * rank if alpha is None else alpha,
+        psoft_orth=False,
+        psoft_mag_a=False,
+        psoft_mag_b=False,
+        psoft_svd=svd,
+        target_modules=_targets(model, targets, layers, "psv", linear_only=True),
+        **(peft_options or {}),
+    )
+    return get_peft_model(model, config)
+
+
+def save_peft(model: nn.Module, folder: str | Path) -> None:
+    """``PeftModel.save_pretrained``; PiSSA adapters are converted to a portable LoRA of rank 2r."""
+    initial = model.__dict__.get(_PISSA_INITIAL)
+    if initial is not None:
+        model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=str(Path(initial.name) / "initial"))
+    else:
+        model.save_pretrained(str(folder))
+
+
+def load_peft(base_model: nn.Module, folder: str | Path, *, trainable: bool = True) -> nn.Module:
+    """``PeftModel.from_pretrained`` on a freshly built backbone."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+
+
+def merge_peft(model: nn.Module) -> nn.Module:
+    """Fold the adapter into the base weights and return the plain backbone."""
+    return model.merge_and_unload()
+
+
+def adalora_regularizer(model: nn.Module) -> torch.Tensor:
+    """AdaLoRA's orthogonality penalty: ``orth_reg_weight`` times the mean over adapter matrices of
+    ``||P P^T - I||_F`` (A factors) and ``||Q^T Q - I||_F`` (B factors)."""
+    config = model.peft_config["default"]
+    terms = []
+    for name, param in model.named_parameters():
+        if param.numel() == 0 or not param.requires_grad:
+            continue
+        if ".lora_A." in name:
+            gram = param @ param.T
+        elif ".lora_B." in name:
+            gram = param.T @ param
+        else:
+            continue
+        terms.append(torch.linalg.matrix_norm(gram - torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype)))
+    if not terms:
+        return torch.zeros((), device=next(model.parameters()).device)
+    return config.orth_reg_weight * torch.stack(terms).mean()
+
+
+def adalora_after_step(model: nn.Module, step: int) -> None:
+    """AdaLoRA's rank allocation; call after ``optimizer.step()`` and before ``zero_grad()``."""
+    model.base_model.update_and_allocate(step)

@@ -1,0 +1,58 @@
+"""Trainable and total parameters of an adapted model, per module group, as a table."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from torch import nn
+
+# What wrappers add to parameter names; stripped so groups read like the backbone's own modules.
+_WRAPPER_PARTS = re.compile(r"^(base_model\.model\.)|\.base_layer(?=\.)|\.(lora_[A-Za-z]+|psoft_[A-Za-z]+|ranknum)\.[^.]+(?=\.)")
+
+
+@dataclass
+class ParameterReport:
+    """Per group: (trainable, total); groups are the first two components of the module path."""
+
+    groups: dict[str, tuple[int, int]] = field(default_factory=dict)
+    method: str | None = None
+
+    @property
+    def trainable(self) -> int:
+        return sum(t for t, _ in self.groups.values())
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.groups.values())
+
+    def format(self) -> str:
+        from subspace_hub.cli._output import format_table
+
+        rows = [(g, f"{t:,}", f"{n:,}", f"{100 * t / n:.2f}%" if n else "-") for g, (t, n) in sorted(self.groups.items())]
+        rows.append(("total", f"{self.trainable:,}", f"{self.total:,}", f"{100 * self.trainable / max(self.total, 1):.3f}%"))
+        title = f"method: {self.method}\n" if self.method else ""
+        return title + format_table(("GROUP", "TRAINABLE", "TOTAL", "SHARE"), rows)
+
+
+def group_of(parameter: str) -> str:
+    """``base_model.model.blocks.0.attn.qkv.lora_A.default.weight`` -> ``blocks.0``."""
+    name = _WRAPPER_PARTS.sub("", parameter)
+    return ".".join(name.split(".")[:2]) if name.count(".") >= 2 else name.rsplit(".", 1)[0]
+
+
+def parameter_report(model: nn.Module) -> ParameterReport:
+    """Count trainable and total parameters per module group (adapter tensors count in the group they adapt)."""
+    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    seen: set[int] = set()
+    for name, param in model.named_parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        entry = groups[group_of(name)]
+        entry[1] += param.numel()
+        if param.requires_grad:
+            entry[0] += param.numel()
+    state = getattr(model, "__dict__", {}).get("subspace_hub_adapter")
+    return ParameterReport({g: (t, n) for g, (t, n) in groups.items()}, method=getattr(state, "method", None))
