@@ -129,3 +129,37 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a string, got {type(value).__name__} {value!r}.")
         return value
     return value
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:
+    """A copy of ``config`` with ``KEY=VALUE`` overrides applied, as the CLI's ``--set`` passes them.
+
+    Dotted keys reach into nested dicts (``aggregator.depth=12``); values are read as YAML scalars or flow
+    collections (``false``, ``12``, ``1e-4``, ``[1, 2]``, ``null``).
+
+    >>> apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=false"])
+    {'a': {'b': 2}, 'c': False}
+    """
+    import copy
+
+    import yaml
+
+    result = copy.deepcopy(dict(config))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"An override must look like KEY=VALUE (e.g. enable_track=false), got {item!r}.")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"Cannot read the value of override {item!r}: {exc}") from exc
+        node = result
+        *parents, leaf = key.split(".")
+        for i, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"Override {item!r}: {'.'.join(parents[: i + 1])} is {child!r}, not a section.")
+            node = child
+        node[leaf] = value
+    return result

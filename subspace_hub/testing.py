@@ -37,6 +37,7 @@ __all__ = [
     "MetricTests",
     "PluginTests",
     "check_adapter",
+    "check_adapter_lifecycle",
     "check_backbone",
     "check_backbone_builds",
     "check_backbone_checkpoint",
@@ -306,6 +307,96 @@ def check_adapter(
         raise _fail(what, "an optimiser step on the trainable parameters does not change the outputs")
 
 
+def _max_difference(what: str, first: list[tuple[str, Any]], second: list[tuple[str, Any]], label: str, atol: float) -> None:
+    import torch
+
+    for (path, a), (_, b) in zip(first, second, strict=True):
+        if a.shape != b.shape:
+            raise _fail(what, f"{label}: {path} has shape {tuple(b.shape)}, expected {tuple(a.shape)}")
+        if a.is_floating_point():
+            scale = 1.0 + float(a.abs().max()) if a.numel() else 1.0
+            diff = float((a - b).abs().max()) if a.numel() else 0.0
+            if not diff <= atol * scale:
+                raise _fail(what, f"{label}: {path} differs by {diff:.3g} (allowed {atol:g} x (1 + max|output|))")
+        elif not torch.equal(a, b):
+            raise _fail(what, f"{label}: {path} differs")
+
+
+def check_adapter_lifecycle(
+    adapter: str, backbone: str = "reference", config: Any = None, *, steps: int = 10, lr: float = 1e-3, atol: float = 1e-5, **options: Any
+) -> dict[str, float]:
+    """The whole life of an adapter on ``backbone``, as a user goes through it:
+
+    1. :func:`~subspace_hub.attach_adapter` and ``steps`` Adam steps on the backbone's loss for its example batch,
+       with the method's ``regularizer`` and ``after_step`` (e.g. AdaLoRA's); the loss goes down.
+    2. :func:`~subspace_hub.save_adapter`, then :func:`~subspace_hub.load_adapter` into a freshly built backbone
+       with the same base weights: the outputs match the trained model's.
+    3. :func:`~subspace_hub.merge_adapter`: the plain merged backbone gives the same outputs.
+
+    Outputs match when every tensor is within ``atol * (1 + max|output|)``. Returns the losses before and after
+    training (``{"loss_before": ..., "loss_after": ...}``).
+    """
+    import torch
+
+    from subspace_hub.adapters import attach_adapter, load_adapter, merge_adapter, save_adapter
+
+    spec = _spec("adapter", AdapterSpec, adapter)
+    what = f"adapter {spec.name!r} on backbone {backbone!r}"
+    backbone_spec = _spec("backbone", BackboneSpec, backbone)
+    if backbone_spec.example_batch is None or backbone_spec.loss is None:
+        raise _fail(what, "the backbone needs example_batch and loss for this check")
+
+    def fresh_base() -> Any:
+        torch.manual_seed(0)  # the same base weights every time, as a pretrained checkpoint would give
+        return _build(backbone_spec, config)
+
+    def task_loss(model: Any) -> Any:
+        result = backbone_spec.loss(_run(backbone_spec, model, batch), batch)
+        return result["loss"] if isinstance(result, Mapping) else result
+
+    def outputs(model: Any) -> list[tuple[str, Any]]:
+        model.eval()
+        with torch.no_grad():
+            return [(path, t.clone()) for path, t in _tensors(_run(backbone_spec, model, batch))]
+
+    base = fresh_base()
+    batch = backbone_spec.example_batch(base)
+    example = dict(spec.example_options(base)) if spec.example_options is not None else {}
+    model = attach_adapter(base, spec.name, **{**example, **options})
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=lr)
+    model.eval()
+    with torch.no_grad():
+        loss_before = float(task_loss(model))
+    for step in range(steps):
+        model.train()
+        loss = task_loss(model)
+        if spec.regularizer is not None:
+            loss = loss + spec.regularizer(model)
+        loss.backward()
+        optimizer.step()
+        if spec.after_step is not None:
+            spec.after_step(model, step)
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        loss_after = float(task_loss(model))
+    if not loss_after < loss_before:
+        raise _fail(what, f"{steps} training steps did not lower the loss ({loss_before:.6g} -> {loss_after:.6g})")
+    trained = outputs(model)
+
+    with tempfile.TemporaryDirectory() as folder:
+        save_adapter(model, folder)
+        reloaded = load_adapter(folder, model=fresh_base())
+        _max_difference(what, trained, outputs(reloaded), "reloaded into a fresh backbone", atol)
+    merged = merge_adapter(model)
+    leftover = [n for n, _ in merged.named_modules() if n.rpartition(".")[2] in {"base_layer", "lora_A", "core"}]
+    if leftover:
+        raise _fail(what, f"merge_adapter left adapter modules in the model (e.g. {leftover[0]})")
+    _max_difference(what, trained, outputs(merged), "merged", atol)
+    return {"loss_before": loss_before, "loss_after": loss_after}
+
+
 # -- metrics ------------------------------------------------------------------------------------------------
 
 
@@ -468,6 +559,9 @@ class AdapterTests:
 
     def test_attach_and_train(self) -> None:
         check_adapter(self.adapter, self.backbone, self.config, **dict(self.options))
+
+    def test_train_save_load_merge(self) -> None:
+        check_adapter_lifecycle(self.adapter, self.backbone, self.config, **dict(self.options))
 
 
 class MetricTests:

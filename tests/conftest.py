@@ -116,3 +116,29 @@ def good_plugin(backbone: str = "tiny-third-party", metric: str = "third-party-m
 def good_plugin_fixture():
     """The :func:`good_plugin` source builder (test modules cannot import conftest under importlib mode)."""
     return good_plugin
+
+
+def make_loras(folder, n, *, seed, rank=4, targets=("qkv", "fc1"), config=None, **lora_options):
+    """``n`` real PEFT LoRA adapters (random, non-zero B) on the reference backbone (default: 3 blocks), saved as
+    adapter folders ``folder/lora-<i>``; returns their paths."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    import subspace_hub
+    from subspace_hub.adapters.targets import resolve_targets
+
+    paths = []
+    for i in range(n):
+        torch.manual_seed(seed + i)
+        model = subspace_hub.load_backbone("reference", config=config or {"depth": 3})
+        lora = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=resolve_targets(model, list(targets)), init_lora_weights=False, **lora_options)
+        path = folder / f"lora-{i}"
+        get_peft_model(model, lora).save_pretrained(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(name="make_loras", scope="session")
+def make_loras_fixture():
+    """The :func:`make_loras` factory."""
+    return make_loras

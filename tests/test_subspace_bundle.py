@@ -9,7 +9,6 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 import subspace_hub
-from subspace_hub.adapters.targets import resolve_targets
 from subspace_hub.cli import main
 from subspace_hub.errors import CheckpointError, CheckpointNotFoundError, ConfigError, SpecError
 from subspace_hub.subspaces import SubspaceBundle, extract_bundle, load_lora, shared_subspace
@@ -18,25 +17,12 @@ from subspace_hub.subspaces.report import write_report
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def make_adapters(folder, n, *, seed, rank=4, targets=("qkv", "fc1"), **lora_options):
-    """n real PEFT LoRA adapters (random, non-zero B) on a 3-block reference backbone, saved as adapter folders."""
-    paths = []
-    for i in range(n):
-        torch.manual_seed(seed + i)
-        model = subspace_hub.load_backbone("reference", config={"depth": 3})
-        config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=resolve_targets(model, list(targets)), init_lora_weights=False, **lora_options)
-        path = folder / f"lora-{i}"
-        get_peft_model(model, config).save_pretrained(path)
-        paths.append(path)
-    return paths
-
-
 @pytest.fixture(scope="module")
-def adapters(tmp_path_factory):
+def adapters(tmp_path_factory, make_loras):
     root = tmp_path_factory.mktemp("loras")
     return {
-        "texture": make_adapters(root / "texture", 3, seed=0),
-        "geometry": make_adapters(root / "geometry", 3, seed=10),
+        "texture": make_loras(root / "texture", 3, seed=0),
+        "geometry": make_loras(root / "geometry", 3, seed=10),
     }
 
 
@@ -53,8 +39,8 @@ def test_load_lora_reads_peft_folders_with_scaling(adapters):
     assert checkpoint.source["r"] == 4 and len(checkpoint.source["sha256"]) == 64
 
 
-def test_rank_and_alpha_patterns_and_rslora(tmp_path):
-    [path] = make_adapters(tmp_path, 1, seed=3, rank_pattern={"fc1": 2}, alpha_pattern={"fc1": 6}, use_rslora=True)
+def test_rank_and_alpha_patterns_and_rslora(tmp_path, make_loras):
+    [path] = make_loras(tmp_path, 1, seed=3, rank_pattern={"fc1": 2}, alpha_pattern={"fc1": 6}, use_rslora=True)
     checkpoint = load_lora(path)
     from safetensors.torch import load_file
 
@@ -119,8 +105,8 @@ def test_folders_of_adapters_targets_and_allocations(adapters):
         extract_bundle({"texture": [folder]}, targets=["decoder"], progress=False)
 
 
-def test_mismatched_ensembles_are_refused(adapters, tmp_path):
-    [other] = make_adapters(tmp_path, 1, seed=30, targets=("qkv",))
+def test_mismatched_ensembles_are_refused(adapters, tmp_path, make_loras):
+    [other] = make_loras(tmp_path, 1, seed=30, targets=("qkv",))
     with pytest.raises(ConfigError, match="adapts other modules than LoRA 0"):
         extract_bundle({"texture": [*adapters["texture"], other]}, progress=False)
     with pytest.raises(SpecError, match="not a valid slug"):

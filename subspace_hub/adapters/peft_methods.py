@@ -43,7 +43,7 @@ def _targets(model: nn.Module, targets: Any, layers: Iterable[int] | None, metho
             warnings.warn(
                 f"{method} adapts Linear layers only; {len(names) - len(kept)} Conv2d target(s) stay frozen "
                 f"(e.g. {next(n for n in names if n not in kept)}).",
-                stacklevel=3,
+                stacklevel=4,
             )
         if not kept:
             raise ConfigError(f"{method} adapts Linear layers only, and none of the targets is one.")
@@ -92,29 +92,60 @@ def attach_pissa(
     niter: int | None = None,
     peft_options: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """PiSSA on the targets (principal singular vectors initialise LoRA; the residual stays frozen)."""
+    """PiSSA on the targets (principal singular vectors initialise LoRA; the residual stays frozen).
+
+    PEFT initialises Linear layers (``LoraLayer.pissa_init``); it has no PiSSA for convolutions, so Conv2d targets
+    (VGGT's DPT head) get the same initialisation on the flattened kernel ``(out, in * kh * kw)``.
+    """
     from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora.layer import Conv2d as LoraConv2d
 
     _check_rank(rank)
     init = "pissa" if niter is None else f"pissa_niter_{int(niter)}"
+    # PEFT builds plain LoRA layers (its default init), then every target is re-initialised from its SVD.
     config = LoraConfig(
         r=rank,
         lora_alpha=2 * rank if alpha is None else alpha,
-        init_lora_weights=init,
+        init_lora_weights=True,
         target_modules=_targets(model, targets, layers, "pissa"),
         **(peft_options or {}),
     )
     peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for module in peft_model.modules():
+            if isinstance(module, LoraConv2d):
+                _pissa_init_conv(module, "default", niter)
+            elif isinstance(module, LoraLayer):
+                module.pissa_init("default", init)
     # Keep the untouched initial adapter: PEFT converts the trained one against it into a portable LoRA.
     initial = tempfile.TemporaryDirectory(prefix="subspace-hub-pissa-")
-    peft_config = peft_model.peft_config["default"]
-    peft_config.init_lora_weights = True
-    try:
-        peft_model.save_pretrained(str(Path(initial.name) / "initial"))
-    finally:
-        peft_config.init_lora_weights = init
+    peft_model.save_pretrained(str(Path(initial.name) / "initial"))
+    config.init_lora_weights = init
     peft_model.__dict__[_PISSA_INITIAL] = initial
     return peft_model
+
+
+def _pissa_init_conv(layer: Any, adapter: str, niter: int | None) -> None:
+    """PiSSA for a PEFT LoRA Conv2d: ``W = U S V^T`` of the flattened kernel; ``B = U_r sqrt(S_r / s)``,
+    ``A = sqrt(S_r / s) V_r^T`` and the frozen base keeps ``W - s B A`` (``s`` the LoRA scaling)."""
+    base = layer.get_base_layer()
+    r, scaling = layer.r[adapter], layer.scaling[adapter]
+    weight = base.weight.float()
+    flat = weight.reshape(weight.shape[0], -1)
+    if niter is None:
+        U, S, Vh = torch.linalg.svd(flat, full_matrices=False)
+        U, S, Vh = U[:, :r], S[:r], Vh[:r]
+    else:
+        U, S, V = torch.svd_lowrank(flat, q=r, niter=niter)
+        Vh = V.T
+    root = torch.sqrt(S / scaling)
+    A = root[:, None] * Vh  # [r, in * kh * kw]
+    B = U * root[None, :]  # [out, r]
+    lora_A, lora_B = layer.lora_A[adapter], layer.lora_B[adapter]
+    lora_A.weight.copy_(A.reshape(lora_A.weight.shape))
+    lora_B.weight.copy_(B.reshape(lora_B.weight.shape))
+    base.weight.copy_((flat - scaling * B @ A).reshape(weight.shape).to(base.weight.dtype))
 
 
 def attach_adalora(
@@ -183,26 +214,64 @@ def attach_psv(
         psoft_mag_a=False,
         psoft_mag_b=False,
         psoft_svd=svd,
-        target_modules=_targets(model, targets, layers, "psv", linear_only=True),
+        target_modules=_fitting_rank(model, _targets(model, targets, layers, "psv", linear_only=True), rank),
         **(peft_options or {}),
     )
     return get_peft_model(model, config)
 
 
+def _fitting_rank(model: nn.Module, names: list[str], rank: int) -> list[str]:
+    """The targets with ``rank <= min(out, in)``: a rank-r singular basis needs that many dimensions."""
+    modules = dict(model.named_modules())
+    small = [n for n in names if min(modules[n].weight.shape) < rank]
+    if small:
+        shapes = ", ".join(f"{n} ({modules[n].in_features} -> {modules[n].out_features})" for n in small[:3])
+        warnings.warn(
+            f"psv rank {rank} exceeds min(in, out) of {len(small)} target(s), which stay frozen: {shapes}"
+            + (f" (+{len(small) - 3} more)" if len(small) > 3 else ""),
+            stacklevel=4,
+        )
+    kept = [n for n in names if n not in small]
+    if not kept:
+        raise ConfigError(f"psv rank {rank} exceeds min(in, out) of every target; choose a smaller rank.")
+    return kept
+
+
+# Warnings PEFT raises from its own internals on paths where they do not apply; silenced only there.
+_PEFT_NOISE = {
+    # PEFT's PiSSA-to-LoRA conversion loads the initial adapter next to the PiSSA one and then warns about it.
+    "pissa_save": r"PiSSA changes the base weights",
+    # AdaLoRA may prune a module to rank 0; PEFT reads the empty tensors as unsharded ZeRO-3/FSDP weights.
+    "adalora_save": r"Adapter .* LoRA tensor\(s\) have invalid shape",
+    # AdaLoRA's saved rank_pattern names lora_E tensors, which PEFT resizes by but also checks as module names.
+    "adalora_load": r"The following rank_pattern keys did not match any targeted module",
+}
+
+
+def _is_adalora(config: Any) -> bool:
+    return type(config).__name__ == "AdaLoraConfig"
+
+
 def save_peft(model: nn.Module, folder: str | Path) -> None:
     """``PeftModel.save_pretrained``; PiSSA adapters are converted to a portable LoRA of rank 2r."""
     initial = model.__dict__.get(_PISSA_INITIAL)
-    if initial is not None:
-        model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=str(Path(initial.name) / "initial"))
-    else:
-        model.save_pretrained(str(folder))
+    with warnings.catch_warnings():
+        if initial is not None:
+            warnings.filterwarnings("ignore", message=_PEFT_NOISE["pissa_save"])
+            model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=str(Path(initial.name) / "initial"))
+        else:
+            if _is_adalora(model.peft_config["default"]):
+                warnings.filterwarnings("ignore", message=_PEFT_NOISE["adalora_save"])
+            model.save_pretrained(str(folder))
 
 
 def load_peft(base_model: nn.Module, folder: str | Path, *, trainable: bool = True) -> nn.Module:
     """``PeftModel.from_pretrained`` on a freshly built backbone."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_PEFT_NOISE["adalora_load"])
+        return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
 
 
 def merge_peft(model: nn.Module) -> nn.Module:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
@@ -18,6 +20,8 @@ class ParameterReport:
 
     groups: dict[str, tuple[int, int]] = field(default_factory=dict)
     method: str | None = None
+    notes: list[str] = field(default_factory=list)
+    """What the method reports about itself (e.g. a subspace adapter's core sizes and dropped columns)."""
 
     @property
     def trainable(self) -> int:
@@ -33,7 +37,8 @@ class ParameterReport:
         rows = [(g, f"{t:,}", f"{n:,}", f"{100 * t / n:.2f}%" if n else "-") for g, (t, n) in sorted(self.groups.items())]
         rows.append(("total", f"{self.trainable:,}", f"{self.total:,}", f"{100 * self.trainable / max(self.total, 1):.3f}%"))
         title = f"method: {self.method}\n" if self.method else ""
-        return title + format_table(("GROUP", "TRAINABLE", "TOTAL", "SHARE"), rows)
+        notes = "".join(f"\n{line}" for line in self.notes)
+        return title + format_table(("GROUP", "TRAINABLE", "TOTAL", "SHARE"), rows) + notes
 
 
 def group_of(parameter: str) -> str:
@@ -54,5 +59,42 @@ def parameter_report(model: nn.Module) -> ParameterReport:
         entry[1] += param.numel()
         if param.requires_grad:
             entry[0] += param.numel()
-    state = getattr(model, "__dict__", {}).get("subspace_hub_adapter")
-    return ParameterReport({g: (t, n) for g, (t, n) in groups.items()}, method=getattr(state, "method", None))
+    from subspace_hub.adapters import ADAPTER_ATTR
+    from subspace_hub.adapters.subspace import ATTACHED_ATTR
+
+    attached = getattr(model, "__dict__", {})
+    state = attached.get(ADAPTER_ATTR)
+    subspace = attached.get(ATTACHED_ATTR)
+    notes = subspace.report().splitlines() if subspace is not None else []
+    return ParameterReport({g: (t, n) for g, (t, n) in groups.items()}, method=getattr(state, "method", None), notes=notes)
+
+
+def count_parameters(
+    backbone: str,
+    method: str | None = None,
+    *,
+    config: Any = None,
+    options: Mapping[str, Any] | Callable[[nn.Module], Mapping[str, Any]] | None = None,
+) -> ParameterReport:
+    """Trainable and total parameters of ``method`` on ``backbone``, built on the meta device: no weights are
+    allocated, so VGGT-1B counts in seconds on a laptop.
+
+    Args:
+        backbone: A registered backbone name.
+        method: An adapter method; ``None`` counts the plain backbone (everything trainable).
+        config: Backbone preset, file or dict (see :func:`subspace_hub.load_backbone`).
+        options: Adapter options, or a function of the built model returning them (e.g. a bundle made for it).
+    """
+    import warnings
+
+    from subspace_hub.adapters import attach_adapter
+    from subspace_hub.backbones import load_backbone
+
+    model = load_backbone(backbone, config=config, device="meta")
+    if method is None:
+        return parameter_report(model)
+    resolved = options(model) if callable(options) else dict(options or {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a count is not the place for "targets left frozen" notes
+        adapted = attach_adapter(model, method, **resolved)
+    return parameter_report(adapted)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,8 +282,10 @@ class SubspaceAdapter:
         """Per attached module: attributes, core shape, columns dropped as dependent."""
         lines = [f"Subspace adapter: attributes {', '.join(self.attributes)}, scale {self.scale}, combine {self.combine}"]
         dropped = [(m, b) for m, b in self.bases.items() if b.dropped_out or b.dropped_in]
-        cores = {tuple(layer.core.shape) for layer in self.layers.values()}
-        lines.append(f"{len(self.layers)} modules, cores {', '.join(f'{a}x{b}' for a, b in sorted(cores))}")
+        cores = Counter(tuple(layer.core.shape) for layer in self.layers.values())
+        shapes = ", ".join(f"{a}x{b} on {n}" for (a, b), n in sorted(cores.items(), reverse=True))
+        total = sum(layer.core.numel() for layer in self.layers.values())
+        lines.append(f"cores: {shapes} module(s); {total:,} trainable core parameters")
         for module, b in dropped:
             lines.append(f"  {module}: dropped {b.dropped_out} output / {b.dropped_in} input columns as dependent")
         if self.lora:

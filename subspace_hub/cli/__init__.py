@@ -13,6 +13,7 @@ import click
 from subspace_hub._version import __version__
 from subspace_hub.cli.analyze import analyze
 from subspace_hub.cli.extract import extract
+from subspace_hub.cli.params import params
 from subspace_hub.cli.plugins import plugins
 from subspace_hub.errors import PluginWarning, SubspaceHubError
 
@@ -28,7 +29,7 @@ def cli() -> None:
     """
 
 
-for _command in (plugins, extract, analyze):
+for _command in (plugins, params, extract, analyze):
     cli.add_command(_command)
 
 

@@ -51,25 +51,32 @@ def combine_bases(
         raise ShapeMismatchError(f"Bases must have the same number of rows to be combined, got {sorted(rows)}.")
     dtype = torch.float64
     if method == "qr":
-        kept_cols: list[torch.Tensor] = []
+        total = sum(b.shape[1] for b in bases)
+        Q = torch.empty(next(iter(rows)), total, dtype=dtype)  # filled left to right
+        n = 0
         kept = {name: 0 for name in names}
         for name, basis in zip(names, bases, strict=True):
-            for column in basis.to(dtype).T:
-                norm0 = column.norm()
-                if norm0 == 0:
-                    continue
-                v = column / norm0
-                for _ in range(2):  # twice is enough (Kahan-Parlett)
-                    if kept_cols:
-                        Q = torch.stack(kept_cols, dim=1)
-                        v = v - Q @ (Q.T @ v)
-                remaining = v.norm()
-                if remaining > tol:
-                    kept_cols.append(v / remaining)
-                    kept[name] += 1
-        total = sum(b.shape[1] for b in bases)
-        Q = torch.stack(kept_cols, dim=1) if kept_cols else torch.zeros(next(iter(rows)), 0, dtype=dtype)
-        return CombinedBasis(Q=Q.to(bases[0].dtype), kept=kept, dropped=total - Q.shape[1])
+            block = basis.to(dtype)
+            norms = block.norm(dim=0)
+            block = block[:, norms > 0] / norms[norms > 0]
+            for _ in range(2):  # block Gram-Schmidt against the kept columns, twice (Kahan-Parlett)
+                if n:
+                    block = block - Q[:, :n] @ (Q[:, :n].T @ block)
+            # Unpivoted Householder QR of the remainder: |R_jj| is how much of column j lies outside the span of
+            # the columns before it, in order, as column-by-column Gram-Schmidt measures it. Dependent columns
+            # are removed and the QR redone, so no kept column is orthogonalised against their noise.
+            while True:
+                q, r = torch.linalg.qr(block)
+                keep = torch.zeros(block.shape[1], dtype=torch.bool)
+                keep[: r.shape[0]] = r.diagonal().abs() > tol
+                if bool(keep.all()):
+                    break
+                block = block[:, keep]
+            count = block.shape[1]
+            Q[:, n : n + count] = q
+            n += count
+            kept[name] = count
+        return CombinedBasis(Q=Q[:, :n].to(bases[0].dtype), kept=kept, dropped=total - n)
     if method == "loewdin":
         X = torch.cat([b.to(dtype) for b in bases], dim=1)
         vals, vecs = torch.linalg.eigh(X.T @ X)

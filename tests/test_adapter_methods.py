@@ -1,0 +1,206 @@
+"""Every adapter method through the same calls: attach, train, save, reload, merge; parameter reports; PEFT details."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import subspace_hub
+from subspace_hub.adapters import MARKER_FILE, AttachedAdapter, attached_method
+from subspace_hub.adapters.report import count_parameters, group_of, parameter_report
+from subspace_hub.cli import main
+from subspace_hub.errors import CheckpointNotFoundError, ConfigError
+from subspace_hub.testing import AdapterTests, check_adapter, check_adapter_lifecycle
+
+METHODS = ["full", "lora", "pissa", "adalora", "psv", "subspace"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_saves_reloads_and_merges_on_the_reference_backbone(method):
+    check_adapter(method)
+    losses = check_adapter_lifecycle(method)
+    assert losses["loss_after"] < losses["loss_before"]
+
+
+class TestLoraConformance(AdapterTests):
+    """The pytest class plugin authors subclass, run on a PEFT method."""
+
+    adapter = "lora"
+    options = {"rank": 4, "targets": ["qkv", "fc1"]}
+
+
+FORGETFUL_PLUGIN = """
+    from safetensors.torch import load_file, save_file
+
+    from subspace_hub import AdapterSpec, hookimpl
+    from subspace_hub.adapters import peft_methods
+
+    def forgetful_save(model, folder):
+        model.save_pretrained(str(folder))
+        path = f"{folder}/adapter_model.safetensors"
+        tensors = {k: (v * 0 if "lora_B" in k else v) for k, v in load_file(path).items()}
+        save_file(tensors, path)
+
+    @hookimpl
+    def register_adapters(register):
+        register(AdapterSpec("forgetful-lora", peft_methods.attach_lora, save=forgetful_save,
+                             load=peft_methods.load_peft, merge=peft_methods.merge_peft,
+                             example_options=lambda model: {"rank": 2}))
+"""
+
+
+def test_the_lifecycle_check_catches_an_adapter_that_does_not_reload(distributions):
+    from subspace_hub.errors import ConformanceError
+
+    distributions.add("forgetful-plugin", "forgetful_plugin", FORGETFUL_PLUGIN)
+    with pytest.raises(ConformanceError, match=r"reloaded into a fresh backbone: outputs\['depth'\] differs by"):
+        check_adapter_lifecycle("forgetful-lora")
+
+
+def test_lora_defaults_and_options():
+    model = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "lora", rank=4, targets="qkv", layers=[1])
+    config = model.peft_config["default"]
+    assert config.r == 4 and config.lora_alpha == 8  # scale 2, as the paper
+    assert sorted(config.target_modules) == ["blocks.1.attn.qkv"]
+    assert attached_method(model) == AttachedAdapter("lora", {"rank": 4, "targets": "qkv", "layers": [1]})
+    trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    assert trainable == ["base_model.model.blocks.1.attn.qkv.lora_A.default.weight", "base_model.model.blocks.1.attn.qkv.lora_B.default.weight"]
+    with pytest.raises(ConfigError, match="rank must be a positive integer, got 0"):
+        subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "lora", rank=0)
+
+
+def test_pissa_starts_at_the_pretrained_outputs_and_saves_a_portable_lora(tmp_path):
+    torch.manual_seed(0)
+    base = subspace_hub.load_backbone("reference")
+    images = torch.rand(1, 2, 3, 16, 16)
+    with torch.no_grad():
+        before = base(images)["depth"].clone()
+    reference_weight = base.blocks[0].attn.qkv.weight.detach().clone()
+    model = subspace_hub.attach_adapter(base, "pissa", rank=4)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images)["depth"], before, atol=1e-5, rtol=1e-5)
+    layer = model.base_model.model.blocks[0].attn.qkv
+    # the adapter holds the top-4 singular directions of W; the frozen base keeps the residual
+    singular = torch.linalg.svdvals(reference_weight)
+    residual = torch.linalg.svdvals(layer.base_layer.weight.detach())
+    torch.testing.assert_close(residual[: len(singular) - 4], singular[4:], atol=1e-4, rtol=1e-4)
+    subspace_hub.save_adapter(model, tmp_path / "pissa")
+    saved = json.loads((tmp_path / "pissa" / "adapter_config.json").read_text())
+    assert saved["r"] == 8 and saved["init_lora_weights"] is True  # rank 2r LoRA on the untouched backbone
+
+
+def test_pissa_initialises_conv2d_targets_from_the_flattened_kernel():
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(6, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
+    x = torch.rand(2, 6, 5, 5)
+    with torch.no_grad():
+        before = conv(x).clone()
+    weight = conv[0].weight.detach().clone()
+    model = subspace_hub.attach_adapter(conv, "pissa", rank=3, targets=["0", "2"])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
+    layer = model.base_model.model[0]
+    delta = layer.get_delta_weight("default")
+    U, S, Vh = torch.linalg.svd(weight.reshape(8, -1), full_matrices=False)
+    top = (U[:, :3] * S[:3]) @ Vh[:3]
+    torch.testing.assert_close(delta.reshape(8, -1), top, atol=1e-5, rtol=1e-5)
+
+
+def test_adalora_needs_its_schedule_and_allocates_ranks():
+    base = subspace_hub.load_backbone("reference")
+    with pytest.raises(ConfigError, match="adalora needs total_step"):
+        subspace_hub.attach_adapter(base, "adalora")
+    with pytest.raises(ConfigError, match="tinit < total_step - tfinal"):
+        subspace_hub.attach_adapter(base, "adalora", total_step=10, tinit=5, tfinal=5)
+    model = subspace_hub.attach_adapter(base, "adalora", total_step=10, rank=2, init_rank=4)
+    config = model.peft_config["default"]
+    assert (config.init_r, config.target_r, config.tinit, config.tfinal) == (4, 2, 1, 2)
+    spec = subspace_hub.plugins.get_adapter_spec("adalora")
+    penalty = spec.regularizer(model)
+    assert penalty.ndim == 0 and float(penalty.detach()) > 0  # random A/B are far from orthogonal
+    penalty.backward()
+    assert model.base_model.model.blocks[0].attn.qkv.lora_A["default"].grad is not None
+
+
+def test_psv_freezes_the_singular_vectors_and_trains_the_core():
+    model = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "psv", rank=4, targets="qkv")
+    trainable = {n: p.shape for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(shape == (4, 4) for shape in trainable.values())
+    assert parameter_report(model).trainable == 2 * 16
+
+
+def test_psv_leaves_conv_and_too_narrow_targets_frozen_with_a_warning():
+    net = torch.nn.Sequential(torch.nn.Linear(8, 3), torch.nn.Linear(3, 8), torch.nn.Conv2d(8, 8, 1), torch.nn.Linear(8, 8))
+    with (
+        pytest.warns(UserWarning, match="adapts Linear layers only; 1 Conv2d target"),
+        pytest.warns(UserWarning, match=r"rank 4 exceeds min\(in, out\) of 2 target\(s\), which stay frozen: 0 \(8 -> 3\)"),
+    ):
+        model = subspace_hub.attach_adapter(net, "psv", rank=4, targets=["0", "1", "2", "3"])
+    assert sorted(model.peft_config["default"].target_modules) == ["3"]
+
+
+def test_save_and_load_errors(tmp_path):
+    model = subspace_hub.load_backbone("reference")
+    with pytest.raises(ConfigError, match="no adapter attached"):
+        subspace_hub.save_adapter(model, tmp_path / "x")
+    with pytest.raises(CheckpointNotFoundError, match=f"{MARKER_FILE} is missing"):
+        subspace_hub.load_adapter(tmp_path)
+
+
+def test_load_adapter_rebuilds_the_recorded_backbone(tmp_path):
+    """Without model=, the saved marker names the backbone, its config and its pretrained weights."""
+    torch.manual_seed(0)
+    base = subspace_hub.load_backbone("reference", config={"depth": 3})
+    subspace_hub.save_backbone(base, tmp_path / "pretrained")
+    base = subspace_hub.load_backbone("reference", pretrained=tmp_path / "pretrained")
+    model = subspace_hub.attach_adapter(base, "lora", rank=2)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()
+    images = torch.rand(1, 2, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(images)["depth"]
+    subspace_hub.save_adapter(model, tmp_path / "adapter")
+    marker = json.loads((tmp_path / "adapter" / MARKER_FILE).read_text())
+    assert marker["method"] == "lora" and marker["backbone"]["name"] == "reference"
+    assert marker["backbone"]["config"]["depth"] == 3 and marker["library_version"] == subspace_hub.__version__
+    reloaded = subspace_hub.load_adapter(tmp_path / "adapter")
+    assert attached_method(reloaded).method == "lora"
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(images)["depth"], expected)
+
+
+def test_parameter_report_counts_per_group():
+    model = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "lora", rank=2, targets=["qkv"])
+    report = parameter_report(model)
+    assert report.method == "lora"
+    # qkv is 32 -> 96: A is 2x32 and B 96x2 per block
+    assert report.groups["blocks.0"][0] == report.groups["blocks.1"][0] == 2 * 32 + 96 * 2
+    assert report.trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert report.total == sum(p.numel() for p in model.parameters())
+    table = report.format()
+    assert table.splitlines()[0] == "method: lora" and "GROUP" in table and table.splitlines()[-1].startswith("total")
+    assert group_of("base_model.model.blocks.0.attn.qkv.lora_A.default.weight") == "blocks.0"
+    assert group_of("blocks.3.mlp.fc1.base_layer.weight") == "blocks.3"
+    assert group_of("head.weight") == "head"
+
+
+def test_count_parameters_on_the_meta_device():
+    assert count_parameters("reference").trainable == count_parameters("reference").total
+    lora = count_parameters("reference", "lora", options={"rank": 2, "targets": "qkv"})
+    assert lora.trainable == 2 * (2 * 32 + 96 * 2)
+
+
+def test_cli_params(capsys):
+    assert main(["params", "reference", "--lora-rank", "2", "--psv-rank", "2", "--subspace-dim", "2", "--targets", "qkv"]) == 0
+    out = capsys.readouterr().out
+    assert "lora / pissa r=2" in out and "psv r=2" in out and "subspace 2x2" in out
+    assert main(["params", "reference", "--set", "depth=4", "--lora-rank", "2", "--targets", "qkv", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["config"]["depth"] == 4
+    assert {c["method"]: c["trainable"] for c in data["counts"]}["lora / pissa r=2"] == 4 * (2 * 32 + 96 * 2)
+    assert main(["params", "reference", "--set", "depth"]) == 1
+    assert "must look like KEY=VALUE" in capsys.readouterr().err
