@@ -204,3 +204,10 @@ def test_cli_params(capsys):
     assert {c["method"]: c["trainable"] for c in data["counts"]}["lora / pissa r=2"] == 4 * (2 * 32 + 96 * 2)
     assert main(["params", "reference", "--set", "depth"]) == 1
     assert "must look like KEY=VALUE" in capsys.readouterr().err
+
+
+def test_load_adapter_refuses_to_rebuild_random_weights(tmp_path):
+    model = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "lora", rank=2)
+    subspace_hub.save_adapter(model, tmp_path / "adapter")
+    with pytest.raises(ConfigError, match="random initial weights .* pass model="):
+        subspace_hub.load_adapter(tmp_path / "adapter")

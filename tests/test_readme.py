@@ -94,3 +94,12 @@ def test_tutorial_conformance_tests_pass(installed_tutorial):
     project, env = installed_tutorial
     out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_patch_depth.py"], project, env)
     assert re.search(r"\b9 passed\b", out), out
+
+
+def test_adapter_snippet_runs(tmp_path):
+    (tmp_path / "finetune_reference.py").write_text(readme_files()["finetune_reference.py"], encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUBSPACE_HUB_")}
+    out = _run([sys.executable, "finetune_reference.py"], tmp_path, env)
+    assert out.splitlines()[0] == "method: lora" and "total" in out
+    assert out.splitlines()[-1].startswith("ReferenceBackbone ")
+    assert (tmp_path / "runs" / "lora" / "adapter_model.safetensors").is_file()

@@ -169,3 +169,21 @@ def test_from_pretrained_errors(tmp_path, bundle):
         SubspaceAdapter.from_pretrained(folder, revision="main")
     model = subspace_hub.attach_adapter(pretrained(), "subspace", bundle=str(folder), attributes=["texture"])
     assert {tuple(p.shape) for p in model.parameters() if p.requires_grad} == {(3, 3)}
+
+
+def test_a_trained_adapter_restores_its_own_modules_and_lora(bundle, tmp_path):
+    adapter = SubspaceAdapter(bundle)
+    model = adapter.attach(pretrained(), targets=["qkv", "proj"], lora_rank=2)  # LoRA on proj only, no fc1 cores
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                param.normal_(std=0.05)
+    expected = depth(model)
+    adapter.save_pretrained(tmp_path / "run")
+    restored = SubspaceAdapter.from_pretrained(tmp_path / "run")
+    again = restored.attach(pretrained())
+    assert sorted(restored.layers) == ["blocks.0.attn.qkv", "blocks.1.attn.qkv", "blocks.2.attn.qkv"]
+    assert restored.lora["modules"] == ["blocks.0.attn.proj", "blocks.1.attn.proj", "blocks.2.attn.proj"]
+    assert torch.equal(depth(again), expected)
+    fresh = SubspaceAdapter.from_pretrained(tmp_path / "run").attach(pretrained(), attributes=["texture"])
+    assert all(not layer.core.any() for layer in fresh.subspace_hub_subspace_adapter.layers.values())  # a new start

@@ -113,7 +113,8 @@ def load_adapter(folder: str | os.PathLike[str], model: Any = None) -> Any:
     Args:
         folder: The saved adapter.
         model: A freshly built backbone to load into; default: rebuild the recorded backbone (name, config,
-            pretrained weights) with :func:`subspace_hub.load_backbone`.
+            pretrained weights) with :func:`subspace_hub.load_backbone`. Required when the backbone had random
+            initial weights.
     """
     folder = Path(folder)
     marker_path = folder / MARKER_FILE
@@ -127,6 +128,12 @@ def load_adapter(folder: str | os.PathLike[str], model: Any = None) -> Any:
         backbone = marker.get("backbone")
         if not backbone:
             raise ConfigError(f"{folder} does not record its backbone; pass model=<a freshly built backbone>.")
+        if backbone.get("pretrained") is None:
+            # Rebuilding would draw new random weights, and the adapter would sit on the wrong base.
+            raise ConfigError(
+                f"{folder} was trained on a {backbone['name']!r} backbone with random initial weights (no pretrained=), "
+                "which cannot be rebuilt; pass model=<that backbone> to load_adapter."
+            )
         from subspace_hub.backbones import load_backbone
 
         model = load_backbone(backbone["name"], config=backbone["config"], pretrained=backbone["pretrained"], revision=backbone["revision"])

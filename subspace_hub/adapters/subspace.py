@@ -202,6 +202,10 @@ class SubspaceAdapter:
     ) -> nn.Module:
         """Wrap the modules with bases in :class:`SubspaceLayer` and freeze everything but the cores.
 
+        A trained adapter (saved with :meth:`save_pretrained`) attached without ``attributes``, ``targets``,
+        ``layers`` or ``lora_rank`` comes back exactly as saved: its modules, bases, cores and LoRA weights. With
+        any of them it starts a new fine-tune from its bundle (zero cores).
+
         Args:
             model: The backbone (the layers are replaced in place; the model is returned).
             attributes: Attributes to combine (default: all of the bundle's, or those a trained adapter used).
@@ -219,8 +223,11 @@ class SubspaceAdapter:
 
         if self.model is not None:
             raise ConfigError("This SubspaceAdapter is already attached to a model; load it again to attach it to another.")
-        trained_lora = self.info.get("lora")
-        if lora_rank is None and trained_lora and attributes is None and targets is None:
+        # A trained adapter attached without new choices comes back exactly as it was saved: same modules, same
+        # LoRA modules, same bases.
+        restoring = bool(self._trained) and attributes is None and targets is None and layers is None and lora_rank is None
+        trained_lora = self.info.get("lora") if restoring else None
+        if trained_lora:
             lora_rank, lora_alpha = trained_lora["rank"], trained_lora["alpha"]
         attributes = self._select(attributes)
         bases = self.combined_bases(attributes)
@@ -235,7 +242,10 @@ class SubspaceAdapter:
             )
         selected = set(bases)
         lora_modules: list[str] = []
-        if targets is not None or layers is not None:
+        if restoring:
+            selected = {key.removesuffix(".core") for key in self._trained if key.endswith(".core")}
+            lora_modules = list(trained_lora["modules"]) if trained_lora else []
+        elif targets is not None or layers is not None:
             wanted = set(resolve_targets(model, targets, layers=layers, frozen=()))
             selected &= wanted
             lora_modules = sorted(wanted - set(bases))
@@ -252,20 +262,20 @@ class SubspaceAdapter:
             alpha = 2 * lora_rank if lora_alpha is None else lora_alpha
             self._lora_tuner = LoraModel(model, LoraConfig(r=lora_rank, lora_alpha=alpha, target_modules=lora_modules), "default")
             self.lora = {"rank": lora_rank, "alpha": alpha, "modules": lora_modules}
-            if self._trained and any(k.startswith("lora.") for k in self._trained):
+            if restoring:
                 from peft import set_peft_model_state_dict
 
                 state = {k.removeprefix("lora."): v for k, v in self._trained.items() if k.startswith("lora.")}
                 set_peft_model_state_dict(model, state, adapter_name="default")
         for name in sorted(selected):
             module_bases = bases[name]
-            if f"{name}.U" in self._trained:  # a trained adapter reloads in exactly its own bases
+            if restoring:  # a trained adapter reloads in exactly its own bases
                 module_bases = ModuleBases(
                     U=self._trained[f"{name}.U"], V=self._trained[f"{name}.V"], attributes=module_bases.attributes,
                     dropped_out=module_bases.dropped_out, dropped_in=module_bases.dropped_in,
                 )  # fmt: skip
             layer = SubspaceLayer(modules[name], module_bases.U, module_bases.V, self.scale, name)
-            if f"{name}.core" in self._trained:
+            if restoring:
                 with torch.no_grad():
                     layer.core.copy_(self._trained[f"{name}.core"])
             _set_module(model, name, layer)
