@@ -72,6 +72,10 @@ class ShapeMismatchError(SubspaceHubError, ValueError):
     """Tensors that must agree in shape do not (for example a subspace bundle and a backbone)."""
 
 
+class MetricInputError(SubspaceHubError, ValueError):
+    """Inputs a metric cannot score: empty or non-finite point clouds, mismatched shapes, no valid pixel."""
+
+
 class ConformanceError(SubspaceHubError, AssertionError):
     """A plugin component violates the contract checked by :mod:`subspace_hub.testing`."""
 

@@ -55,6 +55,7 @@ ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "subspace_hub.builtin.backbones",
     "subspace_hub.builtin.adapters",
+    "subspace_hub.builtin.metrics",
 )
 """Modules registered as plugins in every process, before any third-party plugin; they cannot be disabled."""
 

@@ -255,9 +255,10 @@ class MetricSpec:
     compute: Callable[..., Any]
     """``compute(prediction, reference, **options)`` -> a float, or a dict of floats named by ``outputs``."""
 
-    higher_is_better: bool | None = None
-    """Direction of every number ``compute`` returns; ``None`` means undeclared (tables then show no arrow,
-    and :func:`subspace_hub.testing.check_metric` fails)."""
+    higher_is_better: bool | Mapping[str, bool] | None = None
+    """Direction of the numbers ``compute`` returns: one bool for all, or a bool per output key (e.g. accuracy
+    down, normal consistency up); ``None`` means undeclared (tables then show no arrow, and
+    :func:`subspace_hub.testing.check_metric` fails)."""
 
     _: KW_ONLY
 
@@ -273,13 +274,38 @@ class MetricSpec:
     example: Callable[[], MetricExample] | None = None
     """``example() -> MetricExample`` used by the conformance check of the declared direction."""
 
+    inputs: Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[Any, Any, Mapping[str, Any]]] | None = None
+    """``inputs(predictions, sample) -> (prediction, reference, options)``: what ``compute`` receives when
+    ``subspace-hub evaluate`` scores a backbone's predictions (see :attr:`BackboneSpec.predict`) against a
+    dataset sample, both in the interchange format with a leading batch dimension of 1. ``None``: the metric is
+    only called directly."""
+
     def __post_init__(self) -> None:
         validate_slug(self.name, "MetricSpec.name")
         _require_callable("MetricSpec", "compute", self.compute)
         _require_callable("MetricSpec", "example", self.example, optional=True)
-        if self.higher_is_better is not None and not isinstance(self.higher_is_better, bool):
-            raise SpecError(f"MetricSpec {self.name!r}: higher_is_better must be True, False or None.")
+        _require_callable("MetricSpec", "inputs", self.inputs, optional=True)
         object.__setattr__(self, "outputs", tuple(self.outputs))
+        direction = self.higher_is_better
+        if isinstance(direction, Mapping):
+            if not all(isinstance(v, bool) for v in direction.values()):
+                raise SpecError(f"MetricSpec {self.name!r}: higher_is_better must map output names to True or False.")
+            unknown = sorted(set(direction) - set(self.outputs))
+            missing = sorted(set(self.outputs) - set(direction))
+            if unknown or missing:
+                raise SpecError(
+                    f"MetricSpec {self.name!r}: higher_is_better must name exactly the outputs; "
+                    + (f"unknown: {unknown}" if unknown else f"missing: {missing}")
+                )
+            object.__setattr__(self, "higher_is_better", MappingProxyType(dict(direction)))
+        elif direction is not None and not isinstance(direction, bool):
+            raise SpecError(f"MetricSpec {self.name!r}: higher_is_better must be True, False, a mapping per output, or None.")
+
+    def direction(self, output: str | None = None) -> bool | None:
+        """Whether higher is better for ``output`` (or for the metric's single number)."""
+        if isinstance(self.higher_is_better, Mapping):
+            return self.higher_is_better.get(output or self.name)
+        return self.higher_is_better
 
     def __call__(self, prediction: Any, reference: Any, **options: Any) -> Any:
         return self.compute(prediction, reference, **options)

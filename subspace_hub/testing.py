@@ -434,13 +434,13 @@ def check_metric(metric: str | MetricSpec) -> None:
     example = spec.example()
     better = _scores(what, spec, spec.compute(example.better, example.reference, **example.kwargs))
     worse = _scores(what, spec, spec.compute(example.worse, example.reference, **example.kwargs))
-    sign = 1.0 if spec.higher_is_better else -1.0
     for key in better:
-        if sign * (better[key] - worse[key]) < 0:
+        higher = spec.direction(key)
+        if (1.0 if higher else -1.0) * (better[key] - worse[key]) < 0:
             raise _fail(
                 what,
                 f"{key} scores the better prediction {better[key]:.6g} and the worse {worse[key]:.6g}, which contradicts "
-                f"higher_is_better={spec.higher_is_better}",
+                f"higher_is_better={higher} for it",
             )
     if all(better[k] == worse[k] for k in better):
         raise _fail(what, "the example's better and worse predictions get the same score")

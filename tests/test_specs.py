@@ -67,8 +67,18 @@ def test_metric_spec_is_callable_and_checks_direction_type():
     spec = MetricSpec("mae", lambda p, g, scale=1.0: abs(p - g) * scale, higher_is_better=False)
     assert spec(3.0, 1.0, scale=2.0) == 4.0
     assert MetricSpec("undeclared", lambda p, g: 0.0).higher_is_better is None
-    with pytest.raises(SpecError, match="higher_is_better must be True, False or None"):
+    with pytest.raises(SpecError, match="higher_is_better must be True, False, a mapping per output, or None"):
         MetricSpec("x", lambda p, g: 0.0, higher_is_better="yes")
+
+
+def test_metric_directions_per_output():
+    spec = MetricSpec("recon", lambda p, g: {"acc": 0.0, "nc": 1.0}, {"acc": False, "nc": True}, outputs=("acc", "nc"))
+    assert spec.direction("acc") is False and spec.direction("nc") is True
+    assert MetricSpec("mae", lambda p, g: 0.0, False).direction() is False
+    with pytest.raises(SpecError, match=r"must name exactly the outputs; missing: \['nc'\]"):
+        MetricSpec("recon", lambda p, g: {}, {"acc": False}, outputs=("acc", "nc"))
+    with pytest.raises(SpecError, match=r"unknown: \['comp'\]"):
+        MetricSpec("recon", lambda p, g: {}, {"acc": False, "comp": False}, outputs=("acc",))
 
 
 def test_only_name_and_callable_are_positional():

@@ -6,17 +6,8 @@ from typing import Any
 
 import click
 
+from subspace_hub.cli._backbone import backbone_config
 from subspace_hub.errors import ConfigError
-
-
-def _backbone_config(backbone: str, config: str | None, overrides: tuple[str, ...]) -> dict[str, Any] | str | None:
-    if not overrides:
-        return config
-    from subspace_hub.backbones.loading import resolve_config
-    from subspace_hub.configuration import apply_overrides
-    from subspace_hub.plugins import get_backbone_spec
-
-    return apply_overrides(resolve_config(get_backbone_spec(backbone), config), overrides)
 
 
 def _rows(targets, lora_ranks, psv_ranks, subspace_dims, attributes, bundle, subspace_targets, rest_lora_rank):
@@ -80,7 +71,7 @@ def params(backbone, config, overrides, targets, lora_ranks, psv_ranks, subspace
         raise ConfigError("--attributes needs at least one attribute name.")
     if not (lora_ranks or psv_ranks or subspace_dims or bundle):
         lora_ranks, subspace_dims = (16,), (16,)
-    resolved = _backbone_config(backbone, config, overrides)
+    resolved = backbone_config(backbone, config, overrides)
     results = []
     for label, method, options in _rows(targets, lora_ranks, psv_ranks, subspace_dims, names, bundle, subspace_targets, rest_lora_rank):
         report = count_parameters(backbone, method, config=resolved, options=options)

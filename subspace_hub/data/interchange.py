@@ -1,0 +1,63 @@
+"""One interchange record -> the tensors backbones and metrics consume (DESIGN.md, Conventions).
+
+A record holds ``scene_id``, ``images`` (S RGB images: PIL images as ``datasets`` decodes them, or arrays
+[S, H, W, 3] uint8 / [S, 3, H, W] float in [0, 1]), ``depth`` [S, H, W] (0 where invalid), ``mask`` [S, H, W],
+``intrinsics`` [S, 3, 3], ``extrinsics`` [S, 3, 4] and optionally ``normals`` [S, H, W, 3] and ``world_points``
+[S, H, W, 3]. Other keys pass through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from subspace_hub.errors import ConfigError
+
+FLOAT_KEYS = ("depth", "intrinsics", "extrinsics", "normals", "world_points", "landmarks")
+
+
+def images_to_tensor(images: Any) -> torch.Tensor:
+    """S images -> float32 [S, 3, H, W] in [0, 1]."""
+    if isinstance(images, torch.Tensor):
+        array = images
+    elif isinstance(images, np.ndarray):
+        array = torch.from_numpy(images)
+    else:
+        frames = [np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image) for image in images]
+        shapes = {f.shape for f in frames}
+        if len(shapes) != 1:
+            raise ConfigError(f"The images of one sample must share a size, got {sorted(shapes)}.")
+        array = torch.from_numpy(np.stack(frames))
+    if array.ndim != 4:
+        raise ConfigError(f"images must be S images ([S, H, W, 3] or [S, 3, H, W]), got shape {tuple(array.shape)}.")
+    if array.shape[-1] == 3 and array.shape[1] != 3:
+        array = array.permute(0, 3, 1, 2)
+    if array.dtype == torch.uint8:
+        return array.float() / 255.0
+    return array.float()
+
+
+def sample_to_batch(sample: Mapping[str, Any], device: torch.device | str | None = None) -> dict[str, Any]:
+    """A record -> tensors with a leading batch dimension of 1 (``images`` [1, S, 3, H, W], ``depth`` [1, S, H, W],
+    ``mask`` bool [1, S, H, W], cameras [1, S, 3, 3|4], ...), on ``device``."""
+    missing = [k for k in ("images", "depth", "intrinsics", "extrinsics") if sample.get(k) is None]
+    if missing:
+        raise ConfigError(f"A sample in the interchange format needs {', '.join(missing)}; it has {', '.join(sorted(sample))}.")
+    batch: dict[str, Any] = {}
+    for key, value in sample.items():
+        if key == "images":
+            batch[key] = images_to_tensor(value)[None]
+        elif key in FLOAT_KEYS and value is not None:
+            batch[key] = torch.as_tensor(np.asarray(value, dtype=np.float32))[None]
+        elif key in ("mask", "visible") and value is not None:
+            batch[key] = torch.as_tensor(np.asarray(value)).bool()[None]
+        else:
+            batch[key] = value
+    if batch.get("mask") is None:
+        batch["mask"] = batch["depth"] > 0
+    if device is not None:
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return batch

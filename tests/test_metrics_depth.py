@@ -1,0 +1,156 @@
+"""Depth metrics and alignment modes: hand-computed values, brute-force references, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linprog
+
+from subspace_hub.errors import MetricInputError
+from subspace_hub.metrics import abs_rel, align_depth, delta, depth_metrics, log_rmse, rmse, sq_rel
+
+RNG = np.random.default_rng(0)
+
+
+def brute_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """Per-pixel Python loops over the valid pixels (gt > 0)."""
+    rows = [(float(p), float(g)) for p, g in zip(pred.ravel(), gt.ravel(), strict=True) if g > 0]
+    n = len(rows)
+    out = {
+        "abs_rel": sum(abs(p - g) / g for p, g in rows) / n,
+        "sq_rel": sum((p - g) ** 2 / g for p, g in rows) / n,
+        "rmse": (sum((p - g) ** 2 for p, g in rows) / n) ** 0.5,
+    }
+    clamped = [(max(p, 1e-5), g) for p, g in rows]
+    out["log_rmse"] = (sum((np.log(p) - np.log(g)) ** 2 for p, g in clamped) / n) ** 0.5
+    for i in (1, 2, 3):
+        out[f"delta_{i}"] = sum(max(p / g, g / p) < 1.25**i for p, g in clamped) / n
+    return out
+
+
+def test_hand_computed_values():
+    gt = np.array([[1.0, 2.0], [4.0, 0.0]])  # the 0 is invalid
+    pred = np.array([[1.5, 2.0], [2.0, 7.0]])
+    result = depth_metrics(pred, gt, align="metric")
+    assert result["abs_rel"] == pytest.approx((0.5 / 1 + 0 + 2 / 4) / 3)
+    assert result["sq_rel"] == pytest.approx((0.25 / 1 + 0 + 4 / 4) / 3)
+    assert result["rmse"] == pytest.approx(((0.25 + 0 + 4) / 3) ** 0.5)
+    assert result["log_rmse"] == pytest.approx(((np.log(1.5) ** 2 + 0 + np.log(0.5) ** 2) / 3) ** 0.5)
+    assert result["delta_1"] == pytest.approx(1 / 3)  # ratios 1.5, 1, 2
+    assert result["delta_2"] == pytest.approx(2 / 3)  # 1.5 < 1.5625 < 2
+    assert result["delta_3"] == pytest.approx(2 / 3)  # 1.5 < 1.953 < 2
+    assert result["valid_pixels"] == 3
+    # median scaling over the valid pixels: median(gt) = 2, median(pred) = median(1.5, 2, 2) = 2
+    pred[0, 1] = 3.0
+    assert depth_metrics(pred, gt) == pytest.approx(depth_metrics(pred * 2 / 2.0, gt, align="metric"))
+    pred[0, 0] = 2.5  # now median(2.5, 3, 2) = 2.5
+    assert depth_metrics(pred, gt) == pytest.approx(depth_metrics(pred * 2 / 2.5, gt, align="metric"))
+
+
+@pytest.mark.parametrize("align", ["median", "scale", "scale_shift_lstsq", "metric"])
+def test_metrics_match_brute_force_after_each_alignment(align):
+    gt = 1 + 4 * RNG.random((3, 12, 10))
+    gt[RNG.random(gt.shape) < 0.2] = 0  # invalid pixels
+    pred = gt * (0.5 + 0.1 * RNG.standard_normal(gt.shape)) + 0.2
+    pred = np.abs(pred)
+    aligned, scales, shifts = align_depth(pred, gt, align=align)
+    assert aligned.shape == gt.shape and scales.shape == (3,)
+    expected = brute_metrics(aligned.numpy(), gt)
+    result = depth_metrics(pred, gt, align=align)
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_alignment_fits_match_references():
+    gt = 1 + RNG.random((2, 9, 9))
+    pred = 0.4 * gt + 0.3 + 0.02 * RNG.standard_normal(gt.shape)
+    valid = gt > 0
+    # median: torch's lower median, as CUT3R
+    _, s, _ = align_depth(pred, gt, align="median", per="sequence")
+    assert float(s[0]) == pytest.approx(float(torch.median(torch.from_numpy(gt[valid]))) / float(torch.median(torch.from_numpy(pred[valid]))))
+    # least squares scale and shift, per frame
+    _, s, t = align_depth(pred, gt, align="scale_shift_lstsq")
+    for i in range(2):
+        solution = np.linalg.lstsq(np.c_[pred[i].ravel(), np.ones(81)], gt[i].ravel(), rcond=None)[0]
+        assert (float(s[i]), float(t[i])) == pytest.approx(tuple(solution), rel=1e-9)
+    # Weiszfeld L1 scale: 10 IRLS updates from the ratio of means
+    p, g = pred.ravel(), gt.ravel()
+    scale = g.mean() / p.mean()
+    for _ in range(10):
+        w = 1 / (np.abs(scale * p - g) + 1e-8)
+        scale = (w * p * g).sum() / (w * p * p).sum()
+    _, s, _ = align_depth(pred, gt, align="scale", per="sequence")
+    assert float(s[0]) == pytest.approx(max(scale, 1e-3), rel=1e-9)
+
+
+def test_exact_l1_scale_shift_reaches_the_linear_programming_optimum():
+    gt = 1 + RNG.random(60)
+    pred = 0.7 * gt + 0.2 + 0.05 * RNG.standard_normal(60)
+    pred[:5] += 2.0  # outliers L1 ignores
+    n = len(gt)
+    # variables: s, t, e_1..e_n; minimise sum e subject to -e <= s p + t - g <= e
+    c = np.r_[0, 0, np.ones(n)]
+    A = np.block([[pred[:, None], np.ones((n, 1)), -np.eye(n)], [-pred[:, None], -np.ones((n, 1)), -np.eye(n)]])
+    b = np.r_[gt, -gt]
+    lp = linprog(c, A_ub=A, b_ub=b, bounds=[(None, None), (None, None)] + [(0, None)] * n)
+    aligned, s, t = align_depth(pred[None], gt[None], align="scale_shift_l1", l1_solver="exact")
+    ours = np.abs(aligned.numpy() - gt).sum()
+    assert ours == pytest.approx(lp.fun, rel=1e-6)
+    # the reference procedure (Adam, lr 1e-4) only moves near its median-ratio start: worse than the optimum
+    reference_aligned, _, _ = align_depth(pred[None], gt[None], align="scale_shift_l1")
+    assert np.abs(reference_aligned.numpy() - gt).sum() >= lp.fun - 1e-9
+
+
+def test_per_frame_and_per_sequence_and_masks():
+    gt = 1 + RNG.random((2, 5, 5))
+    pred = gt.copy()
+    pred[1] *= 3  # frame 1 has another scale
+    assert depth_metrics(pred, gt)["abs_rel"] == pytest.approx(0, abs=1e-12)  # per frame: both exact
+    assert depth_metrics(pred, gt, per="sequence")["abs_rel"] > 0.1
+    mask = np.ones_like(gt, dtype=bool)
+    mask[1] = False
+    assert depth_metrics(pred, gt, mask, per="sequence")["abs_rel"] == pytest.approx(0, abs=1e-12)
+    far = gt.copy()
+    far[0, 0, 0] = 100.0
+    assert depth_metrics(pred, far, max_depth=70, align="metric", mask=~np.eye(5, dtype=bool)[None].repeat(2, 0))["valid_pixels"] == 2 * 20
+
+
+def test_single_metric_functions_agree_with_depth_metrics():
+    gt = 1 + RNG.random((4, 6))
+    pred = gt * 1.1 + 0.05 * RNG.random((4, 6))
+    full = depth_metrics(pred, gt, align="scale")
+    assert abs_rel(pred, gt, align="scale") == full["abs_rel"]
+    assert sq_rel(pred, gt, align="scale") == full["sq_rel"]
+    assert rmse(pred, gt, align="scale") == full["rmse"]
+    assert log_rmse(pred, gt, align="scale") == full["log_rmse"]
+    assert delta(pred, gt, align="scale") == full["delta_1"]
+    assert delta(pred, gt, threshold=1.25**2, align="scale") == full["delta_2"]
+    aligned, _, _ = align_depth(pred, gt, align="scale")
+    ratio = np.maximum(aligned.numpy() / gt, gt / aligned.numpy())
+    assert delta(pred, gt, threshold=1.01, align="scale") == pytest.approx((ratio < 1.01).mean())
+
+
+def test_bad_depth_inputs_raise_clear_errors():
+    gt = 1 + RNG.random((3, 4))
+    with pytest.raises(MetricInputError, match="No valid pixel"):
+        depth_metrics(gt, gt, np.zeros((3, 4), bool))
+    with pytest.raises(MetricInputError, match="No valid pixel"):
+        depth_metrics(gt, np.zeros((3, 4)))
+    with pytest.raises(MetricInputError, match=r"same shape.*\(3, 4\) and \(4, 3\)"):
+        depth_metrics(gt, gt.T)
+    nan = gt.copy()
+    nan[0, 0] = np.nan
+    with pytest.raises(MetricInputError, match="predicted depth has 1 NaN"):
+        depth_metrics(nan, gt)
+    with pytest.raises(MetricInputError, match="reference depth has 1 NaN"):
+        depth_metrics(gt, nan)
+    assert depth_metrics(gt, gt, ~np.isnan(nan))["valid_pixels"] == 11  # masked NaNs are fine
+    with pytest.raises(MetricInputError, match="Unknown alignment 'affine'"):
+        depth_metrics(gt, gt, align="affine")
+    with pytest.raises(MetricInputError, match="per must be"):
+        depth_metrics(gt, gt, per="batch")
+    with pytest.raises(MetricInputError, match=r"mask has shape \(4,\), expected \(3, 4\)"):
+        depth_metrics(gt, gt, np.ones(4, bool))
+    with pytest.raises(MetricInputError, match="median predicted depth is 0"):
+        depth_metrics(np.zeros((3, 4)), gt)

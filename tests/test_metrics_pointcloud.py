@@ -1,0 +1,292 @@
+"""Point-cloud metrics, alignment and the reconstruction protocol: known answers and brute-force references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+from scipy.spatial.transform import Rotation
+
+from subspace_hub.errors import MetricInputError
+from subspace_hub.metrics import (
+    NeighborIndex,
+    chamfer,
+    chamfer_and_normals,
+    estimate_normals,
+    icp,
+    normal_consistency,
+    point_cloud_metrics,
+    reconstruction_metrics,
+    umeyama,
+)
+
+RNG = np.random.default_rng(0)
+
+
+# -- brute-force references (full distance matrices, per-point loops) -------------------------------------------
+
+
+def brute_nn(queries: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    distances = np.sqrt(((queries[:, None, :] - points[None, :, :]) ** 2).sum(-1))
+    index = distances.argmin(axis=1)
+    return distances[np.arange(len(queries)), index], index
+
+
+def brute_normals(points: np.ndarray, k: int) -> np.ndarray:
+    distances = np.sqrt(((points[:, None, :] - points[None, :, :]) ** 2).sum(-1))
+    normals = []
+    for i in range(len(points)):
+        patch = points[np.argsort(distances[i])[:k]]
+        centred = patch - patch.mean(axis=0)
+        _, vectors = np.linalg.eigh(centred.T @ centred)
+        normals.append(vectors[:, 0])
+    return np.array(normals)
+
+
+def surface(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    uv = rng.random((n, 2))
+    return np.c_[uv, 0.3 * np.sin(3 * uv[:, 0]) * np.cos(2 * uv[:, 1])]
+
+
+# -- known answers ----------------------------------------------------------------------------------------------
+
+
+def test_parallel_planes_offset_by_h():
+    u, v = np.meshgrid(np.linspace(0, 1, 40), np.linspace(0, 1, 30))
+    plane = np.c_[u.ravel(), v.ravel(), np.zeros(u.size)]
+    for h in (0.01, 0.25):
+        result = chamfer(plane + [0, 0, h], plane)
+        for key in ("acc", "acc_median", "comp", "comp_median"):
+            assert result[key] == pytest.approx(h, abs=1e-12), key
+
+
+def test_normal_consistency_of_a_sphere_with_itself_is_one():
+    x = RNG.standard_normal((3000, 3))
+    sphere = x / np.linalg.norm(x, axis=1, keepdims=True)
+    result = normal_consistency(sphere, sphere)
+    assert all(value == pytest.approx(1.0, abs=1e-12) for value in result.values())
+    # estimated normals of a unit sphere are radial up to the curvature of 30-point patches
+    normals = estimate_normals(sphere).numpy()
+    assert np.abs((normals * sphere).sum(1)).min() > 0.99
+
+
+def random_similarity(seed: int) -> tuple[float, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return float(rng.uniform(0.3, 3.0)), Rotation.random(random_state=seed).as_matrix(), rng.standard_normal(3)
+
+
+def test_umeyama_recovers_a_similarity_exactly():
+    x = RNG.standard_normal((200, 3))
+    scale, rotation, translation = random_similarity(1)
+    y = scale * x @ rotation.T + translation
+    sim = umeyama(x, y)
+    assert sim.scale == pytest.approx(scale, rel=1e-12)
+    np.testing.assert_allclose(sim.rotation.numpy(), rotation, atol=1e-12)
+    np.testing.assert_allclose(sim.translation.numpy(), translation, atol=1e-12)
+    rigid = umeyama(x, x @ rotation.T + translation, with_scale=False)
+    assert rigid.scale == 1.0 and np.allclose(rigid.rotation.numpy(), rotation, atol=1e-12)
+    np.testing.assert_allclose(sim.matrix.numpy()[:3, :3], scale * rotation, atol=1e-12)
+
+
+def test_umeyama_is_the_least_squares_optimum_under_noise():
+    x = RNG.standard_normal((100, 3))
+    scale, rotation, translation = random_similarity(2)
+    y = scale * x @ rotation.T + translation + 0.05 * RNG.standard_normal((100, 3))
+
+    def objective(params: np.ndarray) -> float:
+        c, R, t = math.exp(params[0]), Rotation.from_rotvec(params[1:4]).as_matrix(), params[4:]
+        return float(((y - (c * x @ R.T + t)) ** 2).sum())
+
+    start = np.r_[0.0, np.zeros(3), np.zeros(3)]
+    best = minimize(objective, start, method="BFGS", options={"gtol": 1e-10}).fun
+    sim = umeyama(x, y)
+    ours = float(((y - sim.apply(torch.from_numpy(x)).numpy()) ** 2).sum())
+    assert ours == pytest.approx(best, rel=1e-6)
+    assert ours <= best + 1e-9
+
+
+def test_reconstruction_of_a_similarity_transformed_copy_is_zero():
+    """GT from depth + cameras; the prediction is the same scene in another similarity frame (scaled depth,
+    transformed cameras), once as depth + cameras and once as world points."""
+    S, H, W = 3, 20, 24
+    v, u = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+    depth = np.stack([2 + 0.3 * np.sin(u / 4 + i) * np.cos(v / 5) for i in range(S)])
+    extrinsics = np.zeros((S, 3, 4))
+    for i in range(S):
+        extrinsics[i, :, :3] = Rotation.from_rotvec([0, 0.1 * i, 0.02 * i]).as_matrix()
+        extrinsics[i, :, 3] = [-0.2 * i, 0.05 * i, 0.0]
+    intrinsics = np.tile(np.array([[20.0, 0, W / 2], [0, 20.0, H / 2], [0, 0, 1]]), (S, 1, 1))
+    gt = {"depth": depth, "extrinsics": extrinsics, "intrinsics": intrinsics, "mask": depth > 0}
+    scale, rotation, translation = random_similarity(3)
+    pred_extrinsics = np.zeros_like(extrinsics)  # x_c' = s x_c for world X' = s R X + t
+    pred_extrinsics[:, :, :3] = extrinsics[:, :, :3] @ rotation.T
+    pred_extrinsics[:, :, 3] = scale * extrinsics[:, :, 3] - (extrinsics[:, :, :3] @ rotation.T @ translation)
+    prediction = {"depth": scale * depth, "extrinsics": pred_extrinsics, "intrinsics": intrinsics}
+    result = reconstruction_metrics(prediction, gt)
+    for key in ("acc", "acc_median", "comp", "comp_median"):
+        assert result[key] < 1e-9, key
+    assert result["nc"] == pytest.approx(1.0, abs=1e-9)
+    from subspace_hub.metrics import point_map
+
+    world = point_map(gt, "gt").numpy()
+    moved = scale * world @ rotation.T + translation
+    assert reconstruction_metrics({"world_points": moved}, gt)["acc"] < 1e-9
+    # without alignment the same prediction is far off
+    assert reconstruction_metrics({"world_points": moved}, gt, alignment="none")["acc"] > 0.1
+
+
+def test_icp_registers_a_small_rigid_motion():
+    target = surface(3000, 0)
+    rotation = Rotation.from_rotvec([0.0, 0.0, 0.05]).as_matrix()
+    source = target @ rotation.T + [0.02, -0.01, 0.015]
+    result = icp(source, target, max_correspondence_distance=0.1)
+    assert result.fitness == 1.0 and result.inlier_rmse < 1e-6 and 1 <= result.iterations <= 30
+    np.testing.assert_allclose(result.apply(torch.from_numpy(source)).numpy(), target, atol=1e-6)
+    far = icp(source + 10.0, target, max_correspondence_distance=0.1)  # no correspondence: nothing moves
+    assert far.fitness == 0.0 and far.iterations == 0 and torch.equal(far.transformation, torch.eye(4, dtype=torch.float64))
+
+
+# -- agreement with brute force -----------------------------------------------------------------------------------
+
+
+def test_chamfer_matches_brute_force_on_random_clouds():
+    pred, gt = RNG.random((700, 3)), RNG.random((500, 3)) * [1, 1, 0.2]
+    acc, _ = brute_nn(pred, gt)
+    comp, _ = brute_nn(gt, pred)
+    expected = {"acc": acc.mean(), "acc_median": np.median(acc), "comp": comp.mean(), "comp_median": np.median(comp)}
+    for backend in ("kdtree", "brute"):
+        result = chamfer(pred, gt, backend=backend)
+        for key, value in expected.items():
+            assert result[key] == pytest.approx(value, abs=1e-6, rel=1e-6), (backend, key)
+
+
+def test_normals_and_nc_match_brute_force():
+    pred, gt = surface(400, 1) + 0.005 * RNG.standard_normal((400, 3)), surface(300, 2)
+    for backend in ("kdtree", "brute"):
+        normals = estimate_normals(pred, k=30, backend=backend).numpy()
+        reference = brute_normals(pred, 30)
+        np.testing.assert_allclose(np.abs((normals * reference).sum(1)), 1.0, atol=1e-6)
+    n_pred, n_gt = brute_normals(pred, 30), brute_normals(gt, 30)
+    _, nn_pred = brute_nn(pred, gt)
+    _, nn_gt = brute_nn(gt, pred)
+    nc1 = np.abs((n_gt[nn_pred] * n_pred).sum(1))
+    nc2 = np.abs((n_pred[nn_gt] * n_gt).sum(1))
+    result = normal_consistency(pred, gt)
+    assert result["nc1"] == pytest.approx(nc1.mean(), abs=1e-6) and result["nc1_median"] == pytest.approx(np.median(nc1), abs=1e-6)
+    assert result["nc2"] == pytest.approx(nc2.mean(), abs=1e-6) and result["nc2_median"] == pytest.approx(np.median(nc2), abs=1e-6)
+    assert result["nc"] == pytest.approx((nc1.mean() + nc2.mean()) / 2, abs=1e-6)
+    combined = chamfer_and_normals(pred, gt)
+    assert combined["nc"] == pytest.approx(result["nc"], abs=1e-12) and combined["acc"] == pytest.approx(chamfer(pred, gt)["acc"], abs=1e-12)
+    # given normals are used as they are (normalised)
+    given = normal_consistency(pred, gt, prediction_normals=3 * n_pred, reference_normals=n_gt)
+    assert given["nc1"] == pytest.approx(nc1.mean(), abs=1e-9)
+
+
+def brute_icp(source: np.ndarray, target: np.ndarray, threshold: float, iterations: int = 30) -> tuple[np.ndarray, float, float]:
+    """Open3D's point-to-point loop, written with full distance matrices and an SVD per step."""
+
+    def evaluate(points):
+        d, idx = brute_nn(points, target)
+        keep = d < threshold
+        return keep.mean(), (math.sqrt((d[keep] ** 2).mean()) if keep.any() else 0.0), keep, idx
+
+    transform, current = np.eye(4), source.copy()
+    fitness, rmse, keep, idx = evaluate(current)
+    for _ in range(iterations):
+        a, b = current[keep], target[idx[keep]]
+        ca, cb = a.mean(0), b.mean(0)
+        U, _, Vt = np.linalg.svd((b - cb).T @ (a - ca))
+        D = np.diag([1, 1, np.sign(np.linalg.det(U) * np.linalg.det(Vt))])
+        R = U @ D @ Vt
+        step = np.eye(4)
+        step[:3, :3], step[:3, 3] = R, cb - R @ ca
+        transform, current = step @ transform, current @ R.T + step[:3, 3]
+        previous = (fitness, rmse)
+        fitness, rmse, keep, idx = evaluate(current)
+        if abs(previous[0] - fitness) < 1e-6 and abs(previous[1] - rmse) < 1e-6:
+            break
+    return transform, fitness, rmse
+
+
+def test_icp_matches_a_brute_force_loop():
+    target = surface(800, 3)
+    source = target[:600] @ Rotation.from_rotvec([0.02, -0.03, 0.04]).as_matrix().T + [0.03, 0.0, -0.02]
+    source += 0.003 * RNG.standard_normal(source.shape)
+    transform, fitness, rmse = brute_icp(source, target, 0.1)
+    result = icp(source, target, max_correspondence_distance=0.1)
+    np.testing.assert_allclose(result.transformation.numpy(), transform, atol=1e-6)
+    assert result.fitness == pytest.approx(fitness, abs=1e-12) and result.inlier_rmse == pytest.approx(rmse, abs=1e-6)
+
+
+def test_protocol_on_corresponding_points_matches_the_steps():
+    gt = surface(500, 4)
+    scale, rotation, translation = random_similarity(5)
+    pred = scale * (gt + 0.01 * RNG.standard_normal(gt.shape)) @ rotation.T + translation
+    sim = umeyama(pred, gt)
+    aligned = sim.apply(torch.from_numpy(pred))
+    refined = icp(aligned, gt).apply(aligned)
+    expected = chamfer_and_normals(refined, gt)
+    assert point_cloud_metrics(pred, gt) == pytest.approx(expected, abs=1e-12)
+
+
+def test_neighbor_index_backends_agree_with_bounds_and_k():
+    points, queries = torch.from_numpy(RNG.random((2000, 3))), torch.from_numpy(RNG.random((300, 3)))
+    kd, brute = NeighborIndex(points, "kdtree"), NeighborIndex(points, "brute")
+    for k in (1, 7):
+        (d1, i1), (d2, i2) = kd.query(queries, k=k), brute.query(queries, k=k)
+        torch.testing.assert_close(d1, d2, atol=1e-12, rtol=0)
+        assert torch.equal(i1, i2)
+    d, i = kd.query(queries, distance_upper_bound=0.02)
+    db, ib = brute.query(queries, distance_upper_bound=0.02)
+    assert torch.equal(i, ib) and bool((i == -1).any()) and bool(torch.isinf(d[i == -1]).all())
+    with pytest.raises(ValueError, match="backend must be"):
+        NeighborIndex(points, "faiss")
+
+
+# -- bad input ------------------------------------------------------------------------------------------------------
+
+
+def test_bad_point_clouds_raise_clear_errors():
+    good = RNG.random((10, 3))
+    with pytest.raises(MetricInputError, match="prediction is empty"):
+        chamfer(np.zeros((0, 3)), good)
+    nan = good.copy()
+    nan[3, 1] = np.nan
+    with pytest.raises(MetricInputError, match=r"reference has 1 point\(s\) with NaN or infinite coordinates"):
+        chamfer(good, nan)
+    with pytest.raises(MetricInputError, match=r"must have shape \[N, 3\]"):
+        chamfer(good[:, :2], good)
+    with pytest.raises(MetricInputError, match="same shape"):
+        umeyama(good, good[:5])
+    with pytest.raises(MetricInputError, match="at least 3 corresponding points"):
+        umeyama(good[:2], good[:2])
+    with pytest.raises(MetricInputError, match="all source points coincide"):
+        umeyama(np.ones((5, 3)), good[:5])
+    with pytest.raises(MetricInputError, match="needs at least 3 points"):
+        estimate_normals(good[:2])
+    with pytest.raises(MetricInputError, match="1 zero-length normal"):
+        normal_consistency(good, good, prediction_normals=np.r_[np.zeros((1, 3)), np.ones((9, 3))])
+    with pytest.raises(MetricInputError, match="must be an array or tensor of numbers"):
+        chamfer("points", good)
+
+
+def test_bad_reconstruction_inputs_raise_clear_errors():
+    depth = np.ones((2, 4, 5))
+    cams = {"extrinsics": np.tile(np.eye(3, 4), (2, 1, 1)), "intrinsics": np.tile(np.eye(3), (2, 1, 1))}
+    gt = {"depth": depth, **cams}
+    with pytest.raises(MetricInputError, match="no valid pixel"):
+        reconstruction_metrics({"depth": depth, **cams}, {**gt, "mask": np.zeros((2, 4, 5), bool)})
+    with pytest.raises(MetricInputError, match="lacks extrinsics, intrinsics"):
+        reconstruction_metrics({"depth": depth}, gt)
+    with pytest.raises(MetricInputError, match="prediction has 1 views and reference 2"):
+        reconstruction_metrics({"depth": depth[:1], "extrinsics": cams["extrinsics"][:1], "intrinsics": cams["intrinsics"][:1]}, gt)
+    bad = depth.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(MetricInputError, match=r"predicted points has 1 point\(s\) with NaN"):
+        reconstruction_metrics({"depth": bad, **cams}, gt)
+    with pytest.raises(MetricInputError, match="alignment must be"):
+        reconstruction_metrics({"depth": depth, **cams}, gt, alignment="sim3")
