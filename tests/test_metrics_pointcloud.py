@@ -290,3 +290,35 @@ def test_bad_reconstruction_inputs_raise_clear_errors():
         reconstruction_metrics({"depth": bad, **cams}, gt)
     with pytest.raises(MetricInputError, match="alignment must be"):
         reconstruction_metrics({"depth": depth, **cams}, gt, alignment="sim3")
+
+
+def test_large_query_sets_are_answered_in_input_order():
+    """Above 50K queries the KD-tree path reorders them along a Z-curve; answers come back in input order."""
+    from subspace_hub.metrics.neighbors import morton_order
+
+    points, queries = torch.from_numpy(RNG.random((3000, 3))), torch.from_numpy(RNG.random((60_000, 3)))
+    order = morton_order(queries.numpy())
+    assert sorted(order.tolist()) == list(range(60_000))
+    kd, brute = NeighborIndex(points, "kdtree"), NeighborIndex(points, "brute")
+    (d1, i1), (d2, i2) = kd.query(queries), brute.query(queries)
+    assert torch.equal(i1, i2)
+    torch.testing.assert_close(d1, d2, atol=1e-12, rtol=0)
+    assert torch.equal(kd.query(queries, sort=False)[1], i1)
+
+
+def test_closed_form_normals_handle_degenerate_neighbourhoods():
+    from subspace_hub.metrics.pointcloud import smallest_eigenvector
+
+    rotations = torch.from_numpy(Rotation.random(500, random_state=0).as_matrix())
+    spectra = torch.from_numpy(RNG.random((500, 3)) + 0.01)
+    covariance = rotations @ torch.diag_embed(spectra) @ rotations.transpose(1, 2)
+    vectors = smallest_eigenvector(covariance)
+    expected = torch.linalg.eigh(covariance)[1][:, :, 0]
+    torch.testing.assert_close((vectors * expected).sum(1).abs(), torch.ones(500, dtype=torch.float64), atol=1e-9, rtol=0)
+    line = rotations[:1] @ torch.diag(torch.tensor([1.0, 1e-12, 1e-12], dtype=torch.float64)) @ rotations[:1].transpose(1, 2)
+    v = smallest_eigenvector(line)[0]  # any unit vector orthogonal to the line
+    assert float(v.norm()) == pytest.approx(1.0) and abs(float(v @ rotations[0][:, 0])) < 1e-9
+    assert smallest_eigenvector(2 * torch.eye(3, dtype=torch.float64)[None]).tolist() == [[0.0, 0.0, 1.0]]
+    collinear = np.c_[np.linspace(0, 1, 40), np.zeros(40), np.zeros(40)]
+    normals = estimate_normals(collinear, k=5).numpy()
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1.0) and np.abs(normals[:, 0]).max() < 1e-9

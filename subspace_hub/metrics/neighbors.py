@@ -1,8 +1,10 @@
-"""Nearest neighbours in 3D: a KD-tree (scipy) for CPU tensors, chunked brute force in torch for GPU tensors.
+"""Exact nearest neighbours in 3D: a KD-tree (scipy, all CPU threads) or chunked brute force in torch.
 
-Both return exact Euclidean distances in float64. The brute-force path ranks candidates with a float32 matrix
-product on centred coordinates and recomputes the winners' distances exactly, so a returned distance is exact
-for the returned neighbour; only near-ties closer than float32 resolution may pick the other candidate.
+``auto`` takes the KD-tree for CPU and CUDA tensors alike (CUDA queries travel to the CPU and the answers
+back): measured on an H100 against 16 CPU threads (BENCHMARKS.md), brute force on the GPU needs 22.6 s for one
+nearest-neighbour pass over 1M x 1M points where the tree needs well under a second, because a 3-wide distance
+computation is bound by memory traffic, not arithmetic. ``brute`` keeps everything on the tensors' device
+(useful for small clouds inside GPU code); it computes float64 distances on centred coordinates.
 """
 
 from __future__ import annotations
@@ -10,11 +12,29 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 
 Backend = Literal["auto", "kdtree", "brute"]
 
-_BRUTE_ELEMENTS = {"cuda": 2**27, "cpu": 2**22}  # distance-matrix elements per chunk (512 MiB / 16 MiB in float32)
+_BRUTE_ELEMENTS = {"cuda": 2**28, "cpu": 2**22}  # distance-matrix elements per chunk (1 GiB / 16 MiB in float32)
+_SORT_QUERIES_FROM = 50_000
+
+
+def morton_order(points: np.ndarray) -> np.ndarray:
+    """A permutation putting [N, 3] points in Z-order (21 bits per axis): neighbours in space end up close."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    cells = ((points - low) / np.maximum(high - low, 1e-300) * (2**21 - 1)).astype(np.uint64)
+
+    def spread(x: np.ndarray) -> np.ndarray:  # insert two zero bits between the 21 bits of x
+        x = (x | (x << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
+        x = (x | (x << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
+        x = (x | (x << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
+        x = (x | (x << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
+        return (x | (x << np.uint64(2))) & np.uint64(0x1249249249249249)
+
+    codes = spread(cells[:, 0]) | (spread(cells[:, 1]) << np.uint64(1)) | (spread(cells[:, 2]) << np.uint64(2))
+    return np.argsort(codes, kind="stable")
 
 
 class NeighborIndex:
@@ -26,7 +46,7 @@ class NeighborIndex:
 
     def __init__(self, points: torch.Tensor, backend: Backend = "auto") -> None:
         if backend == "auto":
-            backend = "kdtree" if points.device.type == "cpu" else "brute"
+            backend = "kdtree"
         if backend not in ("kdtree", "brute"):
             raise ValueError(f"backend must be 'auto', 'kdtree' or 'brute', got {backend!r}")
         self.points = points
@@ -41,38 +61,55 @@ class NeighborIndex:
     def __len__(self) -> int:
         return self.points.shape[0]
 
-    def query(self, queries: torch.Tensor, k: int = 1, distance_upper_bound: float = math.inf) -> tuple[torch.Tensor, torch.Tensor]:
+    def query(
+        self, queries: torch.Tensor, k: int = 1, distance_upper_bound: float = math.inf, *, sort: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Distances and indices of the ``k`` nearest reference points of each query point.
 
         Returns [N] tensors for ``k == 1`` and [N, k] otherwise, on the queries' device. Neighbours farther than
         ``distance_upper_bound`` come back with distance ``inf`` and index ``-1``; ``k`` is capped at the number
-        of reference points.
+        of reference points. ``sort=False`` skips reordering large query sets along a space-filling curve (for
+        callers whose queries are already in spatial order, see :meth:`spatial_order`).
         """
         k = min(k, len(self))
-        if self._tree is not None:
-            distances, indices = self._tree.query(queries.cpu().numpy(), k=k, distance_upper_bound=distance_upper_bound, workers=-1)
-            distances = torch.from_numpy(distances).to(queries.device)
-            indices = torch.from_numpy(indices).to(queries.device)
+        if self._tree is None:
+            return self._brute(queries, k, distance_upper_bound)
+        array = queries.cpu().numpy()
+        # Queries in spatial order walk the tree with far fewer cache misses (about 2x faster on 1M points).
+        order = morton_order(array) if sort and len(array) >= _SORT_QUERIES_FROM else None
+        distances, indices = self._tree.query(array if order is None else array[order], k=k, distance_upper_bound=distance_upper_bound, workers=-1)
+        if order is not None:
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
+            distances, indices = distances[inverse], indices[inverse]
+        distances = torch.from_numpy(distances).to(queries.device)
+        indices = torch.from_numpy(indices).to(queries.device)
+        if math.isfinite(distance_upper_bound):
             indices[~torch.isfinite(distances)] = -1
-            return distances, indices
-        return self._brute(queries, k, distance_upper_bound)
+        return distances, indices
+
+    def spatial_order(self) -> torch.Tensor:
+        """A permutation of the reference points in which neighbours are close (the KD-tree's leaf order)."""
+        if self._tree is not None:
+            return torch.from_numpy(self._tree.indices.astype(np.int64)).to(self.points.device)
+        return torch.from_numpy(morton_order(self.points.cpu().numpy())).to(self.points.device)
 
     def _brute(self, queries: torch.Tensor, k: int, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
         refs = self.points.to(queries.device)
         centre = refs.mean(dim=0)
-        refs32 = (refs - centre).float()
-        ref_sq = refs32.square().sum(dim=1)
+        refs_c = refs - centre  # centred coordinates keep |q|^2 + |r|^2 - 2 q.r accurate
+        ref_sq = refs_c.square().sum(dim=1)
         budget = _BRUTE_ELEMENTS["cuda" if queries.device.type == "cuda" else "cpu"]
-        ref_chunk = min(len(refs32), max(budget // 1024, 1))
+        ref_chunk = min(len(refs_c), max(budget // 1024, 1))
         query_chunk = max(budget // ref_chunk, 1)
         all_dist, all_idx = [], []
         for q0 in range(0, queries.shape[0], query_chunk):
             q = queries[q0 : q0 + query_chunk]
-            q32 = (q - centre).float()
-            q_sq = q32.square().sum(dim=1, keepdim=True)
+            q_c = q - centre
+            q_sq = q_c.square().sum(dim=1, keepdim=True)
             best_d = best_i = None
-            for r0 in range(0, len(refs32), ref_chunk):
-                scores = q_sq + ref_sq[None, r0 : r0 + ref_chunk] - 2.0 * (q32 @ refs32[r0 : r0 + ref_chunk].T)
+            for r0 in range(0, len(refs_c), ref_chunk):
+                scores = q_sq + ref_sq[None, r0 : r0 + ref_chunk] - 2.0 * (q_c @ refs_c[r0 : r0 + ref_chunk].T)
                 d, i = scores.topk(min(k, scores.shape[1]), dim=1, largest=False)
                 i = i + r0
                 if best_d is None:
@@ -81,7 +118,7 @@ class NeighborIndex:
                     d, order = torch.cat([best_d, d], dim=1).topk(k, dim=1, largest=False)
                     best_i = torch.cat([best_i, i], dim=1).gather(1, order)
                     best_d = d
-            exact = (q[:, None, :] - refs[best_i]).norm(dim=-1)  # float64, for the chosen neighbours
+            exact = (q[:, None, :] - refs[best_i]).norm(dim=-1)  # the chosen neighbours' distances, directly
             exact, order = exact.sort(dim=1)
             all_dist.append(exact)
             all_idx.append(best_i.gather(1, order))

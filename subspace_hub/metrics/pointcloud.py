@@ -54,17 +54,51 @@ def estimate_normals(points: Any, k: int = 30, *, index: NeighborIndex | None = 
         raise MetricInputError(f"estimating normals needs at least 3 points, got {cloud.shape[0]}.")
     index = index if index is not None else NeighborIndex(cloud, backend)
     normals = torch.empty_like(cloud)
+    order = index.spatial_order() if index.points is cloud or torch.equal(index.points, cloud) else torch.arange(cloud.shape[0], device=cloud.device)
     for start in range(0, cloud.shape[0], _NORMAL_CHUNK):
-        chunk = cloud[start : start + _NORMAL_CHUNK]
-        _, neighbors = index.query(chunk, k=k)
+        rows = order[start : start + _NORMAL_CHUNK]
+        _, neighbors = index.query(cloud[rows], k=k, sort=False)
         if neighbors.ndim == 1:
             neighbors = neighbors[:, None]
         patch = cloud[neighbors]  # [c, k, 3]
         centred = patch - patch.mean(dim=1, keepdim=True)
-        covariance = centred.transpose(1, 2) @ centred
-        _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
-        normals[start : start + chunk.shape[0]] = vectors[:, :, 0]
+        normals[rows] = smallest_eigenvector(centred.transpose(1, 2) @ centred)
     return normals
+
+
+def smallest_eigenvector(covariance: torch.Tensor) -> torch.Tensor:
+    """Unit eigenvectors [N, 3] of the smallest eigenvalues of symmetric positive semi-definite 3x3 matrices
+    [N, 3, 3], in closed form (several times faster than batched ``eigh``): the eigenvalue from the
+    trigonometric solution of the characteristic cubic, the eigenvector as the largest cross product of two rows
+    of ``A - lambda I``. Isotropic matrices (every direction an eigenvector) get (0, 0, 1), as Open3D's default."""
+    a = covariance
+    q = (a[:, 0, 0] + a[:, 1, 1] + a[:, 2, 2]) / 3
+    off = a[:, 0, 1].square() + a[:, 0, 2].square() + a[:, 1, 2].square()
+    p = (((a[:, 0, 0] - q).square() + (a[:, 1, 1] - q).square() + (a[:, 2, 2] - q).square() + 2 * off) / 6).sqrt()
+    eye = torch.eye(3, dtype=a.dtype, device=a.device)
+    safe_p = torch.where(p > 0, p, torch.ones_like(p))
+    b = (a - q[:, None, None] * eye) / safe_p[:, None, None]
+    r = (torch.linalg.det(b) / 2).clamp(-1.0, 1.0)
+    phi = torch.acos(r) / 3
+    smallest = q + 2 * p * torch.cos(phi + 2 * torch.pi / 3)
+    m = a - smallest[:, None, None] * eye
+    candidates = torch.stack([torch.cross(m[:, 0], m[:, 1], dim=1), torch.cross(m[:, 0], m[:, 2], dim=1), torch.cross(m[:, 1], m[:, 2], dim=1)], dim=1)
+    lengths = candidates.norm(dim=2)
+    best = lengths.argmax(dim=1)
+    rows = torch.arange(a.shape[0], device=a.device)
+    vector, length = candidates[rows, best], lengths[rows, best][:, None]
+    # Two smallest eigenvalues equal (collinear points): A - lambda I has rank 1, and any direction orthogonal to
+    # its largest row is an eigenvector; take the cross product with the axis least aligned with that row.
+    row = m[rows, m.norm(dim=2).argmax(dim=1)]
+    axis = torch.nn.functional.one_hot(row.abs().argmin(dim=1), 3).to(a.dtype)
+    orthogonal = torch.cross(row, axis, dim=1)
+    scale = a.abs().amax(dim=(1, 2))[:, None]
+    rank_one = length <= 1e-9 * scale.square()
+    vector = torch.where(rank_one, orthogonal, vector)
+    length = torch.where(rank_one, orthogonal.norm(dim=1, keepdim=True), length)
+    isotropic = length <= 1e-12 * scale  # A = q I: every direction; Open3D's default normal
+    default = torch.tensor([0.0, 0.0, 1.0], dtype=a.dtype, device=a.device).expand_as(vector)
+    return torch.where(isotropic, default, vector / torch.where(length > 0, length, torch.ones_like(length)))
 
 
 def _unit_normals(normals: Any, points: torch.Tensor, name: str) -> torch.Tensor:
