@@ -56,6 +56,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "subspace_hub.builtin.backbones",
     "subspace_hub.builtin.adapters",
     "subspace_hub.builtin.metrics",
+    "subspace_hub.builtin.datasets",
 )
 """Modules registered as plugins in every process, before any third-party plugin; they cannot be disabled."""
 

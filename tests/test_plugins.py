@@ -195,7 +195,7 @@ def test_the_allowlist_resolves_a_conflict(distributions, good_plugin, monkeypat
 def test_disable_autoload_keeps_builtins_only(distributions, good_plugin, monkeypatch):
     distributions.add("subspace-hub-tiny", "subspace_hub_tiny", good_plugin())
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
-    assert [p.source for p in subspace_hub.list_plugins()] == ["builtin"] * len(plugins.BUILTIN_PLUGINS) == ["builtin"] * 3
+    assert [p.source for p in subspace_hub.list_plugins()] == ["builtin"] * len(plugins.BUILTIN_PLUGINS) == ["builtin"] * 4
     assert "tiny-third-party" not in subspace_hub.list_components("backbone")
 
 

@@ -12,6 +12,7 @@ import click
 
 from subspace_hub._version import __version__
 from subspace_hub.cli.analyze import analyze
+from subspace_hub.cli.data import data
 from subspace_hub.cli.evaluate import evaluate
 from subspace_hub.cli.extract import extract
 from subspace_hub.cli.params import params
@@ -30,7 +31,7 @@ def cli() -> None:
     """
 
 
-for _command in (plugins, params, extract, analyze, evaluate):
+for _command in (plugins, params, data, extract, analyze, evaluate):
     cli.add_command(_command)
 
 

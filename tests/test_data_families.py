@@ -1,0 +1,143 @@
+"""Attribute control: within a dataset only its family's attribute varies; across datasets the rest re-draws.
+Camera modes keep their limits; scenes are deterministic; textures and shapes are well-formed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from subspace_hub.data.families import DatasetRecipe, derive_seed
+from subspace_hub.data.scene import SceneRecipe, generate_scene
+from subspace_hub.data.shapes import primitive
+from subspace_hub.data.textures import FAMILIES, procedural_texture, texture_pool
+from subspace_hub.errors import ConfigError
+
+
+def scenes(family: str, index: int = 0, count: int = 2, **options):
+    recipe = DatasetRecipe(family, index, seed=3, scenes=count, views=4, mesh_resolution=4, texture_size=32, texture_pool=4, **options)
+    return [generate_scene(recipe.scene(i)) for i in range(count)]
+
+
+def same_geometry(a, b) -> bool:
+    return a.mesh.vertices.shape == b.mesh.vertices.shape and np.array_equal(a.mesh.vertices, b.mesh.vertices)
+
+
+def same_cameras(a, b) -> bool:
+    return np.array_equal(a.extrinsics(), b.extrinsics()) and a.cameras.fov == b.cameras.fov
+
+
+def same_lighting(a, b) -> bool:
+    return np.array_equal(a.lighting.sun_direction, b.lighting.sun_direction) and np.array_equal(a.lighting.ambient_top, b.lighting.ambient_top)
+
+
+def same_textures(a, b) -> bool:
+    """The same texture pool and the same material per slot (geometry decides how many slots are used)."""
+    n = min(len(a.materials.metallic), len(b.materials.metallic))
+    return np.array_equal(a.textures, b.textures) and np.array_equal(a.materials.metallic[:n], b.materials.metallic[:n])
+
+
+@pytest.mark.parametrize(
+    ("family", "varies"),
+    [("texture", same_textures), ("geometry", same_geometry), ("camera", same_cameras), ("lighting", same_lighting)],
+)
+def test_only_the_family_attribute_varies_within_a_dataset(family, varies):
+    a, b = scenes(family)
+    checks = {"texture": same_textures, "geometry": same_geometry, "camera": same_cameras, "lighting": same_lighting}
+    assert not varies(a, b), f"{family} should differ between scenes of a {family} dataset"
+    for name, check in checks.items():
+        if name != family:
+            assert check(a, b), f"{name} should be shared by the scenes of a {family} dataset"
+    # across datasets of the family the shared attributes are re-drawn
+    other = scenes(family, index=1, count=1)[0]
+    for name, check in checks.items():
+        if name != family:
+            assert not check(a, other), f"{name} should differ between {family}-000 and {family}-001"
+
+
+def test_geometry_datasets_keep_objects_clear_of_their_fixed_cameras():
+    for scene in scenes("geometry", count=3):
+        centres = scene.cameras.centres
+        for box in scene.layout.boxes:
+            assert not np.any(np.all(np.abs(centres - box.centre) < box.size / 2, axis=1))
+
+
+def test_scenes_are_deterministic_and_seeds_are_stable():
+    recipe = SceneRecipe(11, 12, 13, 14, 15, views=3, mesh_resolution=4, texture_size=32, texture_pool=4)
+    a, b = generate_scene(recipe), generate_scene(recipe)
+    assert np.array_equal(a.mesh.vertices, b.mesh.vertices) and np.array_equal(a.textures, b.textures)
+    assert np.array_equal(a.extrinsics(), b.extrinsics())
+    assert derive_seed(0, "texture", 0) == derive_seed(0, "texture", 0) != derive_seed(0, "texture", 1)
+    assert derive_seed(1, "x") == 1253570696159761767  # fixed across processes and Python versions
+
+
+def test_micro_baseline_motion_stays_within_its_limits():
+    for index in range(3):
+        scene = scenes("camera", index=index, count=1, camera_mode="micro")[0]
+        positions, rotations = scene.cameras.controls
+        side = scene.layout.shell.size.min()  # limits are in room-sides: 0.25 away, steps of at most 0.01
+        steps = np.linalg.norm(np.diff(positions, axis=0), axis=1) / side
+        assert steps.max() <= 0.01 + 1e-12
+        turns = Rotation.from_matrix(np.einsum("cji,cjk->cik", rotations[:-1], rotations[1:])).as_euler("zyx", degrees=True)
+        assert np.abs(turns).max() <= 1.0 + 1e-9
+        # the start is 0.25 scene units from an object box centre, and views stay near the control points
+        centres = np.array([b.centre for b in scene.layout.boxes if b.primitives])
+        distances = np.linalg.norm(centres - positions[0], axis=1) / side
+        unit_sum = np.sqrt(1 + 2 * np.sin(np.radians(5)) * np.cos(np.radians(5)))  # the D.5 offset is not unit length
+        assert (np.abs(distances - 0.25) <= 0.25 * (unit_sum - 1) + 1e-9).any()
+        spread = np.linalg.norm(scene.cameras.centres - positions[0], axis=1).max() / side
+        assert spread <= 9 * 0.01 * 1.5
+        assert np.all(scene.cameras.centres > 0) and np.all(scene.cameras.centres < scene.layout.shell.size)
+
+
+def test_orbit_and_standard_cameras():
+    orbit = scenes("camera", count=1, camera_mode="orbit")[0]
+    controls, _ = orbit.cameras.controls
+    target = orbit.cameras.centres  # consecutive control points less than 3 pi / 4 apart around the target
+    assert len(controls) == 6 and orbit.cameras.centres.shape == (4, 3) and target is not None
+    standard = scenes("camera", count=1)[0]
+    room = standard.layout.shell.size
+    assert np.all(standard.cameras.centres > 0) and np.all(standard.cameras.centres < room)
+    assert 45 <= standard.cameras.fov <= 70
+    r = standard.cameras.rotations
+    np.testing.assert_allclose(np.einsum("sji,sjk->sik", r, r), np.broadcast_to(np.eye(3), r.shape), atol=1e-9)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-9)
+
+
+def test_textures_and_primitives():
+    for family in FAMILIES:
+        texture = procedural_texture(5, 32, family)
+        assert texture.shape == (32, 32, 3) and texture.dtype == np.float32 and 0 <= texture.min() and texture.max() <= 1
+    pool = texture_pool(1, 3, 16)
+    assert pool.shape == (3, 16, 16, 3) and not np.array_equal(pool[0], pool[1])
+    with pytest.raises(ConfigError, match="Unknown texture family"):
+        procedural_texture(0, 16, "plaid")
+    for kind in ("ellipsoid", "cube", "cylinder"):
+        mesh = primitive(kind, [1.0, 0.5, 0.3], None, 6, 0)
+        v = mesh.vertices[mesh.faces]
+        volume = np.einsum("ij,ij->i", v[:, 0], np.cross(v[:, 1], v[:, 2])).sum() / 6
+        expected = {"ellipsoid": 4 / 3 * np.pi * 0.15, "cube": 8 * 0.15, "cylinder": np.pi * 0.5 * 0.6}[kind]
+        assert volume == pytest.approx(expected, rel=0.1)  # closed and facing outwards
+
+
+def test_texture_folder(tmp_path):
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / f"t{i}.png")
+    pool = texture_pool(0, 4, 16, tmp_path)
+    assert pool.shape == (4, 16, 16, 3)
+    assert all(np.isclose(value, 0.0) or np.isclose(value, 40 / 255) for value in np.unique(pool))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="No texture images"):
+        texture_pool(0, 2, 16, empty)
+
+
+def test_bad_recipes():
+    with pytest.raises(ConfigError, match="Unknown camera mode"):
+        SceneRecipe(1, 2, 3, 4, 5, camera_mode="drone")
+    with pytest.raises(ConfigError, match="Unknown attribute family"):
+        DatasetRecipe("colour", 0, 0, 1)
+    with pytest.raises(ConfigError, match="Scene 5 is outside 0..1"):
+        DatasetRecipe("texture", 0, 0, 2).scene(5)

@@ -1,0 +1,136 @@
+"""The renderer's ground truth is exact: depth unprojects onto the hit triangles, normals are theirs, and a surface
+point seen in two views projects to matching pixels; the ray-casting backends agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from subspace_hub.data.bvh import build_bvh
+from subspace_hub.data.raycast import BruteCaster, EmbreeCaster, make_caster
+from subspace_hub.data.render import Renderer, render_scene
+from subspace_hub.data.scene import SceneRecipe, generate_scene
+from subspace_hub.errors import ConfigError
+from subspace_hub.geometry import depth_to_world_points, project_points
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return generate_scene(SceneRecipe(1, 2, 3, 4, 5, views=6, mesh_resolution=8))
+
+
+@pytest.fixture(scope="module")
+def views(scene):
+    return render_scene(scene, 48, 64)
+
+
+def test_outputs_have_the_interchange_shapes(views, scene):
+    assert views.images.shape == (6, 48, 64, 3) and views.images.dtype == np.uint8
+    assert views.depth.shape == (6, 48, 64) and views.depth.dtype == np.float32
+    assert views.mask.dtype == bool and views.normals.shape == (6, 48, 64, 3)
+    assert views.intrinsics.shape == (6, 3, 3) and views.extrinsics.shape == (6, 3, 4)
+    assert np.array_equal(views.mask, views.depth > 0) and np.array_equal(views.mask, views.triangles >= 0)
+    assert views.images.std() > 10  # textured and lit, not blank
+    assert scene.stats["primitives"] >= 50
+
+
+def test_depth_unprojects_onto_the_hit_triangles_and_normals_are_theirs(scene, views):
+    points = depth_to_world_points(torch.from_numpy(views.depth).double(), torch.from_numpy(views.extrinsics).double(), torch.from_numpy(views.intrinsics).double()).numpy()
+    hit = views.mask
+    tri = scene.mesh.vertices[scene.mesh.faces[views.triangles[hit]]]  # [N, 3, 3]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    plane_distance = np.abs(((points[hit] - tri[:, 0]) * normal).sum(1))
+    assert plane_distance.max() < 1e-5 * np.ptp(scene.mesh.vertices)  # on the triangle's plane (float32 rays)
+    # inside the triangle: barycentric coordinates in [0, 1] up to rounding
+    e1, e2, rel = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], points[hit] - tri[:, 0]
+    gram = np.stack([np.stack([(e1 * e1).sum(1), (e1 * e2).sum(1)], 1), np.stack([(e1 * e2).sum(1), (e2 * e2).sum(1)], 1)], 1)
+    uv = np.linalg.solve(gram, np.stack([(rel * e1).sum(1), (rel * e2).sum(1)], 1)[..., None])[..., 0]
+    assert uv.min() > -1e-3 and (uv.sum(1)).max() < 1 + 1e-3
+    cosine = (views.normals[hit] * normal).sum(1)
+    np.testing.assert_allclose(np.abs(cosine), 1.0, atol=1e-5)
+    # and they face the camera
+    centres = -np.einsum("sji,sj->si", views.extrinsics[:, :, :3], views.extrinsics[:, :, 3])
+    to_camera = centres[np.nonzero(hit)[0]] - points[hit]
+    assert ((views.normals[hit] * to_camera).sum(1) >= -1e-6).all()
+
+
+def test_a_surface_point_seen_in_two_views_projects_to_matching_pixels(scene, views):
+    renderer = Renderer(scene)
+    e, k = torch.from_numpy(views.extrinsics).double(), torch.from_numpy(views.intrinsics).double()
+    points = depth_to_world_points(torch.from_numpy(views.depth).double(), e, k)
+    checked = 0
+    for a in range(len(e)):
+        sample = points[a][torch.from_numpy(views.mask[a])][::7]
+        pixels_a, _ = project_points(sample, e[a], k[a])
+        assert (pixels_a - pixels_a.round()).abs().max() < 1e-3  # back onto its own pixel centres
+        for b in range(len(e)):
+            if a == b:
+                continue
+            pixels, z = project_points(sample, e[b], k[b])
+            inside = (z > 0) & (pixels[:, 0] >= 0) & (pixels[:, 0] <= 63) & (pixels[:, 1] >= 0) & (pixels[:, 1] <= 47)
+            if not bool(inside.any()):
+                continue
+            # cast the rays of view b through the projected (sub-pixel) positions
+            rotation = e[b][:, :3].T
+            centre = -(rotation @ e[b][:, 3])
+            cam = torch.stack([(pixels[inside, 0] - k[b][0, 2]) / k[b][0, 0], (pixels[inside, 1] - k[b][1, 2]) / k[b][1, 1], torch.ones(int(inside.sum()), dtype=torch.float64)], 1)
+            directions = cam @ rotation.T
+            hits = renderer.caster.intersect(centre.expand_as(directions).float(), directions.float())
+            seen = hits.t.double() > z[inside] * (1 - 1e-4)  # nothing in front of the point: visible in view b
+            landed = centre + directions * hits.t.double()[:, None]
+            error = (landed - sample[inside]).norm(dim=1)[seen]
+            assert error.numel() == 0 or float(error.max()) < 1e-4 * float(np.ptp(scene.mesh.vertices))
+            checked += int(seen.sum())
+    assert checked > 50
+
+
+def test_backends_agree(scene):
+    renderer = Renderer(scene)
+    origins, directions, _, _ = renderer.rays(24, 32, slice(0, 2))
+    embree = EmbreeCaster(scene.mesh.vertices, scene.mesh.faces).intersect(origins, directions)
+    brute = BruteCaster(scene.mesh.vertices, scene.mesh.faces, chunk=256).intersect(origins, directions)
+    same = embree.triangle == brute.triangle
+    assert float(same.double().mean()) > 0.99  # exact ties on shared edges may pick the neighbour
+    torch.testing.assert_close(embree.t[same], brute.t[same], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(embree.u[same], brute.u[same], atol=1e-3, rtol=0)
+    offsets = origins + directions * 0.5 * embree.t[:, None]
+    limits = torch.ones(len(origins))
+    assert not bool(EmbreeCaster(scene.mesh.vertices, scene.mesh.faces).occluded(offsets, directions, limits * 0.4 * embree.t).any())
+    assert bool(EmbreeCaster(scene.mesh.vertices, scene.mesh.faces).occluded(origins, directions, embree.t * 1.01).all())
+    with pytest.raises(ConfigError, match="needs device='cuda'"):
+        make_caster(scene.mesh.vertices, scene.mesh.faces, "cuda", "cpu")
+    with pytest.raises(ConfigError, match="Unknown ray-casting backend"):
+        make_caster(scene.mesh.vertices, scene.mesh.faces, "optix")
+
+
+def test_bvh_is_well_formed():
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 17, 2000):
+        triangles = rng.random((n, 1, 3)) + 0.01 * rng.random((n, 3, 3))
+        bvh = build_bvh(triangles)
+        children = bvh.children
+        assert np.array_equal(np.sort(~children[children < 0]), np.arange(n))  # every triangle in one leaf
+        assert np.array_equal(np.sort(children[children >= 0]), np.arange(1, n - 1))  # every node but the root once
+        sorted_tris = triangles[bvh.order]
+        rows, sides = np.nonzero(children < 0)
+        leaf = ~children[rows, sides]
+        assert (bvh.boxes[rows, sides, 0] <= sorted_tris[leaf].min(1) + 1e-6).all()
+        assert (bvh.boxes[rows, sides, 1] >= sorted_tris[leaf].max(1) - 1e-6).all()
+        rows, sides = np.nonzero(children >= 0)  # a child's box holds both of the child's own children
+        inner = children[rows, sides]
+        assert (bvh.boxes[rows, sides, 0] <= bvh.boxes[inner, :, 0].min(1) + 1e-6).all()
+        assert (bvh.boxes[rows, sides, 1] >= bvh.boxes[inner, :, 1].max(1) - 1e-6).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_renderer_matches_embree(scene):
+    cpu = Renderer(scene).render(96, 128)
+    gpu = Renderer(scene, device="cuda").render(96, 128)
+    same = cpu.triangles == gpu.triangles
+    assert same.mean() > 0.995
+    np.testing.assert_allclose(gpu.depth[same], cpu.depth[same], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gpu.normals[same], cpu.normals[same], atol=1e-5)
+    assert np.abs(gpu.images.astype(int) - cpu.images.astype(int))[same].mean() < 1.0
