@@ -110,18 +110,20 @@ def test_bvh_is_well_formed():
     for n in (2, 3, 17, 2000):
         triangles = rng.random((n, 1, 3)) + 0.01 * rng.random((n, 3, 3))
         bvh = build_bvh(triangles)
-        children = bvh.children
+        children, boxes, order = bvh.children.numpy(), bvh.boxes.numpy(), bvh.order.numpy()
         assert np.array_equal(np.sort(~children[children < 0]), np.arange(n))  # every triangle in one leaf
         assert np.array_equal(np.sort(children[children >= 0]), np.arange(1, n - 1))  # every node but the root once
-        sorted_tris = triangles[bvh.order]
+        sorted_tris = triangles[order]
         rows, sides = np.nonzero(children < 0)
         leaf = ~children[rows, sides]
-        assert (bvh.boxes[rows, sides, 0] <= sorted_tris[leaf].min(1) + 1e-6).all()
-        assert (bvh.boxes[rows, sides, 1] >= sorted_tris[leaf].max(1) - 1e-6).all()
+        assert (boxes[rows, sides, 0] <= sorted_tris[leaf].min(1) + 1e-6).all()
+        assert (boxes[rows, sides, 1] >= sorted_tris[leaf].max(1) - 1e-6).all()
         rows, sides = np.nonzero(children >= 0)  # a child's box holds both of the child's own children
         inner = children[rows, sides]
-        assert (bvh.boxes[rows, sides, 0] <= bvh.boxes[inner, :, 0].min(1) + 1e-6).all()
-        assert (bvh.boxes[rows, sides, 1] >= bvh.boxes[inner, :, 1].max(1) - 1e-6).all()
+        assert (boxes[rows, sides, 0] <= boxes[inner, :, 0].min(1) + 1e-6).all()
+        assert (boxes[rows, sides, 1] >= boxes[inner, :, 1].max(1) - 1e-6).all()
+    with pytest.raises(ValueError, match="at least two triangles"):
+        build_bvh(np.zeros((1, 3, 3)))
 
 
 @pytest.mark.gpu
@@ -134,3 +136,24 @@ def test_cuda_renderer_matches_embree(scene):
     np.testing.assert_allclose(gpu.depth[same], cpu.depth[same], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(gpu.normals[same], cpu.normals[same], atol=1e-5)
     assert np.abs(gpu.images.astype(int) - cpu.images.astype(int))[same].mean() < 1.0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bvh_is_well_formed():
+    rng = np.random.default_rng(1)
+    for n in (2, 3, 1000, 50000):
+        triangles = rng.random((n, 1, 3)) + 0.01 * rng.random((n, 3, 3))
+        bvh = build_bvh(torch.as_tensor(triangles, device="cuda"))
+        children, boxes, order = bvh.children.cpu().numpy(), bvh.boxes.cpu().numpy(), bvh.order.cpu().numpy()
+        assert np.array_equal(np.sort(~children[children < 0]), np.arange(n))
+        assert np.array_equal(np.sort(children[children >= 0]), np.arange(1, n - 1))
+        rows, sides = np.nonzero(children < 0)
+        sorted_tris = triangles[order]
+        assert (boxes[rows, sides, 0] <= sorted_tris[~children[rows, sides]].min(1)).all()
+        assert (boxes[rows, sides, 1] >= sorted_tris[~children[rows, sides]].max(1)).all()
+        rows, sides = np.nonzero(children >= 0)
+        inner = children[rows, sides]
+        assert (boxes[rows, sides, 0] <= boxes[inner, :, 0].min(1)).all() and (boxes[rows, sides, 1] >= boxes[inner, :, 1].max(1)).all()
+        cpu = build_bvh(triangles)
+        assert np.array_equal(cpu.children.numpy(), children) and np.allclose(cpu.boxes.numpy(), boxes)

@@ -24,7 +24,8 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -149,47 +150,99 @@ def _png(image: np.ndarray) -> dict[str, Any]:
     return {"bytes": buffer.getvalue(), "path": None}
 
 
-def scene_rows(spec: GenerationSpec, dataset: DatasetRecipe, number: int, *, backend: str = "auto", device: str = "cpu") -> Iterator[dict[str, Any]]:
-    """Generate and render one scene; yield its rows (one, or one per ``views_per_record`` views)."""
+def scene_rows(spec: GenerationSpec, dataset: DatasetRecipe, number: int, scene: Any = None, *, backend: str = "auto", device: str = "cpu") -> list[dict[str, Any]]:
+    """Render scene ``number`` of ``dataset`` (built here unless given) into its rows: one, or one per
+    ``views_per_record`` views. Images stay raw uint8 arrays; :func:`write_rows` encodes them."""
     from subspace_hub.data.render import render_scene
     from subspace_hub.data.scene import generate_scene
 
     recipe = dataset.scene(number)
-    scene = generate_scene(recipe)
+    scene = scene if scene is not None else generate_scene(recipe)
     views = render_scene(scene, spec.height, spec.width, backend=backend, device=device, shadows=spec.shadows)
     step = spec.views_per_record or spec.views
     seeds = {k: v for k, v in recipe.to_dict().items() if k.endswith("_seed")}
+    rows = []
     for start in range(0, spec.views, step):
         part = slice(start, start + step)
-        yield {
+        rows.append({
             "scene_id": f"{dataset.name}/scene-{number:05d}",
             "view_ids": list(range(spec.views))[part],
-            "images": [_png(image) for image in views.images[part]],
+            "images": views.images[part],
             "depth": views.depth[part],
             "mask": views.mask[part],
             "normals": views.normals[part],
             "intrinsics": views.intrinsics[part],
             "extrinsics": views.extrinsics[part],
             "seeds": seeds,
-        }
+        })  # fmt: skip
+    return rows
 
 
-def write_shard(spec: GenerationSpec, shard: Shard, root: Path, *, backend: str = "auto", device: str = "cpu") -> int:
-    """Render the shard's scenes and write its parquet file atomically; returns the number of views."""
+def write_rows(spec: GenerationSpec, shard: Shard, rows: list[dict[str, Any]], root: Path) -> int:
+    """Encode the images as PNG and write the shard's parquet file atomically; returns the number of views."""
     import datasets
 
-    dataset = spec.dataset(shard.dataset_index)
-    rows = [row for number in shard.scenes for row in scene_rows(spec, dataset, number, backend=backend, device=device)]
+    encoded = [{**row, "images": [_png(image) for image in row["images"]]} for row in rows]
     target = shard.path(root)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     datasets.disable_progress_bars()
     try:
-        datasets.Dataset.from_list(rows, features=features(spec)).to_parquet(str(temporary))
+        datasets.Dataset.from_list(encoded, features=features(spec)).to_parquet(str(temporary))
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
     return len(shard.scenes) * spec.views
+
+
+def write_shard(spec: GenerationSpec, shard: Shard, root: Path, *, backend: str = "auto", device: str = "cpu") -> int:
+    """Build, render and write one shard (the CPU path: one worker process per shard)."""
+    dataset = spec.dataset(shard.dataset_index)
+    rows = [row for number in shard.scenes for row in scene_rows(spec, dataset, number, backend=backend, device=device)]
+    return write_rows(spec, shard, rows, root)
+
+
+def _build_scene(recipe: Any) -> Any:
+    from subspace_hub.data.scene import generate_scene
+
+    return generate_scene(recipe)
+
+
+def _generate_on_gpu(spec: GenerationSpec, todo: list[Shard], root: Path, workers: int, device: str, backend: str, bar: Any) -> None:
+    """The GPU pipeline: worker processes build scenes ahead, the GPU renders them in order, threads encode
+    and write shards (PNG and parquet writing release the GIL)."""
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(shard, number) for shard in todo for number in shard.scenes]
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as builders, ThreadPoolExecutor(max(2, workers // 2)) as writers:
+        ahead: deque = deque()
+        submitted = 0
+
+        def refill() -> None:
+            nonlocal submitted
+            while submitted < len(jobs) and len(ahead) < 2 * workers:  # bounded: scenes are large
+                shard, number = jobs[submitted]
+                ahead.append(builders.submit(_build_scene, spec.dataset(shard.dataset_index).scene(number)))
+                submitted += 1
+
+        pending = []
+        refill()
+        for shard in todo:
+            dataset = spec.dataset(shard.dataset_index)
+            rows = []
+            for number in shard.scenes:
+                scene = ahead.popleft().result()
+                refill()
+                rows += scene_rows(spec, dataset, number, scene, backend=backend, device=device)
+            pending.append(writers.submit(write_rows, spec, shard, rows, root))
+            while pending and pending[0].done():
+                bar.update(pending.pop(0).result())
+        for future in pending:
+            bar.update(future.result())
 
 
 def shard_done(spec: GenerationSpec, shard: Shard, root: Path) -> bool:
@@ -244,7 +297,9 @@ def generate(spec: GenerationSpec, out: str | os.PathLike[str], *, workers: int 
     total_views = sum(len(s.scenes) for s in shards) * spec.views
     done_views = total_views - sum(len(s.scenes) for s in todo) * spec.views
     with tqdm(total=total_views, initial=done_views, unit="view", desc=f"{spec.family} datasets", disable=not progress) as bar:
-        if device != "cpu" or (workers or os.cpu_count() or 1) <= 1 or len(todo) <= 1:
+        if device != "cpu" and todo:
+            _generate_on_gpu(spec, todo, root, workers or os.cpu_count() or 1, device, backend, bar)
+        elif (workers or os.cpu_count() or 1) <= 1 or len(todo) <= 1:
             for shard in todo:
                 bar.update(write_shard(spec, shard, root, backend=backend, device=device))
         else:
@@ -335,5 +390,5 @@ def configs_of(root: str | os.PathLike[str]) -> Sequence[str]:
     return [spec.dataset(i).name for i in range(spec.datasets)]
 
 
-__all__ = ["GenerationSpec", "Shard", "configs_of", "features", "generate", "plan", "scene_rows", "write_card", "write_shard"]
+__all__ = ["GenerationSpec", "Shard", "configs_of", "features", "generate", "plan", "scene_rows", "write_card", "write_rows", "write_shard"]
 

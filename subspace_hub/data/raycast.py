@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -54,7 +54,10 @@ class RayCaster:
 
 
 class EmbreeCaster(RayCaster):
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Embree through embreex. Each call splits the rays into contiguous blocks traced on ``threads`` threads
+    (embreex releases the GIL; default: torch's thread count, 1 in generation workers)."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, threads: int | None = None) -> None:
         try:
             from embreex import rtcore_scene
             from embreex.mesh_construction import TriangleMesh
@@ -62,13 +65,27 @@ class EmbreeCaster(RayCaster):
             raise ConfigError("The embree backend needs embreex (pip install embreex).") from exc
         self._scene = rtcore_scene.EmbreeScene()
         self._mesh = TriangleMesh(self._scene, np.ascontiguousarray(vertices, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32))
+        self.threads = max(1, threads if threads is not None else torch.get_num_threads())
+
+    def _run(self, origins: np.ndarray, directions: np.ndarray, **options) -> list:
+        if self.threads == 1 or len(origins) < 8192:
+            return [self._scene.run(origins, directions, **options)]
+        bounds = np.linspace(0, len(origins), self.threads + 1).astype(int)
+        blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+        def trace(block: slice):
+            extra = {k: (v[block] if isinstance(v, np.ndarray) else v) for k, v in options.items()}
+            return self._scene.run(np.ascontiguousarray(origins[block]), np.ascontiguousarray(directions[block]), **extra)
+
+        return list(_pool(self.threads).map(trace, blocks))
 
     def intersect(self, origins: torch.Tensor, directions: torch.Tensor) -> Hits:
         o = np.ascontiguousarray(origins.detach().cpu().numpy(), dtype=np.float32)
         d = np.ascontiguousarray(directions.detach().cpu().numpy(), dtype=np.float32)
-        result = self._scene.run(o, d, output=1)
+        parts = self._run(o, d, output=1)
+        result = {k: np.concatenate([p[k] for p in parts]) for k in ("primID", "tfar", "u", "v")}
         triangle = torch.from_numpy(result["primID"].astype(np.int64))
-        t = torch.from_numpy(result["tfar"]).clone()
+        t = torch.from_numpy(result["tfar"])
         t[triangle < 0] = math.inf
         return Hits(t, triangle, torch.from_numpy(result["u"]), torch.from_numpy(result["v"]))
 
@@ -76,7 +93,19 @@ class EmbreeCaster(RayCaster):
         o = np.ascontiguousarray(origins.detach().cpu().numpy(), dtype=np.float32)
         d = np.ascontiguousarray(directions.detach().cpu().numpy(), dtype=np.float32)
         limits = np.ascontiguousarray(np.minimum(t_max.detach().cpu().numpy(), 1e30), dtype=np.float32)
-        return torch.from_numpy(self._scene.run(o, d, dists=limits, query="OCCLUDED") >= 0)
+        return torch.from_numpy(np.concatenate(self._run(o, d, dists=limits, query="OCCLUDED")) >= 0)
+
+
+_POOLS: dict[int, Any] = {}
+
+
+def _pool(threads: int) -> Any:
+    """A thread pool per size, shared by all Embree casters of the process."""
+    if threads not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="embree")
+    return _POOLS[threads]
 
 
 class BruteCaster(RayCaster):
@@ -196,7 +225,7 @@ class CudaCaster(RayCaster):
 
     _kernel = None
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, device: torch.device | str = "cuda") -> None:
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, device: torch.device | str = "cuda", triangles: torch.Tensor | None = None) -> None:
         try:
             import cupy
         except ImportError as exc:
@@ -204,18 +233,19 @@ class CudaCaster(RayCaster):
         from subspace_hub.data.bvh import build_bvh
 
         self.device = torch.device(device)
-        triangles = np.asarray(vertices, dtype=np.float64)[faces]
+        if triangles is None:
+            triangles = torch.as_tensor(np.asarray(vertices, dtype=np.float64)[faces], device=self.device)
+        triangles = triangles.to(self.device, torch.float64)
         if len(triangles) == 1:  # a tree needs two leaves: the triangle twice
-            triangles = np.concatenate([triangles, triangles])
-        bvh = build_bvh(triangles)
-        order = bvh.order % len(faces)
+            triangles = torch.cat([triangles, triangles])
+        bvh = build_bvh(triangles)  # on the GPU
         sorted_tris = triangles[bvh.order]
-        packed = np.concatenate([sorted_tris[:, 0], sorted_tris[:, 1] - sorted_tris[:, 0], sorted_tris[:, 2] - sorted_tris[:, 0]], axis=1)
-        with cupy.cuda.Device(self.device.index or 0):
-            self._boxes = cupy.asarray(bvh.boxes.reshape(-1), dtype=cupy.float32)
-            self._children = cupy.asarray(bvh.children.reshape(-1), dtype=cupy.int32)
-            self._tris = cupy.asarray(packed.astype(np.float32).reshape(-1))
-        self._order = torch.as_tensor(order, device=self.device)
+        packed = torch.cat([sorted_tris[:, 0], sorted_tris[:, 1] - sorted_tris[:, 0], sorted_tris[:, 2] - sorted_tris[:, 0]], dim=1)
+        self._boxes = cupy.from_dlpack(bvh.boxes.reshape(-1).contiguous())
+        self._children = cupy.from_dlpack(bvh.children.reshape(-1).contiguous())
+        self._tris = cupy.from_dlpack(packed.float().reshape(-1).contiguous())
+        self._keep = (bvh, packed)  # the tensors behind the CuPy views
+        self._order = bvh.order % len(faces)
         if CudaCaster._kernel is None:
             CudaCaster._kernel = cupy.RawKernel(_KERNEL, "trace")
 
@@ -247,8 +277,11 @@ class CudaCaster(RayCaster):
         return leaf >= 0
 
 
-def make_caster(vertices: np.ndarray, faces: np.ndarray, backend: Backend = "auto", device: torch.device | str = "cpu") -> RayCaster:
-    """The ray caster for ``backend`` (``auto``: ``cuda`` on a CUDA device, else ``embree``)."""
+def make_caster(
+    vertices: np.ndarray, faces: np.ndarray, backend: Backend = "auto", device: torch.device | str = "cpu", *, triangles: torch.Tensor | None = None
+) -> RayCaster:
+    """The ray caster for ``backend`` (``auto``: ``cuda`` on a CUDA device, else ``embree``); ``triangles``
+    ([F, 3, 3] on ``device``) saves the cuda backend gathering them again."""
     device = torch.device(device)
     if backend == "auto":
         backend = "cuda" if device.type == "cuda" else "embree"
@@ -257,7 +290,7 @@ def make_caster(vertices: np.ndarray, faces: np.ndarray, backend: Backend = "aut
     if backend == "cuda":
         if device.type != "cuda":
             raise ConfigError("The cuda ray-casting backend needs device='cuda'.")
-        return CudaCaster(vertices, faces, device)
+        return CudaCaster(vertices, faces, device, triangles)
     if backend == "brute":
         return BruteCaster(vertices, faces, device)
     raise ConfigError(f"Unknown ray-casting backend {backend!r}; choose auto, embree, cuda or brute.")

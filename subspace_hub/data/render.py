@@ -54,9 +54,11 @@ class Renderer:
         self.device = torch.device(device)
         self.shadows = shadows
         mesh = scene.mesh
-        self.caster: RayCaster = make_caster(mesh.vertices, mesh.faces, backend, self.device)
-        f = torch.device(self.device)
-        tri = torch.as_tensor(mesh.vertices[mesh.faces], dtype=torch.float32, device=f)
+        f = self.device
+        # The triangles are gathered once, on the device, and shared with the ray caster.
+        triangles = torch.as_tensor(mesh.vertices, dtype=torch.float64, device=f)[torch.as_tensor(mesh.faces, device=f)]
+        self.caster: RayCaster = make_caster(mesh.vertices, mesh.faces, backend, self.device, triangles=triangles)
+        tri = triangles.float()
         normal = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         self.tri_v0 = tri[:, 0]
         self.tri_normal = normal / normal.norm(dim=1, keepdim=True).clamp(min=1e-20)
@@ -67,6 +69,7 @@ class Renderer:
         self.material_metallic = torch.as_tensor(materials.metallic, device=f)
         self.material_roughness = torch.as_tensor(materials.roughness, device=f)
         self.textures = torch.as_tensor(scene.textures, device=f)  # [P, T, T, 3]
+        self._flat_textures = self.textures.reshape(-1, 3)
         light = scene.lighting
         self.ambient_top = torch.as_tensor(light.ambient_top, dtype=torch.float32, device=f)
         self.ambient_bottom = torch.as_tensor(light.ambient_bottom, dtype=torch.float32, device=f)
@@ -75,6 +78,7 @@ class Renderer:
         self.point_positions = torch.as_tensor(light.point_positions, dtype=torch.float32, device=f)
         self.point_colours = torch.as_tensor(light.point_colours, dtype=torch.float32, device=f)
         self.epsilon = 1e-4 * float(np.ptp(mesh.vertices, axis=0).max())
+        self._pinned: dict = {}
 
     def rays(self, height: int, width: int, views: slice | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
         """World-space origins and directions [S * H * W, 3] (direction camera-z = 1) and the cameras."""
@@ -93,6 +97,25 @@ class Renderer:
         return origins.reshape(-1, 3).contiguous(), directions.reshape(-1, 3).contiguous(), intrinsics, extrinsics
 
     def render(self, height: int, width: int, views: slice | None = None) -> Views:
+        """The views as numpy arrays on the CPU (see :class:`Views`)."""
+        tensors = self.render_tensors(height, width, views)
+        if self.device.type != "cuda":
+            return Views(**{k: v if isinstance(v, np.ndarray) else v.numpy() for k, v in tensors.items()})
+        # Through reused page-locked buffers: several times the bandwidth of copies to pageable memory.
+        staged = {}
+        for key, value in tensors.items():
+            if isinstance(value, np.ndarray):
+                continue
+            buffer = self._pinned.get((key, value.shape, value.dtype))
+            if buffer is None:
+                buffer = self._pinned[(key, value.shape, value.dtype)] = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+            buffer.copy_(value, non_blocking=True)
+            staged[key] = buffer
+        torch.cuda.current_stream(self.device).synchronize()
+        return Views(**{k: v if isinstance(v, np.ndarray) else staged[k].numpy().copy() for k, v in tensors.items()})
+
+    def render_tensors(self, height: int, width: int, views: slice | None = None) -> dict[str, torch.Tensor | np.ndarray]:
+        """The fields of :class:`Views` as tensors on the renderer's device (cameras as numpy)."""
         origins, directions, intrinsics, extrinsics = self.rays(height, width, views)
         hits = self.caster.intersect(origins, directions)
         t = hits.t.to(self.device)
@@ -111,29 +134,32 @@ class Renderer:
         s = len(intrinsics)
         gamma = colour.clamp(0, 1) ** (1 / 2.2)
         image = torch.where(hit[:, None], gamma, torch.zeros_like(gamma))
-        to_np = lambda x: x.reshape(s, height, width, *x.shape[1:]).cpu().numpy()  # noqa: E731
-        return Views(
-            images=to_np((image * 255 + 0.5).to(torch.uint8)),
-            depth=to_np(torch.where(hit, t, torch.zeros_like(t)).float()),
-            mask=to_np(hit),
-            normals=to_np(torch.where(hit[:, None], normal, torch.zeros_like(normal)).float()),
-            triangles=to_np(triangle.int()),
-            intrinsics=intrinsics.astype(np.float32),
-            extrinsics=extrinsics.astype(np.float32),
-        )
+        shape = lambda x: x.reshape(s, height, width, *x.shape[1:])  # noqa: E731
+        return {
+            "images": shape((image * 255 + 0.5).to(torch.uint8)),
+            "depth": shape(torch.where(hit, t, torch.zeros_like(t)).float()),
+            "mask": shape(hit),
+            "normals": shape(torch.where(hit[:, None], normal, torch.zeros_like(normal)).float()),
+            "triangles": shape(triangle.int()),
+            "intrinsics": intrinsics.astype(np.float32),
+            "extrinsics": extrinsics.astype(np.float32),
+        }
 
     def _sample(self, texture: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
         """Bilinear, repeating texture lookup: texture index [N], uv [N, 2] -> [N, 3]."""
         size = self.textures.shape[1]
-        x = (uv[:, 0] % 1.0) * size - 0.5
-        y = (uv[:, 1] % 1.0) * size - 0.5
+        x = torch.remainder(uv[:, 0], 1.0) * size - 0.5
+        y = torch.remainder(uv[:, 1], 1.0) * size - 0.5
         x0, y0 = torch.floor(x), torch.floor(y)
         fx, fy = (x - x0)[:, None], (y - y0)[:, None]
         x0, y0 = x0.long() % size, y0.long() % size
         x1, y1 = (x0 + 1) % size, (y0 + 1) % size
-        tex = self.textures
-        return (tex[texture, y0, x0] * (1 - fx) * (1 - fy) + tex[texture, y0, x1] * fx * (1 - fy)
-                + tex[texture, y1, x0] * (1 - fx) * fy + tex[texture, y1, x1] * fx * fy)  # fmt: skip
+        base = texture * (size * size)
+        flat = self._flat_textures
+        row0, row1 = base + y0 * size, base + y1 * size
+        top = flat.index_select(0, row0 + x0) * (1 - fx) + flat.index_select(0, row0 + x1) * fx
+        bottom = flat.index_select(0, row1 + x0) * (1 - fx) + flat.index_select(0, row1 + x1) * fx
+        return top * (1 - fy) + bottom * fy
 
     def _visible(self, position: torch.Tensor, normal: torch.Tensor, direction: torch.Tensor, distance: torch.Tensor, lit: torch.Tensor) -> torch.Tensor:
         """[N] float: 1 where nothing blocks the light (only rays in ``lit`` are traced)."""
