@@ -31,6 +31,10 @@ def isolated_plugins(monkeypatch, tmp_path):
     # Core tests see the builtins only, whatever else is installed; `distributions` turns discovery back on.
     monkeypatch.setenv(plugins.ENV_LOAD_PLUGINS, "")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    # Hub calls go to an embedded registry of this test, never the user's ~/.cache/subspace-hub or the network.
+    monkeypatch.setenv("SUBSPACE_HUB_HOME", str(tmp_path / "subspace-hub-home"))
+    monkeypatch.delenv("SUBSPACE_HUB_ENDPOINT", raising=False)
+    monkeypatch.delenv("SUBSPACE_HUB_TOKEN", raising=False)
     plugins.reset_host()
     yield
     plugins.reset_host()

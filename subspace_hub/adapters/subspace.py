@@ -349,6 +349,19 @@ class SubspaceAdapter:
         atomic_write(folder / ADAPTER_CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
         return folder
 
+    def push_to_hub(self, repo_id: str, *, tag: str | None = None, private: bool = False, message: str | None = None) -> Any:
+        """Save (:meth:`save_pretrained`) and upload as one commit of ``repo_id`` on the configured endpoint
+        (``SUBSPACE_HUB_ENDPOINT``, else the embedded registry), optionally tagged; returns where it landed
+        (:class:`subspace_hub.hub.Pushed`). Registry entries publish with ``subspace-hub push NAME`` instead, which
+        adds the model card."""
+        import tempfile
+
+        from subspace_hub.hub import push_folder
+
+        with tempfile.TemporaryDirectory(prefix="subspace-adapter-") as scratch:
+            self.save_pretrained(scratch)
+            return push_folder(scratch, repo_id, tag=tag, private=private, message=message or "Upload subspace adapter")
+
     def merge_and_unload(self) -> nn.Module:
         """Fold every core (and LoRA) into the base weights, restore plain layers, and return the model."""
         if self.model is None:

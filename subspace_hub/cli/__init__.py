@@ -15,8 +15,10 @@ from subspace_hub.cli.analyze import analyze
 from subspace_hub.cli.data import data
 from subspace_hub.cli.evaluate import evaluate
 from subspace_hub.cli.extract import extract
+from subspace_hub.cli.hub import pull, push
 from subspace_hub.cli.params import params
 from subspace_hub.cli.plugins import plugins
+from subspace_hub.cli.registry import registry
 from subspace_hub.errors import PluginWarning, SubspaceHubError
 
 DEBUG_ENV = "SUBSPACE_HUB_DEBUG"
@@ -31,7 +33,7 @@ def cli() -> None:
     """
 
 
-for _command in (plugins, params, data, extract, analyze, evaluate):
+for _command in (plugins, params, data, extract, analyze, evaluate, push, pull, registry):
     cli.add_command(_command)
 
 

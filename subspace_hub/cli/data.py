@@ -58,3 +58,16 @@ def generate(family, out, count, scenes, views, resolution, camera_mode, seed, t
     )  # fmt: skip
     folder = run(spec, out, workers=workers, device=device, progress=not quiet)
     click.echo(f"Wrote {count} {family} dataset(s) x {scenes} scenes x {views} views to {folder}")
+
+
+@data.command("push")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("repo_id")
+@click.option("--tag", default=None, help="Version tag to create (refused if it exists).")
+@click.option("--private", is_flag=True)
+def push(folder, repo_id, tag, private) -> None:
+    """Publish a generated FOLDER as dataset repo REPO_ID (load it with datasets.load_dataset(REPO_ID, config))."""
+    from subspace_hub.hub import push_folder
+
+    pushed = push_folder(folder, repo_id, repo_type="dataset", tag=tag, private=private, message=f"Upload {folder}")
+    click.echo(f"Pushed {pushed.describe()}")

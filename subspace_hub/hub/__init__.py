@@ -1,5 +1,7 @@
-"""Hub access through huggingface_hub: the one client for every endpoint."""
+"""The Hub side: huggingface_hub as the one client (:mod:`.client`), the Hub-compatible registry server
+(:mod:`.server`, :mod:`.storage`, :mod:`.auth`), registry entries (:mod:`.registry`), model cards (:mod:`.cards`)
+and publishing (:mod:`.publish`)."""
 
-from subspace_hub.hub.client import download, endpoint, is_repo_id
+from subspace_hub.hub.client import Endpoint, Pushed, api, download, endpoint, home, is_repo_id, load_dataset, push_folder
 
-__all__ = ["download", "endpoint", "is_repo_id"]
+__all__ = ["Endpoint", "Pushed", "api", "download", "endpoint", "home", "is_repo_id", "load_dataset", "push_folder"]

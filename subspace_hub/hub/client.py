@@ -1,25 +1,100 @@
-"""Downloads from a Hub endpoint with huggingface_hub.
+"""Where Hub calls go, and the calls themselves: huggingface_hub is the one client for every endpoint.
 
-The endpoint is ``SUBSPACE_HUB_ENDPOINT`` when set (a registry server or the public Hub), otherwise
-huggingface_hub's own default.
+- ``SUBSPACE_HUB_ENDPOINT`` set: that URL (a registry server of this project, or ``https://huggingface.co``),
+  with ``SUBSPACE_HUB_TOKEN`` (or huggingface_hub's own token) for writes;
+- unset: the embedded registry under ``SUBSPACE_HUB_HOME`` (default ``~/.cache/subspace-hub``), served by the same
+  server code on 127.0.0.1 from a thread of this process, with a local token created on first use. No network.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from subspace_hub.errors import CheckpointNotFoundError
+from subspace_hub.errors import CheckpointNotFoundError, SubspaceHubError
 
 ENDPOINT_ENV = "SUBSPACE_HUB_ENDPOINT"
+TOKEN_ENV = "SUBSPACE_HUB_TOKEN"
+HOME_ENV = "SUBSPACE_HUB_HOME"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_LOCAL_USER = "local"
 
 
-def endpoint() -> str | None:
-    """The configured Hub endpoint URL, or ``None`` for huggingface_hub's default."""
-    return os.environ.get(ENDPOINT_ENV) or None
+class HubUnavailableError(SubspaceHubError):
+    """The Hub endpoint cannot be reached or refused the request."""
+
+
+def home() -> Path:
+    """``SUBSPACE_HUB_HOME`` (default ``~/.cache/subspace-hub``)."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".cache" / "subspace-hub").expanduser()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    token: str | None
+    embedded: bool
+
+    def describe(self) -> str:
+        return f"the embedded registry at {home() / 'registry'}" if self.embedded else self.url
+
+
+_embedded: dict[Path, tuple[Any, str]] = {}
+_embedded_lock = threading.Lock()
+
+
+def embedded_registry() -> tuple[str, str]:
+    """Start (once per process and root) the registry over ``SUBSPACE_HUB_HOME/registry``; (url, token)."""
+    from subspace_hub.hub.auth import TokenBook
+    from subspace_hub.hub.server import RegistryServer
+
+    root = home() / "registry"
+    with _embedded_lock:
+        if root not in _embedded:
+            root.mkdir(parents=True, exist_ok=True)
+            token_file = root / "local-token"
+            if not token_file.is_file():
+                from subspace_hub.fileio import atomic_write
+
+                token = TokenBook.load(root).add(_LOCAL_USER, write=("*",))
+                atomic_write(token_file, lambda p: p.write_text(token), mode=0o600)
+            server = RegistryServer(root, "127.0.0.1", 0)
+            server.start()
+            _embedded[root] = (server, token_file.read_text().strip())
+        server, token = _embedded[root]
+    return server.url, token
+
+
+def endpoint() -> Endpoint:
+    """The endpoint every Hub call of subspace-hub uses (see the module docstring)."""
+    url = os.environ.get(ENDPOINT_ENV)
+    if url:
+        return Endpoint(url.rstrip("/"), os.environ.get(TOKEN_ENV) or None, False)
+    url, token = embedded_registry()
+    return Endpoint(url, token, True)
+
+
+def _prepare_client(url: str) -> None:
+    """Our registry never offers Xet; stop huggingface_hub from switching LFS uploads to it."""
+    if "huggingface.co" not in url:
+        from huggingface_hub import constants
+
+        constants.HF_HUB_DISABLE_XET = True
+
+
+def api(target: Endpoint | None = None) -> Any:
+    """A ``huggingface_hub.HfApi`` for ``target`` (default: :func:`endpoint`)."""
+    from huggingface_hub import HfApi
+
+    target = target or endpoint()
+    _prepare_client(target.url)
+    return HfApi(endpoint=target.url, token=target.token)
 
 
 def is_repo_id(text: str) -> bool:
@@ -27,34 +102,110 @@ def is_repo_id(text: str) -> bool:
     return bool(_REPO_ID.fullmatch(text))
 
 
-def download(
-    repo_id: str,
-    revision: str | None = None,
-    *,
-    allow_patterns: Sequence[str] | None = None,
-    repo_type: str = "model",
-) -> Path:
+@contextlib.contextmanager
+def _translated(repo_id: str, revision: str | None, target: Endpoint) -> Iterator[None]:
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    hint = "" if not target.embedded else f" (looked in {target.describe()}; set {ENDPOINT_ENV}=https://huggingface.co for the public Hub)"
+    try:
+        yield
+    except RevisionNotFoundError as exc:
+        raise CheckpointNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}{hint}.") from exc
+    except RepositoryNotFoundError as exc:
+        raise CheckpointNotFoundError(f"No Hub repo {repo_id!r} (or no access to it; check your token){hint}.") from exc
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise CheckpointNotFoundError(f"Cannot download {repo_id!r} from {target.describe()}: {exc}") from exc
+
+
+def download(repo_id: str, revision: str | None = None, *, allow_patterns: Sequence[str] | None = None, repo_type: str = "model", local_dir: str | os.PathLike[str] | None = None) -> Path:
     """A local snapshot of ``repo_id`` at ``revision`` (only files matching ``allow_patterns``).
 
     Raises:
         CheckpointNotFoundError: the repo or revision does not exist, or cannot be reached.
     """
     import huggingface_hub
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-    try:
+    target = endpoint()
+    _prepare_client(target.url)
+    with _translated(repo_id, revision, target):
         return Path(
             huggingface_hub.snapshot_download(
-                repo_id,
-                revision=revision,
-                repo_type=repo_type,
-                allow_patterns=list(allow_patterns) if allow_patterns else None,
-                endpoint=endpoint(),
-            )
+                repo_id, revision=revision, repo_type=repo_type, allow_patterns=list(allow_patterns) if allow_patterns else None,
+                endpoint=target.url, token=target.token, local_dir=local_dir,
+            )  # fmt: skip
         )
-    except RevisionNotFoundError as exc:
-        raise CheckpointNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}.") from exc
-    except RepositoryNotFoundError as exc:
-        raise CheckpointNotFoundError(f"No Hub repo {repo_id!r} (or no access to it; check your token).") from exc
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise CheckpointNotFoundError(f"Cannot download {repo_id!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """Where a push landed."""
+
+    repo_id: str
+    repo_type: str
+    commit: str
+    tag: str | None
+    endpoint: Endpoint
+
+    def describe(self) -> str:
+        where = f"{self.repo_id}@{self.tag}" if self.tag else self.repo_id
+        return f"{where} (commit {self.commit[:12]}, {self.repo_type} repo) on {self.endpoint.describe()}"
+
+
+def push_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    tag: str | None = None,
+    message: str | None = None,
+    private: bool = False,
+    allow_existing_tag: bool = False,
+) -> Pushed:
+    """Upload ``folder`` as one commit on ``main`` of ``repo_id`` (created if needed) and tag it.
+
+    Raises:
+        SubspaceHubError: the tag already exists (a published version is never rewritten), or the endpoint
+            refused the push.
+    """
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.errors import HfHubHTTPError
+
+    target = endpoint()
+    client = api(target)
+    folder = Path(folder)
+    try:
+        client.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        if tag is not None:
+            existing = {t.name for t in client.list_repo_refs(repo_id, repo_type=repo_type).tags}
+            if tag in existing and not allow_existing_tag:
+                raise SubspaceHubError(f"{repo_id} already has a tag {tag!r} on {target.describe()}; published versions are immutable, choose a new version.")
+        operations = [
+            CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+            for path in sorted(folder.rglob("*")) if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        ]  # fmt: skip
+        info = client.create_commit(repo_id, operations, commit_message=message or f"Upload {folder.name}", repo_type=repo_type)
+        commit = info.oid
+        if tag is not None:
+            client.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type, exist_ok=allow_existing_tag)
+    except HfHubHTTPError as exc:
+        raise HubUnavailableError(f"Pushing {repo_id} to {target.describe()} failed: {exc}") from exc
+    return Pushed(repo_id, repo_type, commit, tag, target)
+
+
+def load_dataset(repo_id: str, config: str | None = None, *, split: str | None = None, revision: str | None = None, streaming: bool = False, **options: Any) -> Any:
+    """``datasets.load_dataset`` on a dataset repo of the configured endpoint. Without ``streaming``,
+    huggingface_hub downloads the repo first (so datasets' own endpoint setting does not matter); with it, the
+    parquet files are read with Range requests, and this process's datasets and huggingface_hub are pointed at the
+    endpoint (they read it at import otherwise)."""
+    import datasets
+
+    target = endpoint()
+    if streaming:
+        from huggingface_hub import constants
+
+        _prepare_client(target.url)
+        constants.ENDPOINT = target.url
+        datasets.config.HF_ENDPOINT = target.url
+        return datasets.load_dataset(repo_id, config, split=split, revision=revision, streaming=True, token=target.token, **options)
+    folder = download(repo_id, revision, repo_type="dataset")
+    return datasets.load_dataset(str(folder), config, split=split, **options)

@@ -1,0 +1,206 @@
+"""Registry entries: ``registry/<name>.yaml``, the recipe and publication record of one subspace bundle.
+
+An entry says where the bundle is published (``repo_id``, ``version``), under which licence, for which backbone
+(and the backbone's revision), how each attribute's LoRA ensemble was made (its synthetic dataset recipe and the
+LoRA settings), how the subspaces were extracted, where the built bundle lies, and which hand-written card
+(``cards/<name>.md``) goes with it. ``subspace-hub registry validate`` checks every entry against this schema.
+
+.. code-block:: yaml
+
+    name: texture-geometry-microbaseline
+    repo_id: subspace-hub/vggt-texture-geometry-microbaseline
+    version: 1.0.0
+    license: cc-by-nc-4.0
+    backbone: {name: vggt, repo: facebook/VGGT-1B, revision: main, config: vggt-1b}
+    attributes:
+      texture:
+        dataset: {family: texture, datasets: 8, scenes: 64, views: 24, resolution: 128, camera: micro, seed: 0}
+        lora: {count: 8, rank: 16, alpha: 32, targets: [aggregator], steps: 2000, lr: 0.0001}
+    extraction: {d: 16, allocation: uniform, alpha: 1.0, mode: mean}
+    card: cards/texture-geometry-microbaseline.md
+    bundle: bundles/texture-geometry-microbaseline
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from subspace_hub.errors import ConfigError
+
+_SEMVER = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+REGISTRY_DIR = "registry"
+
+
+@dataclass(frozen=True)
+class BackboneRef:
+    name: str
+    """Registered backbone name, e.g. ``vggt``."""
+    repo: str | None = None
+    """Hub repo of the pretrained weights, e.g. ``facebook/VGGT-1B`` (the card's ``base_model``)."""
+    revision: str = "main"
+    config: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetRecipeRef:
+    """The synthetic data of one attribute (``subspace-hub data generate`` arguments)."""
+
+    family: str
+    datasets: int = 1
+    scenes: int = 64
+    views: int = 24
+    resolution: int = 128
+    camera: str = "standard"
+    seed: int = 0
+    repo: str | None = None
+    """Dataset repo where the generated data is published, if it is."""
+
+
+@dataclass(frozen=True)
+class LoraRecipe:
+    count: int = 8
+    rank: int = 16
+    alpha: float | None = None
+    targets: tuple[str, ...] = ()
+    steps: int = 1000
+    lr: float = 1e-4
+
+
+@dataclass(frozen=True)
+class AttributeRecipe:
+    dataset: DatasetRecipeRef
+    lora: LoraRecipe = field(default_factory=LoraRecipe)
+
+
+@dataclass(frozen=True)
+class ExtractionRecipe:
+    d: int = 16
+    allocation: str = "uniform"
+    alpha: float = 1.0
+    mode: str = "mean"
+
+
+@dataclass(frozen=True)
+class EvalEntry:
+    """A published evaluation result (becomes the card's model-index)."""
+
+    task: str
+    dataset: str
+    metric: str
+    value: float
+    dataset_name: str | None = None
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    name: str
+    repo_id: str
+    version: str
+    license: str
+    backbone: BackboneRef
+    attributes: dict[str, AttributeRecipe]
+    extraction: ExtractionRecipe = field(default_factory=ExtractionRecipe)
+    card: str | None = None
+    bundle: str | None = None
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    evaluation: tuple[EvalEntry, ...] = ()
+
+    def card_path(self, base: Path) -> Path:
+        return base / (self.card or f"cards/{self.name}.md")
+
+    def bundle_path(self, base: Path) -> Path:
+        return base / (self.bundle or f"bundles/{self.name}")
+
+
+def _validate(entry: RegistryEntry, source: str) -> None:
+    problems = []
+    if not _NAME.fullmatch(entry.name):
+        problems.append(f"name {entry.name!r} must be a lowercase slug (letters, digits, '-')")
+    if not _REPO.fullmatch(entry.repo_id):
+        problems.append(f"repo_id {entry.repo_id!r} must look like namespace/name")
+    if not _SEMVER.fullmatch(entry.version):
+        problems.append(f"version {entry.version!r} must be semantic, e.g. 1.0.0")
+    if not entry.license:
+        problems.append("license is required (e.g. the backbone weights' licence)")
+    if not entry.attributes:
+        problems.append("attributes must name at least one attribute")
+    for attribute, recipe in entry.attributes.items():
+        if not _NAME.fullmatch(attribute):
+            problems.append(f"attribute {attribute!r} must be a lowercase slug")
+        if recipe.dataset.family not in ("texture", "geometry", "camera", "lighting"):
+            problems.append(f"attributes.{attribute}.dataset.family {recipe.dataset.family!r} must be texture, geometry, camera or lighting")
+        if recipe.lora.count < 2 or recipe.lora.rank < 1:
+            problems.append(f"attributes.{attribute}.lora needs count >= 2 and rank >= 1")
+    if entry.extraction.d < 1:
+        problems.append("extraction.d must be positive")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
+
+
+def parse_entry(data: Any, source: str = "registry entry") -> RegistryEntry:
+    """A validated entry from a YAML-loaded mapping; errors name the file and every problem found."""
+    from subspace_hub.configuration import from_dict
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a YAML mapping, got {type(data).__name__}.")
+    data = {**data, "version": str(data.get("version", ""))}  # YAML reads 1.0 as a float
+    entry = from_dict(RegistryEntry, data, what=source)
+    _validate(entry, source)
+    return entry
+
+
+def load_entry(name_or_path: str | os.PathLike[str], registry: str | os.PathLike[str] = REGISTRY_DIR) -> tuple[RegistryEntry, Path]:
+    """The entry ``registry/<name>.yaml`` (or a YAML path) and the folder paths in it are relative to."""
+    import yaml
+
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = Path(registry) / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in Path(registry).glob("*.yaml"))) or "none"
+        raise ConfigError(f"No registry entry {name_or_path!r} ({path} does not exist); entries in {registry}: {known}.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    entry = parse_entry(data, str(path))
+    if entry.name != path.stem:
+        raise ConfigError(f"{path}: name {entry.name!r} must match the file name {path.stem!r}.")
+    return entry, path.resolve().parent.parent
+
+
+def list_entries(registry: str | os.PathLike[str] = REGISTRY_DIR) -> list[tuple[RegistryEntry | None, Path, str | None]]:
+    """Every entry of a registry folder: (entry or None, path, error or None)."""
+    out = []
+    for path in sorted(Path(registry).glob("*.yaml")):
+        try:
+            entry, _ = load_entry(path, registry)
+            out.append((entry, path, None))
+        except ConfigError as exc:
+            out.append((None, path, str(exc)))
+    return out
+
+
+def check_bundle(entry: RegistryEntry, bundle: Any) -> list[str]:
+    """Where a built :class:`~subspace_hub.subspaces.SubspaceBundle` disagrees with its entry (empty: it fits)."""
+    problems = []
+    if sorted(bundle.attribute_names) != sorted(entry.attributes):
+        problems.append(f"the bundle has attributes {bundle.attribute_names}, the entry {sorted(entry.attributes)}")
+    backbone = bundle.info.get("backbone")
+    if backbone is not None and backbone != entry.backbone.name:
+        problems.append(f"the bundle was extracted for backbone {backbone!r}, the entry says {entry.backbone.name!r}")
+    extraction = bundle.info.get("extraction", {})
+    if extraction.get("d") not in (None, entry.extraction.d):
+        problems.append(f"the bundle was extracted with d={extraction.get('d')}, the entry says {entry.extraction.d}")
+    for attribute, recipe in entry.attributes.items():
+        sources = bundle.info.get("sources", {}).get(attribute)
+        if sources is not None and len(sources) != recipe.lora.count:
+            problems.append(f"{attribute}: the bundle was extracted from {len(sources)} LoRAs, the entry says {recipe.lora.count}")
+    return problems
