@@ -230,3 +230,36 @@ def test_the_shipped_registry_entries_are_valid():
     for path in (root / "registry").glob("*.yaml"):
         entry, base = load_entry(path, root / "registry")
         assert entry.card_path(base).is_file(), f"{path.name}: its card is missing"
+
+
+def test_datasets_and_peft_on_the_embedded_default(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from subspace_hub.data.export import GenerationSpec, generate
+    from subspace_hub.hub import configure_clients
+
+    from huggingface_hub import hf_api
+
+    for name in ("ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE", "HF_URL_HOSTS"):  # restored after the test
+        monkeypatch.setattr(constants, name, getattr(constants, name))
+    monkeypatch.setattr(hf_api.api, "endpoint", hf_api.api.endpoint)
+    monkeypatch.setenv("HF_ENDPOINT", "unused")
+    monkeypatch.setenv("HF_TOKEN", "unused")
+    spec = GenerationSpec("lighting", scenes=2, views=2, height=16, width=24, mesh_resolution=4, texture_size=16, texture_pool=2, test_fraction=0.0)
+    push_folder(generate(spec, tmp_path / "data", workers=1, progress=False), "me/lighting", repo_type="dataset", tag="v1")
+    assert len(subspace_hub.hub.load_dataset("me/lighting", "lighting-000", split="train", revision="v1")) == 2
+    streamed = subspace_hub.hub.load_dataset("me/lighting", "lighting-000", split="train", revision="v1", streaming=True)
+    assert [row["scene_id"] for row in streamed] == ["lighting-000/scene-00000", "lighting-000/scene-00001"]
+    torch.manual_seed(0)
+    base = subspace_hub.load_backbone("reference")
+    lora = get_peft_model(base, LoraConfig(r=2, target_modules=["blocks.1.mlp.fc1"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    push_folder(tmp_path / "adapter", "me/lora", tag="v1")
+    target = configure_clients()
+    assert target.embedded and constants.ENDPOINT == target.url
+    torch.manual_seed(0)
+    reloaded = PeftModel.from_pretrained(subspace_hub.load_backbone("reference"), "me/lora", revision="v1")
+    images = torch.rand(1, 2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(images)["depth"], lora(images)["depth"])

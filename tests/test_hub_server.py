@@ -258,3 +258,22 @@ def test_structured_request_log(registry, caplog):
     created = next(r for r in records if r["path"] == "/api/repos/create")
     assert created["status"] == 200 and created["user"] == "alice" and created["method"] == "POST" and created["ms"] >= 0
 
+
+
+def test_size_limits(tmp_path):
+    root = tmp_path / "registry"
+    token = TokenBook.load(root).add("alice", write=("org",))
+    server = RegistryServer(root, max_file_size=1 << 20, max_commit_size=2 << 20)
+    url = server.start()
+    try:
+        api = client(url, token)
+        api.create_repo("org/limits")
+        with pytest.raises(HfHubHTTPError) as caught:
+            api.create_commit("org/limits", [CommitOperationAdd("big.txt", b"x" * (4 << 20))], commit_message="too big")
+        assert caught.value.response.status_code == 413 or "413" in str(caught.value)
+        with pytest.raises(Exception, match="larger than the limit|413"):
+            api.create_commit("org/limits", [CommitOperationAdd("big.safetensors", os.urandom(3 << 20))], commit_message="too big")
+        api.create_commit("org/limits", [CommitOperationAdd("small.txt", b"ok")], commit_message="fits")
+        assert api.list_repo_files("org/limits") == ["small.txt"]
+    finally:
+        server.stop()

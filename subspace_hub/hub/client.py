@@ -192,20 +192,65 @@ def push_folder(
     return Pushed(repo_id, repo_type, commit, tag, target)
 
 
+def configure_clients() -> Endpoint:
+    """Point this process's huggingface_hub, datasets, transformers and PEFT at the configured endpoint, so calls
+    like ``PeftModel.from_pretrained("org/x")`` reach the registry; returns the endpoint. Those libraries read
+    ``HF_ENDPOINT`` at import; this sets the values they derive from it. For a separate program, exporting
+    ``HF_ENDPOINT`` (and ``HF_HUB_DISABLE_XET=1``) before it starts is the plain way."""
+    from huggingface_hub import constants
+
+    from urllib.parse import urlsplit
+
+    target = endpoint()
+    _prepare_client(target.url)
+    # The values huggingface_hub derives from HF_ENDPOINT at import time.
+    constants.ENDPOINT = target.url
+    constants.HUGGINGFACE_CO_URL_TEMPLATE = target.url + "/{repo_id}/resolve/{revision}/{filename}"
+    constants.HF_URL_HOSTS = frozenset(constants.HF_URL_HOSTS | {urlsplit(target.url).hostname})
+    from huggingface_hub import hf_api
+
+    hf_api.api.endpoint = target.url  # the module-level client behind file_exists, model_info, ...
+    os.environ["HF_ENDPOINT"] = target.url
+    if target.token:
+        os.environ["HF_TOKEN"] = target.token
+    import sys
+
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].config.HF_ENDPOINT = target.url
+    return target
+
+
 def load_dataset(repo_id: str, config: str | None = None, *, split: str | None = None, revision: str | None = None, streaming: bool = False, **options: Any) -> Any:
-    """``datasets.load_dataset`` on a dataset repo of the configured endpoint. Without ``streaming``,
-    huggingface_hub downloads the repo first (so datasets' own endpoint setting does not matter); with it, the
-    parquet files are read with Range requests, and this process's datasets and huggingface_hub are pointed at the
-    endpoint (they read it at import otherwise)."""
+    """``datasets.load_dataset`` on a dataset repo of the configured endpoint.
+
+    Without ``streaming`` huggingface_hub downloads the repo first. With it, the config's parquet files (from the
+    repo card's ``configs:``) are streamed over HTTP with Range requests from the endpoint's resolve URLs pinned
+    to the revision's commit: this works in any process, whatever endpoint datasets read at import.
+    """
     import datasets
 
     target = endpoint()
-    if streaming:
-        from huggingface_hub import constants
+    if not streaming:
+        folder = download(repo_id, revision, repo_type="dataset")
+        return datasets.load_dataset(str(folder), config, split=split, **options)
+    import fnmatch
 
-        _prepare_client(target.url)
-        constants.ENDPOINT = target.url
-        datasets.config.HF_ENDPOINT = target.url
-        return datasets.load_dataset(repo_id, config, split=split, revision=revision, streaming=True, token=target.token, **options)
-    folder = download(repo_id, revision, repo_type="dataset")
-    return datasets.load_dataset(str(folder), config, split=split, **options)
+    import yaml
+    from huggingface_hub import hf_hub_download
+
+    client = api(target)
+    with _translated(repo_id, revision, target):
+        sha = client.dataset_info(repo_id, revision=revision).sha
+        readme = Path(hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=sha, endpoint=target.url, token=target.token)).read_text()
+        files = client.list_repo_files(repo_id, repo_type="dataset", revision=sha)
+    header = yaml.safe_load(readme.split("---")[1]) if readme.startswith("---") else {}
+    configs = {c["config_name"]: c for c in (header or {}).get("configs", [])}
+    if not configs:
+        raise CheckpointNotFoundError(f"Dataset repo {repo_id!r} declares no configs in its README; stream it with datasets directly.")
+    name = config or next(iter(configs))
+    if name not in configs:
+        raise CheckpointNotFoundError(f"Dataset repo {repo_id!r} has no config {name!r}; it has {', '.join(configs)}.")
+    base = f"{target.url}/datasets/{repo_id}/resolve/{sha}/"
+    data_files = {item["split"]: [base + f for f in sorted(files) if fnmatch.fnmatch(f, item["path"])] for item in configs[name]["data_files"]}
+    storage = {"client_kwargs": {"headers": {"Authorization": f"Bearer {target.token}"}}} if target.token else None
+    return datasets.load_dataset("parquet", data_files=data_files, split=split, streaming=True, storage_options=storage, **options)
