@@ -25,6 +25,7 @@ $(VENV)/.setup-done: pyproject.toml $(PLUGIN_PROJECTS)
 
 quickstart: setup
 	$(BIN)/subspace-hub plugins
+	$(BIN)/subspace-hub quickstart --out runs/quickstart
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

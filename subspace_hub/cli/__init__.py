@@ -18,6 +18,7 @@ from subspace_hub.cli.extract import extract
 from subspace_hub.cli.hub import pull, push
 from subspace_hub.cli.params import params
 from subspace_hub.cli.plugins import plugins
+from subspace_hub.cli.quickstart import quickstart
 from subspace_hub.cli.registry import registry
 from subspace_hub.errors import PluginWarning, SubspaceHubError
 
@@ -33,7 +34,7 @@ def cli() -> None:
     """
 
 
-for _command in (plugins, params, data, extract, analyze, evaluate, push, pull, registry):
+for _command in (plugins, quickstart, params, data, extract, analyze, evaluate, push, pull, registry):
     cli.add_command(_command)
 
 
