@@ -263,3 +263,13 @@ def test_datasets_and_peft_on_the_embedded_default(tmp_path, monkeypatch):
     images = torch.rand(1, 2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(images)["depth"], lora(images)["depth"])
+
+
+def test_evaluate_reads_a_dataset_repo_from_the_registry(tmp_path, capsys):
+    from subspace_hub.data.export import GenerationSpec, generate
+
+    spec = GenerationSpec("lighting", scenes=2, views=2, height=16, width=24, mesh_resolution=4, texture_size=16, texture_pool=2, test_fraction=0.5)
+    push_folder(generate(spec, tmp_path / "data", workers=1, progress=False), "me/eval-data", repo_type="dataset")
+    args = ["evaluate", "reference", "--data", "me/eval-data", "--data-config", "lighting-000", "--split", "test", "--metric", "depth", "--quiet"]
+    assert main(args) == 0
+    assert "reference on me/eval-data (test): 1 scene(s)" in capsys.readouterr().out

@@ -25,6 +25,7 @@ def _metric_options(values: tuple[str, ...]) -> dict[str, dict]:
 @click.argument("backbone")
 @click.option("--data", "data", required=True, help="Registered dataset, a folder saved with `datasets`, or a Hub dataset repo.")
 @click.option("--split", default=None, help="Dataset split (needed when there are several).")
+@click.option("--data-config", default=None, help="Dataset config, e.g. texture-000 of a generated folder or repo.")
 @click.option("-c", "--config", default=None, help="Backbone preset or config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a backbone config field.")
 @click.option("--pretrained", default=None, help="Backbone weights: a folder or a Hub repo.")
@@ -37,7 +38,7 @@ def _metric_options(values: tuple[str, ...]) -> dict[str, dict]:
 @click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast when running on CUDA.")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Also write the summary and per-scene scores here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate(backbone, data, split, config, overrides, pretrained, revision, adapter, metrics, metric_options, limit, device, amp, json_path, quiet) -> None:
+def evaluate(backbone, data, split, data_config, config, overrides, pretrained, revision, adapter, metrics, metric_options, limit, device, amp, json_path, quiet) -> None:
     """Run BACKBONE over a dataset split and print the metrics (averaged over scenes).
 
     \b
@@ -58,7 +59,7 @@ def evaluate(backbone, data, split, config, overrides, pretrained, revision, ada
     model = load_backbone(backbone, config=backbone_config(backbone, config, overrides), pretrained=pretrained, revision=revision)
     if adapter:
         model = load_adapter(adapter, model=model)
-    samples = load_samples(data, split)
+    samples = load_samples(data, split, data_config)
     report = evaluate_backbone(
         model, spec, samples, specs, options=_metric_options(metric_options), device=device, autocast=amp, limit=limit, progress=not quiet
     )

@@ -22,9 +22,10 @@ def _pick_split(loaded: Any, split: str | None, source: str) -> Any:
     return loaded
 
 
-def load_samples(source: str, split: str | None = None, **options: Any) -> Iterable[Mapping[str, Any]]:
+def load_samples(source: str, split: str | None = None, config: str | None = None, **options: Any) -> Iterable[Mapping[str, Any]]:
     """Samples of ``source``: a registered dataset name (its ``load(**options)``), a folder saved with
-    ``datasets`` (``save_to_disk``) or holding data files, or a Hub dataset repo id ``org/name``."""
+    ``datasets`` (``save_to_disk``) or holding data files (``config``: one of its configs), or a dataset repo
+    ``org/name`` on the configured Hub endpoint (see :mod:`subspace_hub.hub`)."""
     from subspace_hub.plugins import get_host
 
     host = get_host()
@@ -36,10 +37,12 @@ def load_samples(source: str, split: str | None = None, **options: Any) -> Itera
     if path.is_dir():
         if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file() or (path / "state.json").is_file():
             return _pick_split(datasets.load_from_disk(str(path)), split, str(path))
-        return _pick_split(datasets.load_dataset(str(path), **options), split, str(path))
+        return _pick_split(datasets.load_dataset(str(path), config, **options), split, str(path))
     from subspace_hub.hub import is_repo_id
 
     if is_repo_id(source):
-        return _pick_split(datasets.load_dataset(source, **options), split, source)
+        from subspace_hub.hub import load_dataset
+
+        return _pick_split(load_dataset(source, config, **options), split, source)
     known = ", ".join(host.components("dataset")) or "none registered"
     raise ConfigError(f"No dataset {source!r}: not a registered dataset ({known}), a folder, or a Hub repo id.")
