@@ -54,7 +54,11 @@ def build(config: str, device: str) -> torch.nn.Module:
     torch.manual_seed(0)
     resolved: Any = MID if config == "mid" else config
     if config == "vggt-tiny":
-        resolved = {**subspace_hub.plugins.get_backbone_spec("vggt").presets["vggt-tiny"], "enable_point": False, "enable_track": False}
+        resolved = {
+            **subspace_hub.plugins.get_backbone_spec("vggt").presets["vggt-tiny"],
+            "enable_point": False,
+            "enable_track": False,
+        }
     return subspace_hub.load_backbone("vggt", config=resolved, device=device)
 
 
@@ -69,7 +73,9 @@ def attach(model: torch.nn.Module, method: str, rank: int) -> torch.nn.Module:
 
 def batch_for(frames: int, size: int, device: str) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    intrinsics = torch.tensor([[size * 0.8, 0, size / 2], [0, size * 0.8, size / 2], [0, 0, 1.0]]).expand(1, frames, 3, 3)
+    intrinsics = torch.tensor([[size * 0.8, 0, size / 2], [0, size * 0.8, size / 2], [0, 0, 1.0]]).expand(
+        1, frames, 3, 3
+    )
     extrinsics = torch.zeros(1, frames, 3, 4)
     extrinsics[..., :3, :3] = torch.eye(3)
     extrinsics[..., 0, 3] = -0.05 * torch.arange(frames)
@@ -171,7 +177,12 @@ def train_in_process(args: argparse.Namespace) -> dict[str, Any]:
         trainers[method].timed_steps(2)
         peaks[method] = torch.cuda.max_memory_allocated() / 2**30
     return {
-        m: {"step_s": statistics.median(rounds[m]), "rounds_s": rounds[m], "peak_gib": peaks[m], "trainable": trainers[m].trainable}
+        m: {
+            "step_s": statistics.median(rounds[m]),
+            "rounds_s": rounds[m],
+            "peak_gib": peaks[m],
+            "trainable": trainers[m].trainable,
+        }
         for m in trainers
     }
 
@@ -185,7 +196,11 @@ def train_worker(args: argparse.Namespace) -> None:
     trainer.timed_steps(args.warmup)
     times = [trainer.timed_steps(args.steps) for _ in range(args.rounds)]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    print(json.dumps({"rounds_s": times, "peak_rss_gib": peak, "training_rss_gib": peak - before, "trainable": trainer.trainable}))
+    print(
+        json.dumps(
+            {"rounds_s": times, "peak_rss_gib": peak, "training_rss_gib": peak - before, "trainable": trainer.trainable}
+        )
+    )
 
 
 def _rss_gib() -> float:
@@ -195,7 +210,18 @@ def _rss_gib() -> float:
 
 def train_in_workers(args: argparse.Namespace) -> dict[str, Any]:
     base = [sys.executable, __file__, "--device", "cpu", "--config", args.config, "--rank", str(args.rank)]
-    base += ["--frames", str(args.frames), "--size", str(args.size), "--steps", str(args.steps), "--warmup", str(args.warmup), "--rounds", "1"]
+    base += [
+        "--frames",
+        str(args.frames),
+        "--size",
+        str(args.size),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--rounds",
+        "1",
+    ]
     runs: dict[str, list[dict[str, Any]]] = {"lora": [], "subspace": []}
     for _ in range(args.rounds):  # alternate processes so drift hits both methods alike
         for method in runs:
@@ -231,7 +257,9 @@ def main() -> None:
         train_worker(args)
         return
     report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(sys.argv),
@@ -240,7 +268,9 @@ def main() -> None:
     report["train"] = train_in_process(args) if args.device == "cuda" else train_in_workers(args)
     report["train"]["subspace_over_lora"] = report["train"]["subspace"]["step_s"] / report["train"]["lora"]["step_s"]
     report["inference_s"] = inference(args)
-    report["inference_s"]["subspace_merged_over_plain"] = report["inference_s"]["subspace_merged"] / report["inference_s"]["plain"]
+    report["inference_s"]["subspace_merged_over_plain"] = (
+        report["inference_s"]["subspace_merged"] / report["inference_s"]["plain"]
+    )
     print(json.dumps(report, indent=1))
     if args.json:
         with open(args.json, "w") as f:

@@ -40,7 +40,21 @@ def start_server(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "subspace_hub", "registry", "serve", "--root", str(root), "--port", str(port), "--log-file", str(log)])
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "subspace_hub",
+            "registry",
+            "serve",
+            "--root",
+            str(root),
+            "--port",
+            str(port),
+            "--log-file",
+            str(log),
+        ]
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(400):
         try:
@@ -90,7 +104,9 @@ def main() -> None:
                 push_folder(bundle, "bench/again", tag="v1")
                 results["repush"].append(time.perf_counter() - start)
                 start = time.perf_counter()
-                snapshot_download("bench/bundle", revision="v1", endpoint=url, token=token, cache_dir=work / f"cache-{i}")
+                snapshot_download(
+                    "bench/bundle", revision="v1", endpoint=url, token=token, cache_dir=work / f"cache-{i}"
+                )
                 os.sync()
                 results["pull"].append(time.perf_counter() - start)
             finally:

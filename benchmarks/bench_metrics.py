@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from subspace_hub.metrics import NeighborIndex, chamfer_and_normals, reconstruction_metrics
+from subspace_hub.metrics import NeighborIndex, chamfer_and_normals
 from subspace_hub.metrics.alignment import umeyama
 from subspace_hub.metrics.reconstruction import align_reconstruction
 
@@ -88,7 +88,7 @@ def open3d_or_none() -> Any:
         import open3d
 
         return open3d
-    except Exception:  # noqa: BLE001 (any import failure: the baseline is optional)
+    except Exception:
         return None
 
 
@@ -136,7 +136,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     report: dict[str, Any] = {
-        "machine": torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"{platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(sys.argv),
@@ -148,13 +150,21 @@ def main() -> None:
     gt_np, pred_np = surface_cloud(args.points, 0), surface_cloud(args.points, 1, noise=0.002)
     gt, pred = torch.from_numpy(gt_np).to(device), torch.from_numpy(pred_np).to(device)
     seconds, ours = best_of(lambda: chamfer_and_normals(pred, gt), args.repeat)
-    cloud: dict[str, Any] = {"points": args.points, "ours_s": seconds, "ours": {k: ours[k] for k in ("acc", "comp", "nc")}}
+    cloud: dict[str, Any] = {
+        "points": args.points,
+        "ours_s": seconds,
+        "ours": {k: ours[k] for k in ("acc", "comp", "nc")},
+    }
     print(f"clouds {args.points:,} vs {args.points:,}: ours {seconds:.2f} s {cloud['ours']}", flush=True)
     naive_nn = naive_nn_seconds(pred, gt, args.naive_slice)
     # naive = 2 NN passes plus the two 30-NN normal passes (>= the cost of NN passes)
     cloud["naive_nn_pass_s_extrapolated"] = naive_nn
     cloud["naive_total_s_extrapolated_lower_bound"] = 4 * naive_nn
-    print(f"  naive brute-force NN (torch, {device.type}): {naive_nn:.1f} s per pass (extrapolated from {args.naive_slice:,} queries); >= {4 * naive_nn:.0f} s in total", flush=True)
+    print(
+        f"  naive brute-force NN (torch, {device.type}): {naive_nn:.1f} s per pass (extrapolated from "
+        f"{args.naive_slice:,} queries); >= {4 * naive_nn:.0f} s in total",
+        flush=True,
+    )
     if o3d is not None and device.type == "cpu":
         seconds, reference = best_of(lambda: reference_cloud_metrics(o3d, pred_np, gt_np), 1)
         cloud["reference_s"] = seconds
@@ -171,7 +181,9 @@ def main() -> None:
             sample = {k: torch.from_numpy(v).to(device) for k, v in sample.items()}
         # reconstruction_metrics = align_reconstruction + chamfer_and_normals; timed as its two stages
         stage, clouds = best_of(lambda: align_reconstruction(prediction, sample), 1)
-        metrics_s, ours = best_of(lambda: chamfer_and_normals(clouds.prediction, clouds.reference, reference_index=clouds.reference_index), 1)
+        metrics_s, ours = best_of(
+            lambda: chamfer_and_normals(clouds.prediction, clouds.reference, reference_index=clouds.reference_index), 1
+        )
         seconds = stage + metrics_s
         protocol: dict[str, Any] = {
             "views": args.views,
@@ -182,13 +194,22 @@ def main() -> None:
             "icp_iterations": clouds.icp.iterations,
             "ours": {k: ours[k] for k in ("acc", "comp", "nc")},
         }
-        print(f"protocol {args.views} x {args.size}^2 ({protocol['points']:,} points): ours {seconds:.1f} s (alignment {stage:.1f} s, ICP {clouds.icp.iterations} it.) {protocol['ours']}", flush=True)
+        print(
+            f"protocol {args.views} x {args.size}^2 ({protocol['points']:,} points): ours {seconds:.1f} s (alignment "
+            f"{stage:.1f} s, ICP {clouds.icp.iterations} it.) {protocol['ours']}",
+            flush=True,
+        )
         if device.type == "cpu":
             pts = clouds.reference
             naive = naive_nn_seconds(clouds.prediction, pts, args.naive_slice // 4)
             protocol["naive_nn_pass_s_extrapolated"] = naive
             protocol["naive_total_s_extrapolated_lower_bound"] = (clouds.icp.iterations + 1 + 4) * naive
-            print(f"  naive: {naive:.0f} s per NN pass (extrapolated); >= {protocol['naive_total_s_extrapolated_lower_bound']:.0f} s with {clouds.icp.iterations + 1} ICP passes", flush=True)
+            print(
+                f"  naive: {naive:.0f} s per NN pass (extrapolated); "
+                f">= {protocol['naive_total_s_extrapolated_lower_bound']:.0f} s "
+                f"with {clouds.icp.iterations + 1} ICP passes",
+                flush=True,
+            )
         if o3d is not None and device.type == "cpu":
             seconds, reference = best_of(lambda: reference_protocol(o3d, prediction, sample), 1)
             protocol["reference_s"] = seconds

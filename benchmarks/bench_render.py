@@ -31,7 +31,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def render_rate(scenes: list, size: int, views: int, device: str, shadows: bool, to_host: bool = True) -> dict[str, Any]:
+def render_rate(
+    scenes: list, size: int, views: int, device: str, shadows: bool, to_host: bool = True
+) -> dict[str, Any]:
     """Views/s rendering ``views`` views of each prebuilt scene (the renderer, its BVH and uploads included);
     ``to_host=False`` leaves the results on the GPU."""
     batch = max(1, (1 << 22 if device.startswith("cuda") else 1 << 20) // (size * size))
@@ -50,11 +52,29 @@ def render_rate(scenes: list, size: int, views: int, device: str, shadows: bool,
     sync(device)
     seconds = time.perf_counter() - start
     total = views * len(scenes)
-    return {"views": total, "seconds": seconds, "views_per_s": total / seconds, "renderer_setup_s_per_scene": setup / len(scenes)}
+    return {
+        "views": total,
+        "seconds": seconds,
+        "views_per_s": total / seconds,
+        "renderer_setup_s_per_scene": setup / len(scenes),
+    }
 
 
-def generation_rate(size: int, scenes: int, views: int, workers: int | None, device: str, shadows: bool) -> dict[str, Any]:
-    spec = GenerationSpec("texture", datasets=1, scenes=scenes, views=views, height=size, width=size, seed=0, test_fraction=0.0, shadows=shadows, scenes_per_shard=1)
+def generation_rate(
+    size: int, scenes: int, views: int, workers: int | None, device: str, shadows: bool
+) -> dict[str, Any]:
+    spec = GenerationSpec(
+        "texture",
+        datasets=1,
+        scenes=scenes,
+        views=views,
+        height=size,
+        width=size,
+        seed=0,
+        test_fraction=0.0,
+        shadows=shadows,
+        scenes_per_shard=1,
+    )
     folder = tempfile.mkdtemp(prefix="bench-render-")
     try:
         start = time.perf_counter()
@@ -79,7 +99,9 @@ def main() -> None:
     args = parser.parse_args()
     shadows = not args.no_shadows
     report: dict[str, Any] = {
-        "machine": torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"{platform.machine()}, {os.cpu_count()} CPUs",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(sys.argv),
@@ -90,16 +112,32 @@ def main() -> None:
     report["scene_build_s_per_scene"] = (time.perf_counter() - t0) / args.scenes
     report["primitives_per_scene"] = [s.stats["primitives"] for s in scenes]
     report["triangles_per_scene"] = [s.stats["triangles"] for s in scenes]
-    print(f"scenes: {report['primitives_per_scene']} primitives, {report['triangles_per_scene']} triangles, built in {report['scene_build_s_per_scene']:.2f} s each", flush=True)
+    print(
+        f"scenes: {report['primitives_per_scene']} primitives, {report['triangles_per_scene']} triangles, built in "
+        f"{report['scene_build_s_per_scene']:.2f} s each",
+        flush=True,
+    )
     for size in args.resolution:
         entry: dict[str, Any] = {"render": render_rate(scenes, size, args.views, args.device, shadows)}
-        print(f"{size}x{size} render ({torch.get_num_threads()} torch threads): {entry['render']['views_per_s']:.0f} views/s", flush=True)
+        print(
+            f"{size}x{size} render ({torch.get_num_threads()} torch threads): {entry['render']['views_per_s']:.0f} "
+            "views/s",
+            flush=True,
+        )
         if args.device.startswith("cuda"):
             entry["render_on_device"] = render_rate(scenes, size, args.views, args.device, shadows, to_host=False)
-            print(f"{size}x{size} render, results left on the GPU: {entry['render_on_device']['views_per_s']:.0f} views/s", flush=True)
+            print(
+                f"{size}x{size} render, results left on the GPU: {entry['render_on_device']['views_per_s']:.0f} "
+                "views/s",
+                flush=True,
+            )
         if not args.skip_generation:
             entry["generate"] = generation_rate(size, args.scenes, args.views, args.workers, args.device, shadows)
-            print(f"{size}x{size} whole generation: {entry['generate']['views_per_s']:.0f} views/s ({entry['generate']['megabytes']:.0f} MB)", flush=True)
+            print(
+                f"{size}x{size} whole generation: {entry['generate']['views_per_s']:.0f} views/s "
+                f"({entry['generate']['megabytes']:.0f} MB)",
+                flush=True,
+            )
         report[str(size)] = entry
     print(json.dumps(report, indent=1))
     if args.json:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from subspace_hub.subspaces import extract_bundle, load_lora, shared_subspace
+from subspace_hub.subspaces import extract_bundle, shared_subspace
 
 SHAPES = {"attn.qkv": (3072, 1024), "attn.proj": (1024, 1024), "mlp.fc1": (4096, 1024), "mlp.fc2": (1024, 4096)}
 N, RANK, D, ITERATIONS = 10, 16, 16, 20
@@ -52,7 +52,9 @@ def vggt_aggregator_loras(seed: int = 0) -> list[dict[str, torch.Tensor]]:
             out, inn = b.shape[0], a.shape[1]
             own_b = torch.randn(out, RANK - 8, generator=gen) * 0.01
             own_a = torch.randn(RANK - 8, inn, generator=gen) * 0.01
-            state[f"base_model.model.{name}.lora_B.weight"] = torch.cat([b + 0.002 * torch.randn(b.shape, generator=gen), own_b], 1)
+            state[f"base_model.model.{name}.lora_B.weight"] = torch.cat(
+                [b + 0.002 * torch.randn(b.shape, generator=gen), own_b], 1
+            )
             state[f"base_model.model.{name}.lora_A.weight"] = torch.cat([a, own_a], 0)
         loras.append(state)
     return loras
@@ -74,7 +76,10 @@ def peft_whole_model(loras: list[dict[str, torch.Tensor]]) -> tuple[float, torch
     modules = sorted({k.removeprefix("base_model.model.").rsplit(".lora_", 1)[0] for k in loras[0]})
     root = torch.nn.Module()
     for name in modules:
-        out, inn = loras[0][f"base_model.model.{name}.lora_B.weight"].shape[0], loras[0][f"base_model.model.{name}.lora_A.weight"].shape[1]
+        out, inn = (
+            loras[0][f"base_model.model.{name}.lora_B.weight"].shape[0],
+            loras[0][f"base_model.model.{name}.lora_A.weight"].shape[1],
+        )
         parent = root
         for part in name.split(".")[:-1]:
             if not hasattr(parent, part):
@@ -124,7 +129,9 @@ def whole_model(repeat: int, with_peft: bool) -> dict[str, float]:
             folder = Path(tmp) / f"lora-{i}"
             folder.mkdir()
             save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "adapter_model.safetensors"))
-            (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": RANK, "lora_alpha": RANK}))
+            (folder / "adapter_config.json").write_text(
+                json.dumps({"peft_type": "LORA", "r": RANK, "lora_alpha": RANK})
+            )
             paths.append(folder)
         from_files = timed(lambda: extract_bundle({"texture": paths}, **options), repeat)
     return {
@@ -152,15 +159,17 @@ def per_matrix(repeat: int) -> list[dict[str, float]]:
         layer = model.base_model.model[0]
         factors = [(layer.lora_B[n].weight.detach() * layer.scaling[n], layer.lora_A[n].weight.detach()) for n in names]
 
-        def peft_svd():
+        def peft_svd(model=model, names=names):
             model.add_weighted_adapter(names, [1.0 / N] * N, "merged", combination_type="svd")
             model.delete_adapter("merged")
 
         peft_svd()
         peft_times = timed(peft_svd, repeat)
         shared_subspace(factors, D, alpha=2.0)
-        least_squares = timed(lambda: shared_subspace(factors, D, alpha=2.0), repeat * 5)
-        robust = timed(lambda: shared_subspace(factors, D, alpha=1.0, max_iter=ITERATIONS, tol=0.0), repeat * 2)
+        least_squares = timed(lambda factors=factors: shared_subspace(factors, D, alpha=2.0), repeat * 5)
+        robust = timed(
+            lambda factors=factors: shared_subspace(factors, D, alpha=1.0, max_iter=ITERATIONS, tol=0.0), repeat * 2
+        )
         rows.append(
             {
                 "module": module,
@@ -178,7 +187,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", help="write the figures to this file")
-    parser.add_argument("--no-peft-whole-model", action="store_true", help="skip PEFT's whole-model merge (about 2 minutes)")
+    parser.add_argument(
+        "--no-peft-whole-model", action="store_true", help="skip PEFT's whole-model merge (about 2 minutes)"
+    )
     args = parser.parse_args()
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
@@ -188,22 +199,28 @@ def main() -> None:
     report["whole_model"] = whole = whole_model(args.repeat, with_peft=not args.no_peft_whole_model)
     print(whole, flush=True)
     report["per_matrix"] = per_matrix(args.repeat)
-    print(f"\nWhole model (192 matrices, N={N}, r={RANK}, d={D}, {ITERATIONS} IRLS iterations): "
-          f"{whole['in_memory_s']:.2f} s in memory, {whole['from_adapter_files_s']:.2f} s from adapter files")
+    print(
+        f"\nWhole model (192 matrices, N={N}, r={RANK}, d={D}, {ITERATIONS} IRLS iterations): "
+        f"{whole['in_memory_s']:.2f} s in memory, {whole['from_adapter_files_s']:.2f} s from adapter files"
+    )
     if "peft_svd_s" in whole:
         peft = whole["peft_svd_s"] / 192
         print(
             f"Per matrix over the whole model: PEFT svd {peft * 1e3:.1f} ms | ours least squares "
-            f"{whole['least_squares_in_memory_s'] / 192 * 1e3:.2f} ms ({whole['peft_svd_s'] / whole['least_squares_in_memory_s']:.0f}x) | "
-            f"ours robust, 20 iterations {whole['in_memory_s'] / 192 * 1e3:.2f} ms ({whole['peft_svd_s'] / whole['in_memory_s']:.0f}x); "
-            f"largest angle between PEFT's and our least-squares subspaces: {whole['max_angle_ours_vs_peft_rad']:.1e} rad"
+            f"{whole['least_squares_in_memory_s'] / 192 * 1e3:.2f} ms "
+            f"({whole['peft_svd_s'] / whole['least_squares_in_memory_s']:.0f}x) | "
+            f"ours robust, 20 iterations {whole['in_memory_s'] / 192 * 1e3:.2f} ms "
+            f"({whole['peft_svd_s'] / whole['in_memory_s']:.0f}x); "
+            "largest angle between PEFT's and our least-squares subspaces: "
+            f"{whole['max_angle_ours_vs_peft_rad']:.1e} rad"
         )
     print("Single calls:")
     print(f"{'matrix':>10} {'PEFT svd':>10} {'ours LS':>10} {'speed-up':>9} {'ours robust x20':>16} {'speed-up':>9}")
     for row in report["per_matrix"]:
         print(
             f"{row['module']:>10} {row['peft_svd_s'] * 1e3:8.1f}ms {row['ours_least_squares_s'] * 1e3:8.2f}ms "
-            f"{row['peft_svd_s'] / row['ours_least_squares_s']:8.0f}x {row['ours_robust_20_iterations_s'] * 1e3:14.1f}ms "
+            f"{row['peft_svd_s'] / row['ours_least_squares_s']:8.0f}x "
+            f"{row['ours_robust_20_iterations_s'] * 1e3:14.1f}ms "
             f"{row['peft_svd_s'] / row['ours_robust_20_iterations_s']:8.0f}x"
         )
     if args.json:

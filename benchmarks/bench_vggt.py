@@ -176,7 +176,9 @@ def main() -> None:
         report["parity_S2"], images, ref = parity(official, ours, frames=2)
         for precision in ("fp32", "autocast"):
             ours.head_precision = precision
-            report["parity_S2"][f"ours_bf16_{precision}_heads_rel_error_vs_official_fp32"] = bf16_error(ours, images, ref)
+            report["parity_S2"][f"ours_bf16_{precision}_heads_rel_error_vs_official_fp32"] = bf16_error(
+                ours, images, ref
+            )
         print(json.dumps(report["parity_S2"], indent=1), flush=True)
 
     rows = []
@@ -194,7 +196,9 @@ def main() -> None:
         ours.compile_blocks()
         ours.head_precision = "autocast"
         if ref is not None:
-            report["parity_S2"]["ours_bf16_autocast_heads_compiled_rel_error_vs_official_fp32"] = bf16_error(ours, images, ref)
+            report["parity_S2"]["ours_bf16_autocast_heads_compiled_rel_error_vs_official_fp32"] = bf16_error(
+                ours, images, ref
+            )
             print(json.dumps(report["parity_S2"], indent=1), flush=True)
         for entry in rows:
             entry["ours_bf16_heads_compiled"] = forward_bench(ours, entry["frames"])
@@ -208,7 +212,15 @@ def main() -> None:
         for checkpointing in (False, True):
             try:
                 seconds, peak, trainable = lora_step_bench(frames, checkpointing)
-                train_rows.append({"frames": frames, "checkpointing": checkpointing, "s_per_step": seconds, "peak_gib": peak, "trainable": trainable})
+                train_rows.append(
+                    {
+                        "frames": frames,
+                        "checkpointing": checkpointing,
+                        "s_per_step": seconds,
+                        "peak_gib": peak,
+                        "trainable": trainable,
+                    }
+                )
             except torch.OutOfMemoryError:
                 train_rows.append({"frames": frames, "checkpointing": checkpointing, "oom": True})
                 free()
@@ -234,7 +246,8 @@ def main() -> None:
         else:
             print(
                 f"  S={row['frames']:>2} checkpointing={row['checkpointing']!s:5}: {row['s_per_step']:.3f} s/step, "
-                f"{row['frames'] / row['s_per_step']:.1f} frames/s, peak {row['peak_gib']:.2f} GiB, trainable {row['trainable']:,}"
+                f"{row['frames'] / row['s_per_step']:.1f} frames/s, peak {row['peak_gib']:.2f} GiB, trainable "
+                f"{row['trainable']:,}"
             )
     if args.json:
         with open(args.json, "w") as fh:

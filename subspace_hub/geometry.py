@@ -45,7 +45,9 @@ def depth_to_world_points(depth: torch.Tensor, extrinsics: torch.Tensor, intrins
     return (rotation @ camera[..., None])[..., 0] + translation
 
 
-def project_points(points: torch.Tensor, extrinsics: torch.Tensor, intrinsics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def project_points(
+    points: torch.Tensor, extrinsics: torch.Tensor, intrinsics: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """World points [..., N, 3] -> (pixels [..., N, 2], z-depth [..., N]) in cameras [..., 3, 4] / [..., 3, 3]."""
     camera = points @ extrinsics[..., :3, :3].transpose(-1, -2) + extrinsics[..., None, :3, 3]
     z = camera[..., 2]

@@ -71,7 +71,11 @@ HOOK_OF_KIND: Mapping[str, str] = MappingProxyType(
 """Component kind -> the hook that registers it."""
 
 FIRST_PARTY_DISTRIBUTIONS: Mapping[str, Mapping[str, str]] = MappingProxyType(
-    {"backbone": MappingProxyType({"vggt": "subspace-hub-vggt", "lfm2d": "subspace-hub-lfm2d", "lim": "subspace-hub-lim"})}
+    {
+        "backbone": MappingProxyType(
+            {"vggt": "subspace-hub-vggt", "lfm2d": "subspace-hub-lfm2d", "lim": "subspace-hub-lim"}
+        )
+    }
 )
 """Components of first-party plugins that ship as separate distributions, for install hints on a miss."""
 
@@ -171,7 +175,11 @@ class _PluginFailed(Exception):
 
     def describe(self) -> str:
         message = str(self.cause).strip().replace("\n", " ")
-        return f"{self.stage}: {type(self.cause).__name__}: {message}" if message else f"{self.stage}: {type(self.cause).__name__}"
+        return (
+            f"{self.stage}: {type(self.cause).__name__}: {message}"
+            if message
+            else f"{self.stage}: {type(self.cause).__name__}"
+        )
 
 
 class PluginHost:
@@ -513,7 +521,8 @@ def list_plugins() -> list[PluginInfo]:
 
 
 def list_components(kind: str) -> list[str]:
-    """Sorted names of the registered components of ``kind`` (``"backbone"``, ``"adapter"``, ``"dataset"``, ``"metric"``)."""
+    """Sorted names of the registered components of ``kind``: ``"backbone"``, ``"adapter"``, ``"dataset"`` or
+    ``"metric"``."""
     return list(get_host().components(kind))
 
 

@@ -33,7 +33,12 @@ def _loader(folder: Path, config: str, split: str, views: int, seed: int = 0):
     from subspace_hub.data import ViewGroups
 
     rows = datasets.load_dataset(str(folder), config, split=split)
-    return torch.utils.data.DataLoader(ViewGroups(rows, views=views, seed=seed), batch_size=1, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    return torch.utils.data.DataLoader(
+        ViewGroups(rows, views=views, seed=seed),
+        batch_size=1,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def _backbone(base: Path) -> Any:
@@ -42,7 +47,17 @@ def _backbone(base: Path) -> Any:
     return subspace_hub.load_backbone("vggt", pretrained=base)
 
 
-def run(out: str | os.PathLike[str], *, steps: int = 30, loras: int = 3, scenes: int = 6, views: int = 4, seed: int = 0, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run(
+    out: str | os.PathLike[str],
+    *,
+    steps: int = 30,
+    loras: int = 3,
+    scenes: int = 6,
+    views: int = 4,
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run the pipeline into ``out`` and return its figures (also written to ``out/summary.json``)."""
     import subspace_hub
     from subspace_hub.data.export import GenerationSpec, generate
@@ -53,17 +68,37 @@ def run(out: str | os.PathLike[str], *, steps: int = 30, loras: int = 3, scenes:
     from subspace_hub.train import fit
 
     if "vggt" not in subspace_hub.list_components("backbone"):
-        raise ConfigError("The quickstart fine-tunes VGGT: install the plugin (pip install -e plugins/vggt), as `make quickstart` does.")
+        raise ConfigError(
+            "The quickstart fine-tunes VGGT: install the plugin (pip install -e plugins/vggt), as `make quickstart` "
+            "does."
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = get_backbone_spec("vggt")
     summary: dict[str, Any] = {}
 
     log("1/6 data: texture and geometry families, and a downstream lighting dataset")
-    common = {"scenes": scenes, "views": views, "height": SIZE[0], "width": SIZE[1], "mesh_resolution": 6, "texture_size": 64, "texture_pool": 8}
+    common = {
+        "scenes": scenes,
+        "views": views,
+        "height": SIZE[0],
+        "width": SIZE[1],
+        "mesh_resolution": 6,
+        "texture_size": 64,
+        "texture_pool": 8,
+    }
     folders = {}
-    for family, count, family_seed in (("texture", loras, seed), ("geometry", loras, seed + 1), ("lighting", 1, seed + 2)):
-        folders[family] = generate(GenerationSpec(family, datasets=count, seed=family_seed, test_fraction=0.34, **common), out / "data" / family, workers=1, progress=progress)
+    for family, count, family_seed in (
+        ("texture", loras, seed),
+        ("geometry", loras, seed + 1),
+        ("lighting", 1, seed + 2),
+    ):
+        folders[family] = generate(
+            GenerationSpec(family, datasets=count, seed=family_seed, test_fraction=0.34, **common),
+            out / "data" / family,
+            workers=1,
+            progress=progress,
+        )
 
     log("2/6 LoRA ensembles on a small VGGT (one LoRA per dataset)")
     torch.manual_seed(seed)
@@ -78,9 +113,19 @@ def run(out: str | os.PathLike[str], *, steps: int = 30, loras: int = 3, scenes:
             if not (path / "adapter_model.safetensors").is_file():
                 torch.manual_seed(seed + index)
                 model = subspace_hub.attach_adapter(_backbone(base), "lora", rank=4, targets="aggregator")
-                result = fit(model, spec, _loader(folders[attribute], f"{attribute}-{index:03d}", "train", views, seed + index), steps=steps, lr=3e-3, progress=progress, desc=f"{attribute} lora {index}")
+                result = fit(
+                    model,
+                    spec,
+                    _loader(folders[attribute], f"{attribute}-{index:03d}", "train", views, seed + index),
+                    steps=steps,
+                    lr=3e-3,
+                    progress=progress,
+                    desc=f"{attribute} lora {index}",
+                )
                 model.save_pretrained(str(path))
-                summary.setdefault("lora_losses", {}).setdefault(attribute, []).append([result.losses[0], result.losses[-1]])
+                summary.setdefault("lora_losses", {}).setdefault(attribute, []).append(
+                    [result.losses[0], result.losses[-1]]
+                )
             ensembles[attribute].append(path)
 
     log("3/6 extraction of the shared subspaces")
@@ -100,7 +145,12 @@ def run(out: str | os.PathLike[str], *, steps: int = 30, loras: int = 3, scenes:
     for name in ("subspace", "lora"):
         trainable = sum(p.numel() for p in models[name].parameters() if p.requires_grad)
         result = fit(models[name], spec, downstream, steps=steps, lr=3e-3, progress=progress, desc=f"fine-tune {name}")
-        scores[name] = {"trainable_parameters": trainable, "loss_first": result.losses[0], "loss_last": result.losses[-1], "seconds": result.seconds}
+        scores[name] = {
+            "trainable_parameters": trainable,
+            "loss_first": result.losses[0],
+            "loss_last": result.losses[-1],
+            "seconds": result.seconds,
+        }
 
     log("5/6 evaluation on the downstream test split")
     import datasets
@@ -126,14 +176,20 @@ def run(out: str | os.PathLike[str], *, steps: int = 30, loras: int = 3, scenes:
         "license": "cc0-1.0",
         "backbone": {"name": "vggt", "config": "vggt-tiny"},
         "attributes": {
-            a: {"dataset": {"family": a, "datasets": loras, "scenes": scenes, "views": views, "resolution": SIZE[0]}, "lora": {"count": loras, "rank": 4, "targets": ["aggregator"], "steps": steps, "lr": 3e-3}}
+            a: {
+                "dataset": {"family": a, "datasets": loras, "scenes": scenes, "views": views, "resolution": SIZE[0]},
+                "lora": {"count": loras, "rank": 4, "targets": ["aggregator"], "steps": steps, "lr": 3e-3},
+            }
             for a in ("texture", "geometry")
         },
         "extraction": {"d": 2},
         "bundle": str(bundle_dir.resolve()),
     }
     (registry / "registry" / "quickstart-texture-geometry.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
-    (registry / "cards" / "quickstart-texture-geometry.md").write_text("# Quickstart subspaces\n\nTexture and geometry subspaces of a small random VGGT, made by `subspace-hub quickstart`.\n")
+    (registry / "cards" / "quickstart-texture-geometry.md").write_text(
+        "# Quickstart subspaces\n\nTexture and geometry subspaces of a small random VGGT, made by `subspace-hub "
+        "quickstart`.\n"
+    )
     pushed = push("quickstart-texture-geometry", registry=registry / "registry")
     pulled = SubspaceAdapter.from_pretrained(pushed.repo_id, revision=pushed.tag)
     assert pulled.bundle.dims() == bundle.dims(), "the pulled bundle differs from the pushed one"
@@ -151,7 +207,18 @@ def format_summary(summary: dict[str, Any]) -> str:
         recon = scores["metrics"]["reconstruction"]
         params = f"{scores['trainable_parameters']:,}" if "trainable_parameters" in scores else "-"
         loss = f"{scores['loss_first']:.3f} -> {scores['loss_last']:.3f}" if "loss_first" in scores else "-"
-        rows.append((name, params, loss, f"{depth['abs_rel']:.4f}", f"{depth['delta_1']:.3f}", f"{recon['acc']:.4f}", f"{recon['comp']:.4f}", f"{recon['nc']:.3f}"))
+        rows.append(
+            (
+                name,
+                params,
+                loss,
+                f"{depth['abs_rel']:.4f}",
+                f"{depth['delta_1']:.3f}",
+                f"{recon['acc']:.4f}",
+                f"{recon['comp']:.4f}",
+                f"{recon['nc']:.3f}",
+            )
+        )
     table = format_table(("MODEL", "TRAINABLE", "TRAIN LOSS", "ABSREL", "DELTA1", "ACC", "COMP", "NC"), rows)
     dims = ", ".join(f"{a}: {s['modules']} modules, {s['total_dims']} dims" for a, s in summary["subspaces"].items())
     return f"{table}\nsubspaces: {dims}\npublished: {summary['published']}"

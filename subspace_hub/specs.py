@@ -85,8 +85,8 @@ class BackboneSpec:
     """One line shown by ``subspace-hub plugins``."""
 
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Named configurations, e.g. ``{"vggt-1b": {...}, "vggt-tiny": {...}}``; ``load_backbone(name, config="vggt-tiny")``
-    selects one by name."""
+    """Named configurations, e.g. ``{"vggt-1b": {...}, "vggt-tiny": {...}}``;
+    ``load_backbone(name, config="vggt-tiny")`` selects one by name."""
 
     default_preset: str | None = None
     """The preset used when no config is given; ``None`` means ``build({})``."""
@@ -299,7 +299,9 @@ class MetricSpec:
                 )
             object.__setattr__(self, "higher_is_better", MappingProxyType(dict(direction)))
         elif direction is not None and not isinstance(direction, bool):
-            raise SpecError(f"MetricSpec {self.name!r}: higher_is_better must be True, False, a mapping per output, or None.")
+            raise SpecError(
+                f"MetricSpec {self.name!r}: higher_is_better must be True, False, a mapping per output, or None."
+            )
 
     def direction(self, output: str | None = None) -> bool | None:
         """Whether higher is better for ``output`` (or for the metric's single number)."""

@@ -232,7 +232,9 @@ def check_backbone_checkpoint(backbone: str | BackboneSpec, config: Any = None) 
         actual = list(_tensors(_run(spec, fresh, batch)))
     for (path, a), (_, b) in zip(expected, actual, strict=True):
         if not torch.equal(a, b):
-            raise _fail(what, f"{path} differs after a save/load round trip (max diff {float((a - b).abs().max()):.3g})")
+            raise _fail(
+                what, f"{path} differs after a save/load round trip (max diff {float((a - b).abs().max()):.3g})"
+            )
 
 
 def check_backbone_meta(backbone: str | BackboneSpec, config: Any = None) -> int:
@@ -244,7 +246,9 @@ def check_backbone_meta(backbone: str | BackboneSpec, config: Any = None) -> int
     except Exception as exc:
         if isinstance(exc, SubspaceHubError):
             raise
-        raise _fail(f"backbone {spec.name!r}", f"build() fails on the meta device: {type(exc).__name__}: {exc}") from exc
+        raise _fail(
+            f"backbone {spec.name!r}", f"build() fails on the meta device: {type(exc).__name__}: {exc}"
+        ) from exc
     return sum(p.numel() for p in model.parameters())
 
 
@@ -264,9 +268,7 @@ def check_backbone(backbone: str | BackboneSpec, config: Any = None) -> None:
 # -- adapters -----------------------------------------------------------------------------------------------
 
 
-def check_adapter(
-    adapter: str | AdapterSpec, backbone: str = "reference", config: Any = None, **options: Any
-) -> None:
+def check_adapter(adapter: str | AdapterSpec, backbone: str = "reference", config: Any = None, **options: Any) -> None:
     """The method attaches to ``backbone``, leaves some but not all parameters trainable, keeps the
     backbone's frozen parts frozen, and one optimiser step on the backbone's loss changes the outputs."""
     import torch
@@ -281,7 +283,9 @@ def check_adapter(
     torch.manual_seed(0)
     base = _build(backbone_spec, config)
     modules = dict(base.named_modules())
-    frozen_ids = {id(p) for prefix in frozen_module_names(base, backbone_spec.frozen) for p in modules[prefix].parameters()}
+    frozen_ids = {
+        id(p) for prefix in frozen_module_names(base, backbone_spec.frozen) for p in modules[prefix].parameters()
+    }
     example = dict(spec.example_options(base)) if spec.example_options is not None else {}
     model = spec.attach(base, **{**example, **options})
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -307,7 +311,9 @@ def check_adapter(
         raise _fail(what, "an optimiser step on the trainable parameters does not change the outputs")
 
 
-def _max_difference(what: str, first: list[tuple[str, Any]], second: list[tuple[str, Any]], label: str, atol: float) -> None:
+def _max_difference(
+    what: str, first: list[tuple[str, Any]], second: list[tuple[str, Any]], label: str, atol: float
+) -> None:
     import torch
 
     for (path, a), (_, b) in zip(first, second, strict=True):
@@ -323,7 +329,14 @@ def _max_difference(what: str, first: list[tuple[str, Any]], second: list[tuple[
 
 
 def check_adapter_lifecycle(
-    adapter: str, backbone: str = "reference", config: Any = None, *, steps: int = 10, lr: float = 1e-3, atol: float = 1e-5, **options: Any
+    adapter: str,
+    backbone: str = "reference",
+    config: Any = None,
+    *,
+    steps: int = 10,
+    lr: float = 1e-3,
+    atol: float = 1e-5,
+    **options: Any,
 ) -> dict[str, float]:
     """The whole life of an adapter on ``backbone``, as a user goes through it:
 
@@ -403,7 +416,9 @@ def check_adapter_lifecycle(
 def _scores(what: str, spec: MetricSpec, value: Any) -> dict[str, float]:
     if spec.outputs:
         if not isinstance(value, Mapping):
-            raise _fail(what, f"compute() must return a dict with keys {list(spec.outputs)}, got {type(value).__name__}")
+            raise _fail(
+                what, f"compute() must return a dict with keys {list(spec.outputs)}, got {type(value).__name__}"
+            )
         missing = [k for k in spec.outputs if k not in value]
         if missing:
             raise _fail(what, f"compute() result lacks the declared outputs {missing}")
@@ -430,7 +445,9 @@ def check_metric(metric: str | MetricSpec) -> None:
     if spec.higher_is_better is None:
         raise _fail(what, "higher_is_better is not declared; set it to True or False")
     if spec.example is None:
-        raise _fail(what, "defines no example, so its direction cannot be checked; add example=lambda: MetricExample(...)")
+        raise _fail(
+            what, "defines no example, so its direction cannot be checked; add example=lambda: MetricExample(...)"
+        )
     example = spec.example()
     better = _scores(what, spec, spec.compute(example.better, example.reference, **example.kwargs))
     worse = _scores(what, spec, spec.compute(example.worse, example.reference, **example.kwargs))
@@ -439,7 +456,8 @@ def check_metric(metric: str | MetricSpec) -> None:
         if (1.0 if higher else -1.0) * (better[key] - worse[key]) < 0:
             raise _fail(
                 what,
-                f"{key} scores the better prediction {better[key]:.6g} and the worse {worse[key]:.6g}, which contradicts "
+                f"{key} scores the better prediction {better[key]:.6g} and the worse {worse[key]:.6g}, which "
+                "contradicts "
                 f"higher_is_better={higher} for it",
             )
     if all(better[k] == worse[k] for k in better):
@@ -511,7 +529,9 @@ def check_plugin(name: str) -> None:
 
     infos = [p for p in list_plugins() if p.name == name]
     if not infos:
-        raise ConformanceError(f"plugin {name!r} is not installed (no entry point of group 'subspace_hub' has that name)")
+        raise ConformanceError(
+            f"plugin {name!r} is not installed (no entry point of group 'subspace_hub' has that name)"
+        )
     info = infos[0]
     if info.failed:
         raise ConformanceError(f"plugin {name!r} failed to load: {info.error}")

@@ -47,7 +47,9 @@ class Distributions:
     root: Path
     modules: list[str]
 
-    def add(self, dist: str, module: str, source: str, *, version: str = "1.0.0", entry_point: str | None = None) -> Path:
+    def add(
+        self, dist: str, module: str, source: str, *, version: str = "1.0.0", entry_point: str | None = None
+    ) -> Path:
         """Install distribution ``dist`` providing ``module`` with one ``subspace_hub`` entry point
         (named ``entry_point``, default: the module name) that points at the module."""
         site = self.root / f"site-{dist}"
@@ -135,7 +137,13 @@ def make_loras(folder, n, *, seed, rank=4, targets=("qkv", "fc1"), config=None, 
     for i in range(n):
         torch.manual_seed(seed + i)
         model = subspace_hub.load_backbone("reference", config=config or {"depth": 3})
-        lora = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=resolve_targets(model, list(targets)), init_lora_weights=False, **lora_options)
+        lora = LoraConfig(
+            r=rank,
+            lora_alpha=2 * rank,
+            target_modules=resolve_targets(model, list(targets)),
+            init_lora_weights=False,
+            **lora_options,
+        )
         path = folder / f"lora-{i}"
         get_peft_model(model, lora).save_pretrained(path)
         paths.append(path)

@@ -60,13 +60,18 @@ def test_the_lifecycle_check_catches_an_adapter_that_does_not_reload(distributio
 
 
 def test_lora_defaults_and_options():
-    model = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "lora", rank=4, targets="qkv", layers=[1])
+    model = subspace_hub.attach_adapter(
+        subspace_hub.load_backbone("reference"), "lora", rank=4, targets="qkv", layers=[1]
+    )
     config = model.peft_config["default"]
     assert config.r == 4 and config.lora_alpha == 8  # scale 2, as the paper
     assert sorted(config.target_modules) == ["blocks.1.attn.qkv"]
     assert attached_method(model) == AttachedAdapter("lora", {"rank": 4, "targets": "qkv", "layers": [1]})
     trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-    assert trainable == ["base_model.model.blocks.1.attn.qkv.lora_A.default.weight", "base_model.model.blocks.1.attn.qkv.lora_B.default.weight"]
+    assert trainable == [
+        "base_model.model.blocks.1.attn.qkv.lora_A.default.weight",
+        "base_model.model.blocks.1.attn.qkv.lora_B.default.weight",
+    ]
     with pytest.raises(ConfigError, match="rank must be a positive integer, got 0"):
         subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "lora", rank=0)
 
@@ -132,10 +137,14 @@ def test_psv_freezes_the_singular_vectors_and_trains_the_core():
 
 
 def test_psv_leaves_conv_and_too_narrow_targets_frozen_with_a_warning():
-    net = torch.nn.Sequential(torch.nn.Linear(8, 3), torch.nn.Linear(3, 8), torch.nn.Conv2d(8, 8, 1), torch.nn.Linear(8, 8))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(8, 3), torch.nn.Linear(3, 8), torch.nn.Conv2d(8, 8, 1), torch.nn.Linear(8, 8)
+    )
     with (
         pytest.warns(UserWarning, match="adapts Linear layers only; 1 Conv2d target"),
-        pytest.warns(UserWarning, match=r"rank 4 exceeds min\(in, out\) of 2 target\(s\), which stay frozen: 0 \(8 -> 3\)"),
+        pytest.warns(
+            UserWarning, match=r"rank 4 exceeds min\(in, out\) of 2 target\(s\), which stay frozen: 0 \(8 -> 3\)"
+        ),
     ):
         model = subspace_hub.attach_adapter(net, "psv", rank=4, targets=["0", "1", "2", "3"])
     assert sorted(model.peft_config["default"].target_modules) == ["3"]
@@ -195,7 +204,10 @@ def test_count_parameters_on_the_meta_device():
 
 
 def test_cli_params(capsys):
-    assert main(["params", "reference", "--lora-rank", "2", "--psv-rank", "2", "--subspace-dim", "2", "--targets", "qkv"]) == 0
+    assert (
+        main(["params", "reference", "--lora-rank", "2", "--psv-rank", "2", "--subspace-dim", "2", "--targets", "qkv"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "lora / pissa r=2" in out and "psv r=2" in out and "subspace 2x2" in out
     assert main(["params", "reference", "--set", "depth=4", "--lora-rank", "2", "--targets", "qkv", "--json"]) == 0

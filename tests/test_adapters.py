@@ -57,7 +57,10 @@ def test_layer_selection_uses_the_layer_group_of_the_pattern():
         "blocks.3.attn.qkv",
         "blocks.3.mlp.fc1",
     ]
-    assert resolve_targets(model, ["qkv", "head"], layers=range(3, 4)) == ["blocks.3.attn.qkv", "head"]  # head has no layer
+    assert resolve_targets(model, ["qkv", "head"], layers=range(3, 4)) == [
+        "blocks.3.attn.qkv",
+        "head",
+    ]  # head has no layer
     with pytest.raises(ConfigError, match=r"matches no module of the model in layers \[7\]"):
         resolve_targets(model, "qkv", layers=[7])
 

@@ -43,7 +43,9 @@ def test_config_forms(tmp_path):
 
 
 def test_bad_configs_say_what_to_do():
-    with pytest.raises(ConfigError, match=r"Unknown config 'huge' for backbone 'reference': not a preset \(tiny, small\)"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown config 'huge' for backbone 'reference': not a preset \(tiny, small\)"
+    ):
         subspace_hub.load_backbone("reference", config="huge")
     with pytest.raises(ConfigError, match="dim \\(30\\) must be divisible by num_heads \\(4\\)"):
         subspace_hub.load_backbone("reference", config={"dim": 30, "num_heads": 4})
@@ -106,7 +108,10 @@ def test_sharded_safetensors(tmp_path):
     model = subspace_hub.load_backbone("reference")
     state = model.state_dict()
     keys = sorted(state)
-    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2], "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}
+    shards = {
+        "model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+        "model-00002-of-00002.safetensors": keys[len(keys) // 2 :],
+    }
     for shard, names in shards.items():
         save_file({k: state[k].contiguous() for k in names}, str(tmp_path / shard))
     index = {"metadata": {}, "weight_map": {k: shard for shard, names in shards.items() for k in names}}

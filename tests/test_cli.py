@@ -8,8 +8,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 from subspace_hub import __version__, plugins
 from subspace_hub.cli import main
 from subspace_hub.errors import PluginWarning
@@ -93,8 +91,13 @@ def test_console_script_is_installed(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUBSPACE_HUB_")}
     result = subprocess.run([exe, "plugins", "--json"], capture_output=True, text=True, env=env, check=False)
     assert result.returncode == 0, result.stderr
-    assert {p["name"] for p in json.loads(result.stdout)} >= {"subspace_hub.builtin.backbones", "subspace_hub.builtin.adapters"}
-    module = subprocess.run([sys.executable, "-m", "subspace_hub", "--version"], capture_output=True, text=True, env=env)
+    assert {p["name"] for p in json.loads(result.stdout)} >= {
+        "subspace_hub.builtin.backbones",
+        "subspace_hub.builtin.adapters",
+    }
+    module = subprocess.run(
+        [sys.executable, "-m", "subspace_hub", "--version"], capture_output=True, text=True, env=env
+    )
     assert module.returncode == 0 and __version__ in module.stdout
 
 

@@ -22,7 +22,16 @@ from subspace_hub.cli import main
 from subspace_hub.data.export import RECIPE_FILE, GenerationSpec, generate, plan
 from subspace_hub.errors import ConfigError
 
-SMALL = {"scenes": 3, "views": 4, "height": 32, "width": 40, "mesh_resolution": 4, "texture_size": 32, "texture_pool": 4, "test_fraction": 0.34}
+SMALL = {
+    "scenes": 3,
+    "views": 4,
+    "height": 32,
+    "width": 40,
+    "mesh_resolution": 4,
+    "texture_size": 32,
+    "texture_pool": 4,
+    "test_fraction": 0.34,
+}
 
 
 def files(root: Path) -> list[str]:
@@ -42,18 +51,26 @@ def test_load_dataset_reads_every_config_and_split(generated):
 
     spec, root = generated
     card = yaml.safe_load((root / "README.md").read_text().split("---")[1])
-    assert [c["config_name"] for c in card["configs"]] == ["lighting-000", "lighting-001"] and card["license"] == "cc0-1.0"
+    assert [c["config_name"] for c in card["configs"]] == ["lighting-000", "lighting-001"] and card[
+        "license"
+    ] == "cc0-1.0"
     for config in ("lighting-000", "lighting-001"):
         for split, count in (("train", 1), ("test", 2)):
             ds = datasets.load_dataset(str(root), config, split=split)
             assert len(ds) == count
             row = ds.with_format("numpy")[0]
             assert row["images"].shape == (4, 32, 40, 3) and row["depth"].shape == (4, 32, 40)
-            assert row["normals"].shape == (4, 32, 40, 3) and row["intrinsics"].shape == (4, 3, 3) and row["extrinsics"].shape == (4, 3, 4)
+            assert (
+                row["normals"].shape == (4, 32, 40, 3)
+                and row["intrinsics"].shape == (4, 3, 3)
+                and row["extrinsics"].shape == (4, 3, 4)
+            )
             assert row["scene_id"].startswith(f"{config}/scene-")
     text = (root / "README.md").read_text()
     recipe = json.loads((root / RECIPE_FILE).read_text())
-    assert recipe["family"] == "lighting" and recipe["seed"] == 4 and recipe["library_version"] == subspace_hub.__version__
+    assert (
+        recipe["family"] == "lighting" and recipe["seed"] == 4 and recipe["library_version"] == subspace_hub.__version__
+    )
     assert "room_seed=" in text and "test_fraction: 0.34" in text  # the card records the parameters
     spec_ds = subspace_hub.get_dataset("synthetic")
     assert len(spec_ds.load(str(root), split="train")) == 1  # the registered dataset loads the first config
@@ -69,12 +86,18 @@ def test_a_torch_loader_yields_view_groups_with_matching_depth_and_cameras(gener
     rows = datasets.load_dataset(str(root), "lighting-000", split="test")
     loader = torch.utils.data.DataLoader(ViewGroups(rows, views=3, seed=1), batch_size=2)
     batch = next(iter(loader))
-    assert batch["images"].shape == (2, 3, 3, 32, 40) and batch["images"].dtype == torch.float32 and float(batch["images"].max()) <= 1
+    assert (
+        batch["images"].shape == (2, 3, 3, 32, 40)
+        and batch["images"].dtype == torch.float32
+        and float(batch["images"].max()) <= 1
+    )
     assert batch["depth"].shape == (2, 3, 32, 40) and batch["mask"].shape == (2, 3, 32, 40)
     assert batch["intrinsics"].shape == (2, 3, 3, 3) and batch["extrinsics"].shape == (2, 3, 3, 4)
     assert torch.equal(batch["mask"], batch["depth"] > 0)
     # the views of one record are consistent: the same world surface from depth + cameras across views
-    points = depth_to_world_points(batch["depth"][0].double(), batch["extrinsics"][0].double(), batch["intrinsics"][0].double())
+    points = depth_to_world_points(
+        batch["depth"][0].double(), batch["extrinsics"][0].double(), batch["intrinsics"][0].double()
+    )
     assert points.shape == (3, 32, 40, 3) and torch.isfinite(points).all()
     with pytest.raises(ConfigError, match="has 4 views in its record; 5 were asked for"):
         ViewGroups(rows, views=5)[0]
@@ -87,8 +110,14 @@ def test_same_seed_gives_identical_bytes_whatever_the_workers(generated, tmp_pat
     assert files(again) == files(root)
     assert all(filecmp.cmp(root / f, again / f, shallow=False) for f in files(root))
     other = tmp_path / "other-seed"
-    generate(GenerationSpec("lighting", datasets=2, seed=5, scenes_per_shard=1, **SMALL), other, workers=1, progress=False)
-    assert not filecmp.cmp(root / "lighting-000/train-00000-of-00001.parquet", other / "lighting-000/train-00000-of-00001.parquet", shallow=False)
+    generate(
+        GenerationSpec("lighting", datasets=2, seed=5, scenes_per_shard=1, **SMALL), other, workers=1, progress=False
+    )
+    assert not filecmp.cmp(
+        root / "lighting-000/train-00000-of-00001.parquet",
+        other / "lighting-000/train-00000-of-00001.parquet",
+        shallow=False,
+    )
 
 
 def test_resume_redoes_only_missing_or_broken_shards(generated, tmp_path):
@@ -109,8 +138,32 @@ def test_resume_redoes_only_missing_or_broken_shards(generated, tmp_path):
 def test_a_killed_generation_resumes_to_the_same_bytes(generated, tmp_path):
     spec, root = generated
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "subspace_hub", "data", "generate", "lighting", "--out", str(out), "--datasets", "2", "--scenes", "3"]
-    args += ["--views", "4", "--resolution", "32x40", "--mesh-resolution", "4", "--texture-size", "32", "--texture-pool", "4"]
+    args = [
+        sys.executable,
+        "-m",
+        "subspace_hub",
+        "data",
+        "generate",
+        "lighting",
+        "--out",
+        str(out),
+        "--datasets",
+        "2",
+        "--scenes",
+        "3",
+    ]
+    args += [
+        "--views",
+        "4",
+        "--resolution",
+        "32x40",
+        "--mesh-resolution",
+        "4",
+        "--texture-size",
+        "32",
+        "--texture-pool",
+        "4",
+    ]
     args += ["--test-fraction", "0.34", "--seed", "4", "--workers", "1", "--scenes-per-shard", "1", "--quiet"]
     process = subprocess.Popen(args, start_new_session=True)
     deadline = time.time() + 120

@@ -15,7 +15,9 @@ from subspace_hub.errors import ConfigError
 
 
 def scenes(family: str, index: int = 0, count: int = 2, **options):
-    recipe = DatasetRecipe(family, index, seed=3, scenes=count, views=4, mesh_resolution=4, texture_size=32, texture_pool=4, **options)
+    recipe = DatasetRecipe(
+        family, index, seed=3, scenes=count, views=4, mesh_resolution=4, texture_size=32, texture_pool=4, **options
+    )
     return [generate_scene(recipe.scene(i)) for i in range(count)]
 
 
@@ -28,7 +30,9 @@ def same_cameras(a, b) -> bool:
 
 
 def same_lighting(a, b) -> bool:
-    return np.array_equal(a.lighting.sun_direction, b.lighting.sun_direction) and np.array_equal(a.lighting.ambient_top, b.lighting.ambient_top)
+    return np.array_equal(a.lighting.sun_direction, b.lighting.sun_direction) and np.array_equal(
+        a.lighting.ambient_top, b.lighting.ambient_top
+    )
 
 
 def same_textures(a, b) -> bool:
@@ -78,7 +82,9 @@ def test_micro_baseline_motion_stays_within_its_limits():
         side = scene.layout.shell.size.min()  # limits are in room-sides: 0.25 away, steps of at most 0.01
         steps = np.linalg.norm(np.diff(positions, axis=0), axis=1) / side
         assert steps.max() <= 0.01 + 1e-12
-        turns = Rotation.from_matrix(np.einsum("cji,cjk->cik", rotations[:-1], rotations[1:])).as_euler("zyx", degrees=True)
+        turns = Rotation.from_matrix(np.einsum("cji,cjk->cik", rotations[:-1], rotations[1:])).as_euler(
+            "zyx", degrees=True
+        )
         assert np.abs(turns).max() <= 1.0 + 1e-9
         # the start is 0.25 scene units from an object box centre, and views stay near the control points
         centres = np.array([b.centre for b in scene.layout.boxes if b.primitives])
@@ -107,7 +113,9 @@ def test_orbit_and_standard_cameras():
 def test_textures_and_primitives():
     for family in FAMILIES:
         texture = procedural_texture(5, 32, family)
-        assert texture.shape == (32, 32, 3) and texture.dtype == np.float32 and 0 <= texture.min() and texture.max() <= 1
+        assert (
+            texture.shape == (32, 32, 3) and texture.dtype == np.float32 and texture.min() >= 0 and texture.max() <= 1
+        )
     pool = texture_pool(1, 3, 16)
     assert pool.shape == (3, 16, 16, 3) and not np.array_equal(pool[0], pool[1])
     with pytest.raises(ConfigError, match="Unknown texture family"):

@@ -36,7 +36,11 @@ def test_outputs_have_the_interchange_shapes(views, scene):
 
 
 def test_depth_unprojects_onto_the_hit_triangles_and_normals_are_theirs(scene, views):
-    points = depth_to_world_points(torch.from_numpy(views.depth).double(), torch.from_numpy(views.extrinsics).double(), torch.from_numpy(views.intrinsics).double()).numpy()
+    points = depth_to_world_points(
+        torch.from_numpy(views.depth).double(),
+        torch.from_numpy(views.extrinsics).double(),
+        torch.from_numpy(views.intrinsics).double(),
+    ).numpy()
     hit = views.mask
     tri = scene.mesh.vertices[scene.mesh.faces[views.triangles[hit]]]  # [N, 3, 3]
     normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
@@ -45,7 +49,9 @@ def test_depth_unprojects_onto_the_hit_triangles_and_normals_are_theirs(scene, v
     assert plane_distance.max() < 1e-5 * np.ptp(scene.mesh.vertices)  # on the triangle's plane (float32 rays)
     # inside the triangle: barycentric coordinates in [0, 1] up to rounding
     e1, e2, rel = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], points[hit] - tri[:, 0]
-    gram = np.stack([np.stack([(e1 * e1).sum(1), (e1 * e2).sum(1)], 1), np.stack([(e1 * e2).sum(1), (e2 * e2).sum(1)], 1)], 1)
+    gram = np.stack(
+        [np.stack([(e1 * e1).sum(1), (e1 * e2).sum(1)], 1), np.stack([(e1 * e2).sum(1), (e2 * e2).sum(1)], 1)], 1
+    )
     uv = np.linalg.solve(gram, np.stack([(rel * e1).sum(1), (rel * e2).sum(1)], 1)[..., None])[..., 0]
     assert uv.min() > -1e-3 and (uv.sum(1)).max() < 1 + 1e-3
     cosine = (views.normals[hit] * normal).sum(1)
@@ -75,7 +81,14 @@ def test_a_surface_point_seen_in_two_views_projects_to_matching_pixels(scene, vi
             # cast the rays of view b through the projected (sub-pixel) positions
             rotation = e[b][:, :3].T
             centre = -(rotation @ e[b][:, 3])
-            cam = torch.stack([(pixels[inside, 0] - k[b][0, 2]) / k[b][0, 0], (pixels[inside, 1] - k[b][1, 2]) / k[b][1, 1], torch.ones(int(inside.sum()), dtype=torch.float64)], 1)
+            cam = torch.stack(
+                [
+                    (pixels[inside, 0] - k[b][0, 2]) / k[b][0, 0],
+                    (pixels[inside, 1] - k[b][1, 2]) / k[b][1, 1],
+                    torch.ones(int(inside.sum()), dtype=torch.float64),
+                ],
+                1,
+            )
             directions = cam @ rotation.T
             hits = renderer.caster.intersect(centre.expand_as(directions).float(), directions.float())
             seen = hits.t.double() > z[inside] * (1 - 1e-4)  # nothing in front of the point: visible in view b
@@ -97,8 +110,12 @@ def test_backends_agree(scene):
     torch.testing.assert_close(embree.u[same], brute.u[same], atol=1e-3, rtol=0)
     offsets = origins + directions * 0.5 * embree.t[:, None]
     limits = torch.ones(len(origins))
-    assert not bool(EmbreeCaster(scene.mesh.vertices, scene.mesh.faces).occluded(offsets, directions, limits * 0.4 * embree.t).any())
-    assert bool(EmbreeCaster(scene.mesh.vertices, scene.mesh.faces).occluded(origins, directions, embree.t * 1.01).all())
+    assert not bool(
+        EmbreeCaster(scene.mesh.vertices, scene.mesh.faces).occluded(offsets, directions, limits * 0.4 * embree.t).any()
+    )
+    assert bool(
+        EmbreeCaster(scene.mesh.vertices, scene.mesh.faces).occluded(origins, directions, embree.t * 1.01).all()
+    )
     with pytest.raises(ConfigError, match="needs device='cuda'"):
         make_caster(scene.mesh.vertices, scene.mesh.faces, "cuda", "cpu")
     with pytest.raises(ConfigError, match="Unknown ray-casting backend"):
@@ -154,6 +171,8 @@ def test_cuda_bvh_is_well_formed():
         assert (boxes[rows, sides, 1] >= sorted_tris[~children[rows, sides]].max(1)).all()
         rows, sides = np.nonzero(children >= 0)
         inner = children[rows, sides]
-        assert (boxes[rows, sides, 0] <= boxes[inner, :, 0].min(1)).all() and (boxes[rows, sides, 1] >= boxes[inner, :, 1].max(1)).all()
+        assert (boxes[rows, sides, 0] <= boxes[inner, :, 0].min(1)).all() and (
+            boxes[rows, sides, 1] >= boxes[inner, :, 1].max(1)
+        ).all()
         cpu = build_bvh(triangles)
         assert np.array_equal(cpu.children.numpy(), children) and np.allclose(cpu.boxes.numpy(), boxes)

@@ -32,8 +32,14 @@ ENTRY = {
     "license": "apache-2.0",
     "backbone": {"name": "reference", "config": "tiny"},
     "attributes": {
-        "texture": {"dataset": {"family": "texture", "scenes": 4}, "lora": {"count": 2, "rank": 4, "targets": ["qkv", "fc1"]}},
-        "geometry": {"dataset": {"family": "geometry", "scenes": 4}, "lora": {"count": 2, "rank": 4, "targets": ["qkv", "fc1"]}},
+        "texture": {
+            "dataset": {"family": "texture", "scenes": 4},
+            "lora": {"count": 2, "rank": 4, "targets": ["qkv", "fc1"]},
+        },
+        "geometry": {
+            "dataset": {"family": "geometry", "scenes": 4},
+            "lora": {"count": 2, "rank": 4, "targets": ["qkv", "fc1"]},
+        },
     },
     "extraction": {"d": 2},
     "evaluation": [{"task": "depth-estimation", "dataset": "synthetic", "metric": "abs_rel", "value": 0.123}],
@@ -49,9 +55,15 @@ def project(tmp_path_factory, make_loras):
     (root / "cards").mkdir()
     (root / "registry" / "ref-tex-geo.yaml").write_text(yaml.safe_dump(ENTRY))
     (root / "cards" / "ref-tex-geo.md").write_text("# Reference subspaces\n\nA test card written by hand.\n")
-    loras = {"texture": make_loras(root / "loras" / "texture", 2, seed=0), "geometry": make_loras(root / "loras" / "geometry", 2, seed=10)}
+    loras = {
+        "texture": make_loras(root / "loras" / "texture", 2, seed=0),
+        "geometry": make_loras(root / "loras" / "geometry", 2, seed=10),
+    }
     extract_bundle(loras, d=2, progress=False, info={"backbone": "reference"}).save(root / "bundles" / "ref-tex-geo")
-    other = {"texture": make_loras(root / "loras2" / "texture", 2, seed=20), "geometry": make_loras(root / "loras2" / "geometry", 2, seed=30)}
+    other = {
+        "texture": make_loras(root / "loras2" / "texture", 2, seed=20),
+        "geometry": make_loras(root / "loras2" / "geometry", 2, seed=30),
+    }
     extract_bundle(other, d=2, progress=False, info={"backbone": "reference"}).save(root / "bundles" / "second")
     return root
 
@@ -89,7 +101,9 @@ def push_twice_and_pull(project: Path, capsys) -> None:
     assert "already has a tag 'v1.1.0'" in capsys.readouterr().err
     v1 = SubspaceAdapter.from_pretrained("org/ref-subspaces", revision="v1.0.0")
     v11 = SubspaceAdapter.from_pretrained("org/ref-subspaces", revision="v1.1.0")
-    assert same_bases({(a, m): s.U for a, m, s in v1.bundle.items()}, bundle_tensors(project / "bundles" / "ref-tex-geo"))
+    assert same_bases(
+        {(a, m): s.U for a, m, s in v1.bundle.items()}, bundle_tensors(project / "bundles" / "ref-tex-geo")
+    )
     assert same_bases({(a, m): s.U for a, m, s in v11.bundle.items()}, bundle_tensors(project / "bundles" / "second"))
     model = v1.attach(subspace_hub.load_backbone("reference", config={"depth": 3}))
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 6 * 16
@@ -133,18 +147,30 @@ def test_push_refuses_a_bundle_that_does_not_fit_its_entry(project, server, tmp_
     bundle = SubspaceBundle.load(project / "bundles" / "ref-tex-geo")
     bundle.info["extraction"]["d"] = 5
     bundle.save(tmp_path / "wrong")
-    assert check_bundle(entry, SubspaceBundle.load(tmp_path / "wrong")) == ["the bundle was extracted with d=5, the entry says 2"]
+    assert check_bundle(entry, SubspaceBundle.load(tmp_path / "wrong")) == [
+        "the bundle was extracted with d=5, the entry says 2"
+    ]
     from subspace_hub.hub.publish import push
 
-    with pytest.raises(ConfigError, match="does not match registry entry ref-tex-geo: the bundle was extracted with d=5"):
+    with pytest.raises(
+        ConfigError, match="does not match registry entry ref-tex-geo: the bundle was extracted with d=5"
+    ):
         push("ref-tex-geo", bundle=tmp_path / "wrong")
     with pytest.raises(ConfigError, match="No registry entry 'nope'"):
         push("nope")
 
 
 def run_python(code: str, url: str, token: str) -> str:
-    env = {**os.environ, "HF_ENDPOINT": url, "HF_TOKEN": token, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": url,
+        "HF_TOKEN": token,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -153,7 +179,18 @@ def test_datasets_load_dataset_reads_pushed_synthetic_data(server, tmp_path, cap
     url, token = server
     from subspace_hub.data.export import GenerationSpec, generate
 
-    spec = GenerationSpec("texture", datasets=2, scenes=3, views=2, height=24, width=32, mesh_resolution=4, texture_size=32, texture_pool=4, test_fraction=0.34)
+    spec = GenerationSpec(
+        "texture",
+        datasets=2,
+        scenes=3,
+        views=2,
+        height=24,
+        width=32,
+        mesh_resolution=4,
+        texture_size=32,
+        texture_pool=4,
+        test_fraction=0.34,
+    )
     folder = generate(spec, tmp_path / "data", workers=1, progress=False)
     assert main(["data", "push", str(folder), "org/tiny-texture", "--tag", "v1"]) == 0
     assert "dataset repo" in capsys.readouterr().out
@@ -180,7 +217,9 @@ def test_peft_checkpoints_push_and_load_with_peft(server, tmp_path):
     torch.manual_seed(0)
     base = subspace_hub.load_backbone("reference")
     subspace_hub.save_backbone(base, tmp_path / "base")
-    lora = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["blocks.0.attn.qkv"], init_lora_weights=False))
+    lora = get_peft_model(
+        base, LoraConfig(r=2, lora_alpha=4, target_modules=["blocks.0.attn.qkv"], init_lora_weights=False)
+    )
     lora.save_pretrained(tmp_path / "adapter")
     pushed = push_folder(tmp_path / "adapter", "org/lora-test", tag="v1")
     images = torch.rand(1, 2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -215,7 +254,9 @@ def test_registry_cli_lists_shows_and_validates(project, capsys, tmp_path):
     assert "repo_id: org/ref-subspaces" in capsys.readouterr().out
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "bad.yaml").write_text(yaml.safe_dump({**ENTRY, "name": "bad", "version": "one", "repo_id": "no-slash", "extraction": {"dd": 2}}))
+    (broken / "bad.yaml").write_text(
+        yaml.safe_dump({**ENTRY, "name": "bad", "version": "one", "repo_id": "no-slash", "extraction": {"dd": 2}})
+    )
     assert main(["registry", "validate", "--registry", str(broken)]) == 1
     captured = capsys.readouterr()
     assert "Unknown" in captured.out and "'dd' (did you mean 'd'?)" in captured.out
@@ -233,23 +274,35 @@ def test_the_shipped_registry_entries_are_valid():
 
 
 def test_datasets_and_peft_on_the_embedded_default(tmp_path, monkeypatch):
-    from huggingface_hub import constants
+    from huggingface_hub import constants, hf_api
     from peft import LoraConfig, PeftModel, get_peft_model
 
     from subspace_hub.data.export import GenerationSpec, generate
     from subspace_hub.hub import configure_clients
-
-    from huggingface_hub import hf_api
 
     for name in ("ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE", "HF_URL_HOSTS"):  # restored after the test
         monkeypatch.setattr(constants, name, getattr(constants, name))
     monkeypatch.setattr(hf_api.api, "endpoint", hf_api.api.endpoint)
     monkeypatch.setenv("HF_ENDPOINT", "unused")
     monkeypatch.setenv("HF_TOKEN", "unused")
-    spec = GenerationSpec("lighting", scenes=2, views=2, height=16, width=24, mesh_resolution=4, texture_size=16, texture_pool=2, test_fraction=0.0)
-    push_folder(generate(spec, tmp_path / "data", workers=1, progress=False), "me/lighting", repo_type="dataset", tag="v1")
+    spec = GenerationSpec(
+        "lighting",
+        scenes=2,
+        views=2,
+        height=16,
+        width=24,
+        mesh_resolution=4,
+        texture_size=16,
+        texture_pool=2,
+        test_fraction=0.0,
+    )
+    push_folder(
+        generate(spec, tmp_path / "data", workers=1, progress=False), "me/lighting", repo_type="dataset", tag="v1"
+    )
     assert len(subspace_hub.hub.load_dataset("me/lighting", "lighting-000", split="train", revision="v1")) == 2
-    streamed = subspace_hub.hub.load_dataset("me/lighting", "lighting-000", split="train", revision="v1", streaming=True)
+    streamed = subspace_hub.hub.load_dataset(
+        "me/lighting", "lighting-000", split="train", revision="v1", streaming=True
+    )
     assert [row["scene_id"] for row in streamed] == ["lighting-000/scene-00000", "lighting-000/scene-00001"]
     torch.manual_seed(0)
     base = subspace_hub.load_backbone("reference")
@@ -257,7 +310,7 @@ def test_datasets_and_peft_on_the_embedded_default(tmp_path, monkeypatch):
     lora.save_pretrained(tmp_path / "adapter")
     push_folder(tmp_path / "adapter", "me/lora", tag="v1")
     target = configure_clients()
-    assert target.embedded and constants.ENDPOINT == target.url
+    assert target.embedded and target.url == constants.ENDPOINT
     torch.manual_seed(0)
     reloaded = PeftModel.from_pretrained(subspace_hub.load_backbone("reference"), "me/lora", revision="v1")
     images = torch.rand(1, 2, 3, 16, 16)
@@ -268,8 +321,30 @@ def test_datasets_and_peft_on_the_embedded_default(tmp_path, monkeypatch):
 def test_evaluate_reads_a_dataset_repo_from_the_registry(tmp_path, capsys):
     from subspace_hub.data.export import GenerationSpec, generate
 
-    spec = GenerationSpec("lighting", scenes=2, views=2, height=16, width=24, mesh_resolution=4, texture_size=16, texture_pool=2, test_fraction=0.5)
+    spec = GenerationSpec(
+        "lighting",
+        scenes=2,
+        views=2,
+        height=16,
+        width=24,
+        mesh_resolution=4,
+        texture_size=16,
+        texture_pool=2,
+        test_fraction=0.5,
+    )
     push_folder(generate(spec, tmp_path / "data", workers=1, progress=False), "me/eval-data", repo_type="dataset")
-    args = ["evaluate", "reference", "--data", "me/eval-data", "--data-config", "lighting-000", "--split", "test", "--metric", "depth", "--quiet"]
+    args = [
+        "evaluate",
+        "reference",
+        "--data",
+        "me/eval-data",
+        "--data-config",
+        "lighting-000",
+        "--split",
+        "test",
+        "--metric",
+        "depth",
+        "--quiet",
+    ]
     assert main(args) == 0
     assert "reference on me/eval-data (test): 1 scene(s)" in capsys.readouterr().out

@@ -3,7 +3,6 @@ integrity, authentication and input validation."""
 
 from __future__ import annotations
 
-
 import json
 import os
 import signal
@@ -54,7 +53,11 @@ def test_commits_regular_and_lfs_tags_branches_listing_and_downloads(registry, t
     big = os.urandom(3 << 20)
     first = api.create_commit(
         "org/model",
-        [CommitOperationAdd("README.md", b"# hello\n"), CommitOperationAdd("weights.safetensors", big), CommitOperationAdd("a/b/c.txt", b"deep")],
+        [
+            CommitOperationAdd("README.md", b"# hello\n"),
+            CommitOperationAdd("weights.safetensors", big),
+            CommitOperationAdd("a/b/c.txt", b"deep"),
+        ],
         commit_message="first",
     )
     api.create_tag("org/model", tag="v1", revision=first.oid)
@@ -71,8 +74,16 @@ def test_commits_regular_and_lfs_tags_branches_listing_and_downloads(registry, t
     assert lfs.lfs is not None and lfs.size == len(big)
     info = api.get_paths_info("org/model", ["a/b/c.txt", "missing", "a"])
     assert {i.path for i in info} == {"a/b/c.txt", "a"}
-    assert Path(hf_hub_download("org/model", "a/b/c.txt", revision="v1", endpoint=url, cache_dir=tmp_path / "c")).read_bytes() == b"deep"
-    assert Path(hf_hub_download("org/model", "a/b/c.txt", endpoint=url, cache_dir=tmp_path / "c")).read_bytes() == b"changed"
+    assert (
+        Path(
+            hf_hub_download("org/model", "a/b/c.txt", revision="v1", endpoint=url, cache_dir=tmp_path / "c")
+        ).read_bytes()
+        == b"deep"
+    )
+    assert (
+        Path(hf_hub_download("org/model", "a/b/c.txt", endpoint=url, cache_dir=tmp_path / "c")).read_bytes()
+        == b"changed"
+    )
     snapshot = Path(snapshot_download("org/model", revision="v1", endpoint=url, cache_dir=tmp_path / "c"))
     assert (snapshot / "weights.safetensors").read_bytes() == big
     assert [c.title for c in api.list_repo_commits("org/model")] == ["second", "first", "initial commit"]
@@ -84,7 +95,9 @@ def test_commits_regular_and_lfs_tags_branches_listing_and_downloads(registry, t
         api.model_info("org/absent")
     assert api.file_exists("org/model", "README.md") and not api.file_exists("org/model", "x")
     # Range requests (datasets streaming uses them)
-    request = urllib.request.Request(f"{url}/org/model/resolve/main/weights.safetensors", headers={"Range": "bytes=10-19"})
+    request = urllib.request.Request(
+        f"{url}/org/model/resolve/main/weights.safetensors", headers={"Range": "bytes=10-19"}
+    )
     with urllib.request.urlopen(request) as response:
         assert response.status == 206 and response.read() == big[10:20]
         assert response.headers["Content-Range"] == f"bytes 10-19/{len(big)}"
@@ -102,7 +115,12 @@ def test_concurrent_commits_land_or_conflict_and_the_store_stays_consistent(regi
 
     def commit(i: int, parent: str | None) -> None:
         try:
-            api.create_commit("org/busy", [CommitOperationAdd(f"f{i}.txt", f"{i}".encode())], commit_message=f"c{i}", parent_commit=parent)
+            api.create_commit(
+                "org/busy",
+                [CommitOperationAdd(f"f{i}.txt", f"{i}".encode())],
+                commit_message=f"c{i}",
+                parent_commit=parent,
+            )
             results.append("ok")
         except HfHubHTTPError as exc:
             results.append("conflict" if exc.response.status_code == 412 else f"error {exc.response.status_code}")
@@ -178,9 +196,11 @@ def test_traversal_paths_and_bad_names_are_refused(registry):
     for path in ("../escape.txt", "a/../../b", "/abs.txt", ".git/config", "a//b", "a\\b"):
         body = json.dumps({"key": "file", "value": {"path": path, "content": "eA==", "encoding": "base64"}})
         request = urllib.request.Request(
-            f"{url}/api/models/org/ok/commit/main", data=("{\"key\":\"header\",\"value\":{\"summary\":\"x\"}}\n" + body).encode(),
-            headers={"Authorization": f"Bearer {tokens['alice']}", "Content-Type": "application/x-ndjson"}, method="POST",
-        )  # fmt: skip
+            f"{url}/api/models/org/ok/commit/main",
+            data=('{"key":"header","value":{"summary":"x"}}\n' + body).encode(),
+            headers={"Authorization": f"Bearer {tokens['alice']}", "Content-Type": "application/x-ndjson"},
+            method="POST",
+        )
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request)
         assert caught.value.code == 400 and caught.value.headers["X-Error-Code"] == "InvalidPath", path
@@ -223,12 +243,26 @@ def test_killing_the_server_mid_upload_leaves_the_previous_commit_intact(tmp_pat
     import hashlib
 
     oid = hashlib.sha256(payload).hexdigest()
-    batch = json.dumps({"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(payload)}], "hash_algo": "sha256"}).encode()
-    request = urllib.request.Request(f"{url}/org/safe.git/info/lfs/objects/batch", data=batch, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/vnd.git-lfs+json"}, method="POST")
+    batch = json.dumps(
+        {
+            "operation": "upload",
+            "transfers": ["basic"],
+            "objects": [{"oid": oid, "size": len(payload)}],
+            "hash_algo": "sha256",
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{url}/org/safe.git/info/lfs/objects/batch",
+        data=batch,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/vnd.git-lfs+json"},
+        method="POST",
+    )
     href = json.loads(urllib.request.urlopen(request).read())["objects"][0]["actions"]["upload"]["href"]
     connection = socket.create_connection(("127.0.0.1", port))
     path = href.split(str(port), 1)[1]
-    connection.sendall(f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(payload)}\r\n\r\n".encode())
+    connection.sendall(
+        f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+    )
     connection.sendall(payload[: 20 << 20])
     time.sleep(0.3)
     os.killpg(process.pid, signal.SIGKILL)
@@ -241,7 +275,9 @@ def test_killing_the_server_mid_upload_leaves_the_previous_commit_intact(tmp_pat
         assert not store.blobs.exists(oid)  # the partial upload never became a blob
         out = hf_hub_download("org/safe", "model.safetensors", endpoint=url, cache_dir=tmp_path / "c")
         assert Path(out).read_bytes() == b"v1" * 1000
-        api.create_commit("org/safe", [CommitOperationAdd("after.txt", b"ok")], commit_message="after")  # still writable
+        api.create_commit(
+            "org/safe", [CommitOperationAdd("after.txt", b"ok")], commit_message="after"
+        )  # still writable
         assert len(api.list_repo_commits("org/safe")) == 3
     finally:
         os.killpg(process.pid, signal.SIGKILL)
@@ -256,8 +292,9 @@ def test_structured_request_log(registry, caplog):
         client(url, tokens["alice"]).create_repo("org/logged")
     records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "subspace_hub.registry"]
     created = next(r for r in records if r["path"] == "/api/repos/create")
-    assert created["status"] == 200 and created["user"] == "alice" and created["method"] == "POST" and created["ms"] >= 0
-
+    assert (
+        created["status"] == 200 and created["user"] == "alice" and created["method"] == "POST" and created["ms"] >= 0
+    )
 
 
 def test_size_limits(tmp_path):
@@ -272,7 +309,9 @@ def test_size_limits(tmp_path):
             api.create_commit("org/limits", [CommitOperationAdd("big.txt", b"x" * (4 << 20))], commit_message="too big")
         assert caught.value.response.status_code == 413 or "413" in str(caught.value)
         with pytest.raises(Exception, match="larger than the limit|413"):
-            api.create_commit("org/limits", [CommitOperationAdd("big.safetensors", os.urandom(3 << 20))], commit_message="too big")
+            api.create_commit(
+                "org/limits", [CommitOperationAdd("big.safetensors", os.urandom(3 << 20))], commit_message="too big"
+            )
         api.create_commit("org/limits", [CommitOperationAdd("small.txt", b"ok")], commit_message="fits")
         assert api.list_repo_files("org/limits") == ["small.txt"]
     finally:

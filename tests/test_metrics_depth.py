@@ -68,7 +68,9 @@ def test_alignment_fits_match_references():
     valid = gt > 0
     # median: torch's lower median, as CUT3R
     _, s, _ = align_depth(pred, gt, align="median", per="sequence")
-    assert float(s[0]) == pytest.approx(float(torch.median(torch.from_numpy(gt[valid]))) / float(torch.median(torch.from_numpy(pred[valid]))))
+    assert float(s[0]) == pytest.approx(
+        float(torch.median(torch.from_numpy(gt[valid]))) / float(torch.median(torch.from_numpy(pred[valid])))
+    )
     # least squares scale and shift, per frame
     _, s, t = align_depth(pred, gt, align="scale_shift_lstsq")
     for i in range(2):
@@ -113,7 +115,12 @@ def test_per_frame_and_per_sequence_and_masks():
     assert depth_metrics(pred, gt, mask, per="sequence")["abs_rel"] == pytest.approx(0, abs=1e-12)
     far = gt.copy()
     far[0, 0, 0] = 100.0
-    assert depth_metrics(pred, far, max_depth=70, align="metric", mask=~np.eye(5, dtype=bool)[None].repeat(2, 0))["valid_pixels"] == 2 * 20
+    assert (
+        depth_metrics(pred, far, max_depth=70, align="metric", mask=~np.eye(5, dtype=bool)[None].repeat(2, 0))[
+            "valid_pixels"
+        ]
+        == 2 * 20
+    )
 
 
 def test_single_metric_functions_agree_with_depth_metrics():

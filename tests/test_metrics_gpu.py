@@ -34,7 +34,9 @@ def test_cuda_metrics_match_the_cpu():
             assert gpu[key] == pytest.approx(cpu[key], abs=1e-9), (backend, key)
     depth = 1 + torch.rand(4, 64, 64, dtype=torch.float64)
     noisy = depth * 1.3 + 0.01 * torch.rand(4, 64, 64, dtype=torch.float64)
-    assert depth_metrics(noisy.cuda(), depth.cuda(), align="scale") == pytest.approx(depth_metrics(noisy, depth, align="scale"), abs=1e-9)
+    assert depth_metrics(noisy.cuda(), depth.cuda(), align="scale") == pytest.approx(
+        depth_metrics(noisy, depth, align="scale"), abs=1e-9
+    )
 
 
 def test_cuda_protocol_matches_the_cpu():
@@ -44,7 +46,11 @@ def test_cuda_protocol_matches_the_cpu():
     extrinsics[1, 0, 3] = -0.1
     intrinsics = torch.tensor([[50.0, 0, w / 2], [0, 50.0, h / 2], [0, 0, 1]], dtype=torch.float64).repeat(s, 1, 1)
     gt = {"depth": depth, "extrinsics": extrinsics, "intrinsics": intrinsics}
-    pred = {"depth": 1.5 * depth * (1 + 0.01 * torch.rand(s, h, w, dtype=torch.float64)), "extrinsics": extrinsics, "intrinsics": intrinsics}
+    pred = {
+        "depth": 1.5 * depth * (1 + 0.01 * torch.rand(s, h, w, dtype=torch.float64)),
+        "extrinsics": extrinsics,
+        "intrinsics": intrinsics,
+    }
     cpu = reconstruction_metrics(pred, gt, k=10)
     gpu = reconstruction_metrics({k: v.cuda() for k, v in pred.items()}, {k: v.cuda() for k, v in gt.items()}, k=10)
     for key in cpu:

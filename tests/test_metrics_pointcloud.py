@@ -147,7 +147,11 @@ def test_icp_registers_a_small_rigid_motion():
     assert result.fitness == 1.0 and result.inlier_rmse < 1e-6 and 1 <= result.iterations <= 30
     np.testing.assert_allclose(result.apply(torch.from_numpy(source)).numpy(), target, atol=1e-6)
     far = icp(source + 10.0, target, max_correspondence_distance=0.1)  # no correspondence: nothing moves
-    assert far.fitness == 0.0 and far.iterations == 0 and torch.equal(far.transformation, torch.eye(4, dtype=torch.float64))
+    assert (
+        far.fitness == 0.0
+        and far.iterations == 0
+        and torch.equal(far.transformation, torch.eye(4, dtype=torch.float64))
+    )
 
 
 # -- agreement with brute force -----------------------------------------------------------------------------------
@@ -176,17 +180,25 @@ def test_normals_and_nc_match_brute_force():
     nc1 = np.abs((n_gt[nn_pred] * n_pred).sum(1))
     nc2 = np.abs((n_pred[nn_gt] * n_gt).sum(1))
     result = normal_consistency(pred, gt)
-    assert result["nc1"] == pytest.approx(nc1.mean(), abs=1e-6) and result["nc1_median"] == pytest.approx(np.median(nc1), abs=1e-6)
-    assert result["nc2"] == pytest.approx(nc2.mean(), abs=1e-6) and result["nc2_median"] == pytest.approx(np.median(nc2), abs=1e-6)
+    assert result["nc1"] == pytest.approx(nc1.mean(), abs=1e-6) and result["nc1_median"] == pytest.approx(
+        np.median(nc1), abs=1e-6
+    )
+    assert result["nc2"] == pytest.approx(nc2.mean(), abs=1e-6) and result["nc2_median"] == pytest.approx(
+        np.median(nc2), abs=1e-6
+    )
     assert result["nc"] == pytest.approx((nc1.mean() + nc2.mean()) / 2, abs=1e-6)
     combined = chamfer_and_normals(pred, gt)
-    assert combined["nc"] == pytest.approx(result["nc"], abs=1e-12) and combined["acc"] == pytest.approx(chamfer(pred, gt)["acc"], abs=1e-12)
+    assert combined["nc"] == pytest.approx(result["nc"], abs=1e-12) and combined["acc"] == pytest.approx(
+        chamfer(pred, gt)["acc"], abs=1e-12
+    )
     # given normals are used as they are (normalised)
     given = normal_consistency(pred, gt, prediction_normals=3 * n_pred, reference_normals=n_gt)
     assert given["nc1"] == pytest.approx(nc1.mean(), abs=1e-9)
 
 
-def brute_icp(source: np.ndarray, target: np.ndarray, threshold: float, iterations: int = 30) -> tuple[np.ndarray, float, float]:
+def brute_icp(
+    source: np.ndarray, target: np.ndarray, threshold: float, iterations: int = 30
+) -> tuple[np.ndarray, float, float]:
     """Open3D's point-to-point loop, written with full distance matrices and an SVD per step."""
 
     def evaluate(points):
@@ -283,7 +295,9 @@ def test_bad_reconstruction_inputs_raise_clear_errors():
     with pytest.raises(MetricInputError, match="lacks extrinsics, intrinsics"):
         reconstruction_metrics({"depth": depth}, gt)
     with pytest.raises(MetricInputError, match="prediction has 1 views and reference 2"):
-        reconstruction_metrics({"depth": depth[:1], "extrinsics": cams["extrinsics"][:1], "intrinsics": cams["intrinsics"][:1]}, gt)
+        reconstruction_metrics(
+            {"depth": depth[:1], "extrinsics": cams["extrinsics"][:1], "intrinsics": cams["intrinsics"][:1]}, gt
+        )
     bad = depth.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(MetricInputError, match=r"predicted points has 1 point\(s\) with NaN"):
@@ -314,8 +328,14 @@ def test_closed_form_normals_handle_degenerate_neighbourhoods():
     covariance = rotations @ torch.diag_embed(spectra) @ rotations.transpose(1, 2)
     vectors = smallest_eigenvector(covariance)
     expected = torch.linalg.eigh(covariance)[1][:, :, 0]
-    torch.testing.assert_close((vectors * expected).sum(1).abs(), torch.ones(500, dtype=torch.float64), atol=1e-9, rtol=0)
-    line = rotations[:1] @ torch.diag(torch.tensor([1.0, 1e-12, 1e-12], dtype=torch.float64)) @ rotations[:1].transpose(1, 2)
+    torch.testing.assert_close(
+        (vectors * expected).sum(1).abs(), torch.ones(500, dtype=torch.float64), atol=1e-9, rtol=0
+    )
+    line = (
+        rotations[:1]
+        @ torch.diag(torch.tensor([1.0, 1e-12, 1e-12], dtype=torch.float64))
+        @ rotations[:1].transpose(1, 2)
+    )
     v = smallest_eigenvector(line)[0]  # any unit vector orthogonal to the line
     assert float(v.norm()) == pytest.approx(1.0) and abs(float(v @ rotations[0][:, 0])) < 1e-9
     assert smallest_eigenvector(2 * torch.eye(3, dtype=torch.float64)[None]).tolist() == [[0.0, 0.0, 1.0]]

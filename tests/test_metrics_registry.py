@@ -14,11 +14,31 @@ from scipy.spatial.transform import Rotation
 import subspace_hub
 from subspace_hub.cli import main
 from subspace_hub.errors import ConfigError, MetricInputError
-from subspace_hub.metrics import chamfer, depth_metrics, evaluate_module_path, mpjpe, pa_mpjpe, point_cloud_metrics, psnr
+from subspace_hub.metrics import (
+    depth_metrics,
+    evaluate_module_path,
+    mpjpe,
+    pa_mpjpe,
+    point_cloud_metrics,
+    psnr,
+)
 from subspace_hub.testing import check_metric
 
 RNG = np.random.default_rng(0)
-BUILTIN = ["abs_rel", "chamfer", "delta", "depth", "log_rmse", "mpjpe", "normal_consistency", "pa_mpjpe", "psnr", "reconstruction", "rmse", "sq_rel"]
+BUILTIN = [
+    "abs_rel",
+    "chamfer",
+    "delta",
+    "depth",
+    "log_rmse",
+    "mpjpe",
+    "normal_consistency",
+    "pa_mpjpe",
+    "psnr",
+    "reconstruction",
+    "rmse",
+    "sq_rel",
+]
 
 
 def test_mpjpe_and_pa_mpjpe():
@@ -98,11 +118,15 @@ def test_packaged_evaluate_modules_load_offline_and_agree(name, monkeypatch, tmp
         gt = [RNG.standard_normal((17, 3)) for _ in range(2)]
         pred = [g + 0.1 * RNG.standard_normal((17, 3)) for g in gt]
         fn = subspace_hub.get_metric(name).compute
-        assert module.compute(predictions=pred, references=gt)[name] == pytest.approx((fn(pred[0], gt[0]) + fn(pred[1], gt[1])) / 2)
+        assert module.compute(predictions=pred, references=gt)[name] == pytest.approx(
+            (fn(pred[0], gt[0]) + fn(pred[1], gt[1])) / 2
+        )
     elif name == "psnr":
         gt = [RNG.random((3, 5, 6)) for _ in range(2)]
         pred = [np.clip(g + 0.05, 0, 1) for g in gt]
-        assert module.compute(predictions=pred, references=gt)["psnr"] == pytest.approx((psnr(pred[0], gt[0]) + psnr(pred[1], gt[1])) / 2)
+        assert module.compute(predictions=pred, references=gt)["psnr"] == pytest.approx(
+            (psnr(pred[0], gt[0]) + psnr(pred[1], gt[1])) / 2
+        )
     else:  # depth maps of different sizes; depth metrics are weighted by valid pixels
         gt = [1 + RNG.random((6, 8)), 1 + RNG.random((4, 5))]
         gt[0][0, :] = 0
@@ -134,7 +158,16 @@ def tiny_dataset(tmp_path_factory):
         extrinsics[1, 0, 3] = -0.1
         intrinsics = np.tile(np.array([[24, 0, 12], [0, 24, 8], [0, 0, 1]], "float32"), (2, 1, 1))
         images = [Image.fromarray((rng.random((16, 24, 3)) * 255).astype("uint8")) for _ in range(2)]
-        rows.append({"scene_id": f"scene-{i}", "images": images, "depth": depth, "mask": depth > 0, "intrinsics": intrinsics, "extrinsics": extrinsics})
+        rows.append(
+            {
+                "scene_id": f"scene-{i}",
+                "images": images,
+                "depth": depth,
+                "mask": depth > 0,
+                "intrinsics": intrinsics,
+                "extrinsics": extrinsics,
+            }
+        )
     folder = tmp_path_factory.mktemp("data") / "tiny"
     datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)}).save_to_disk(str(folder))
     return folder
@@ -151,43 +184,103 @@ def test_evaluate_backbone_scores_match_direct_computation(tiny_dataset):
     samples = datasets.load_from_disk(str(tiny_dataset))["test"]
     metrics = [subspace_hub.get_metric("depth"), subspace_hub.get_metric("rmse")]
     spec = subspace_hub.plugins.get_backbone_spec("reference")
-    report = evaluate_backbone(model, spec, samples, metrics, options={"depth": {"align": "scale_shift_lstsq"}}, progress=False)
+    report = evaluate_backbone(
+        model, spec, samples, metrics, options={"depth": {"align": "scale_shift_lstsq"}}, progress=False
+    )
     expected, pixels = [], []
     for sample in samples:
         batch = sample_to_batch(sample)
-        assert batch["images"].shape == (1, 2, 3, 16, 24) and 0.0 <= float(batch["images"].min()) and float(batch["images"].max()) <= 1.0
+        assert (
+            batch["images"].shape == (1, 2, 3, 16, 24)
+            and float(batch["images"].min()) >= 0.0
+            and float(batch["images"].max()) <= 1.0
+        )
         with torch.no_grad():
             depth = model(batch["images"])["depth"][0]
         result = depth_metrics(depth, batch["depth"][0], batch["mask"][0], align="scale_shift_lstsq")
         expected.append(result)
         pixels.append(result["valid_pixels"])
-    assert [s["metrics"]["depth"]["abs_rel"] for s in report.scenes] == pytest.approx([e["abs_rel"] for e in expected], abs=1e-9)
+    assert [s["metrics"]["depth"]["abs_rel"] for s in report.scenes] == pytest.approx(
+        [e["abs_rel"] for e in expected], abs=1e-9
+    )
     assert pixels == [2 * 16 * 24 - 2 * 24] * 3
     summary = report.summary()
-    assert summary["depth"]["delta_1"] == pytest.approx(sum(e["delta_1"] * n for e, n in zip(expected, pixels, strict=True)) / sum(pixels))
-    assert set(summary) == {"depth", "rmse"} and ("depth", "abs_rel", f"{summary['depth']['abs_rel']:.6g}", "lower") in report.rows()
+    assert summary["depth"]["delta_1"] == pytest.approx(
+        sum(e["delta_1"] * n for e, n in zip(expected, pixels, strict=True)) / sum(pixels)
+    )
+    assert (
+        set(summary) == {"depth", "rmse"}
+        and ("depth", "abs_rel", f"{summary['depth']['abs_rel']:.6g}", "lower") in report.rows()
+    )
 
 
 def test_cli_evaluate_prints_a_table_and_writes_json(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "scores.json"
-    args = ["evaluate", "reference", "--set", "patch_size=8", "--data", str(tiny_dataset), "--metric", "depth", "--metric", "rmse"]
+    args = [
+        "evaluate",
+        "reference",
+        "--set",
+        "patch_size=8",
+        "--data",
+        str(tiny_dataset),
+        "--metric",
+        "depth",
+        "--metric",
+        "rmse",
+    ]
     args += ["--option", "depth.align=scale_shift_lstsq", "--limit", "2", "--json", str(out), "--quiet"]
     assert main(args) == 0
     table = capsys.readouterr().out
-    assert "reference on" in table and "2 scene(s)" in table and "abs_rel" in table and "lower" in table and "higher" in table
+    assert (
+        "reference on" in table
+        and "2 scene(s)" in table
+        and "abs_rel" in table
+        and "lower" in table
+        and "higher" in table
+    )
     scores = json.loads(out.read_text())
     assert [s["scene_id"] for s in scores["scenes"]] == ["scene-0", "scene-1"]
     assert set(scores["summary"]) == {"depth", "rmse"}
 
 
 def test_cli_evaluate_errors(tiny_dataset, capsys):
-    assert main(["evaluate", "reference", "--data", str(tiny_dataset), "--metric", "reconstruction", "--set", "patch_size=8", "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "evaluate",
+                "reference",
+                "--data",
+                str(tiny_dataset),
+                "--metric",
+                "reconstruction",
+                "--set",
+                "patch_size=8",
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert "metric 'reconstruction'" in capsys.readouterr().err
     assert main(["evaluate", "reference", "--data", "nowhere", "--quiet"]) == 1
     assert "No dataset 'nowhere'" in capsys.readouterr().err
     assert main(["evaluate", "reference", "--data", str(tiny_dataset), "--option", "align=scale", "--quiet"]) == 1
     assert "--option expects METRIC.KEY=VALUE" in capsys.readouterr().err
-    assert main(["evaluate", "reference", "--data", str(tiny_dataset), "--metric", "depth", "--option", "psnr.data_range=2", "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "evaluate",
+                "reference",
+                "--data",
+                str(tiny_dataset),
+                "--metric",
+                "depth",
+                "--option",
+                "psnr.data_range=2",
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert "not being computed: psnr" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         from subspace_hub.data import load_samples

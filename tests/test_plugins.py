@@ -18,7 +18,9 @@ BROKEN_IMPORT = "import subspace_hub\nraise RuntimeError('the plugin is broken a
 def test_builtins_register_reference_backbone_and_full_adapter():
     infos = {p.name: p for p in subspace_hub.list_plugins()}
     assert infos["subspace_hub.builtin.backbones"].components == {"backbone": ("reference",)}
-    assert infos["subspace_hub.builtin.adapters"].components == {"adapter": ("full", "lora", "pissa", "adalora", "psv", "subspace")}
+    assert infos["subspace_hub.builtin.adapters"].components == {
+        "adapter": ("full", "lora", "pissa", "adalora", "psv", "subspace")
+    }
     assert all(p.builtin and p.distribution == "subspace-hub" for p in infos.values())
     assert "reference" in subspace_hub.list_components("backbone")
 
@@ -85,7 +87,9 @@ def test_broken_import_is_recorded_and_skipped(distributions, good_plugin):
 def test_strict_mode_raises_for_a_broken_plugin(distributions, monkeypatch):
     distributions.add("subspace-hub-broken", "subspace_hub_broken", BROKEN_IMPORT, version="0.0.1")
     monkeypatch.setenv(plugins.ENV_STRICT, "1")
-    with pytest.raises(PluginLoadError, match=r"subspace-hub-broken 0\.0\.1.*RuntimeError: the plugin is broken") as info:
+    with pytest.raises(
+        PluginLoadError, match=r"subspace-hub-broken 0\.0\.1.*RuntimeError: the plugin is broken"
+    ) as info:
         subspace_hub.list_plugins()
     assert isinstance(info.value.__cause__, RuntimeError)
     # still raising on the next lookup: a strict process never runs with the plugin silently missing
@@ -178,8 +182,12 @@ def test_shadowing_a_builtin_component_is_a_conflict(distributions, good_plugin)
 
 
 def test_duplicate_plugin_names_raise_naming_both_distributions(distributions, good_plugin):
-    distributions.add("subspace-hub-one", "subspace_hub_one", good_plugin(backbone="one", metric="m-one"), entry_point="same")
-    distributions.add("subspace-hub-two", "subspace_hub_two", good_plugin(backbone="two", metric="m-two"), entry_point="same")
+    distributions.add(
+        "subspace-hub-one", "subspace_hub_one", good_plugin(backbone="one", metric="m-one"), entry_point="same"
+    )
+    distributions.add(
+        "subspace-hub-two", "subspace_hub_two", good_plugin(backbone="two", metric="m-two"), entry_point="same"
+    )
     with pytest.raises(PluginConflictError, match=r"Two plugins are named 'same'.*subspace-hub-one.*subspace-hub-two"):
         subspace_hub.list_plugins()
 
@@ -195,7 +203,9 @@ def test_the_allowlist_resolves_a_conflict(distributions, good_plugin, monkeypat
 def test_disable_autoload_keeps_builtins_only(distributions, good_plugin, monkeypatch):
     distributions.add("subspace-hub-tiny", "subspace_hub_tiny", good_plugin())
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
-    assert [p.source for p in subspace_hub.list_plugins()] == ["builtin"] * len(plugins.BUILTIN_PLUGINS) == ["builtin"] * 4
+    assert (
+        [p.source for p in subspace_hub.list_plugins()] == ["builtin"] * len(plugins.BUILTIN_PLUGINS) == ["builtin"] * 4
+    )
     assert "tiny-third-party" not in subspace_hub.list_components("backbone")
 
 
@@ -235,9 +245,8 @@ def test_extra_plugin_modules_load_without_installation(tmp_path, monkeypatch, g
 
 def test_unknown_names_suggest_and_list_known_names(distributions):
     distributions.add("subspace-hub-broken", "subspace_hub_broken", BROKEN_IMPORT)
-    with pytest.warns(PluginWarning):
-        with pytest.raises(UnknownComponentError) as info:
-            subspace_hub.load_backbone("refrence")
+    with pytest.warns(PluginWarning), pytest.raises(UnknownComponentError) as info:
+        subspace_hub.load_backbone("refrence")
     message = str(info.value)
     assert "Did you mean 'reference'?" in message
     assert re.search(r"Known backbones: (.*, )?reference[,.]", message)
@@ -248,7 +257,9 @@ def test_unknown_names_suggest_and_list_known_names(distributions):
 
 def test_first_party_plugins_that_are_not_installed_get_an_install_hint(monkeypatch):
     monkeypatch.setattr(plugins, "FIRST_PARTY_DISTRIBUTIONS", {"backbone": {"lim": "subspace-hub-lim"}})
-    with pytest.raises(UnknownComponentError, match="provided by the distribution subspace-hub-lim: pip install subspace-hub-lim"):
+    with pytest.raises(
+        UnknownComponentError, match="provided by the distribution subspace-hub-lim: pip install subspace-hub-lim"
+    ):
         subspace_hub.load_backbone("lim")
 
 

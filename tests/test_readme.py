@@ -55,7 +55,18 @@ def installed_tutorial(tmp_path_factory):
         (project / name).write_text(body, encoding="utf-8")
     site = work / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site), str(project)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(project),
+        ],
         check=True,
         capture_output=True,
         text=True,

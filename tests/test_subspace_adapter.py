@@ -76,7 +76,13 @@ def test_dependent_columns_are_dropped_and_reported(bundle, tmp_path):
     assert any("dropped 2 output" in line for line in parameter_report(model).notes)
     adapter.save_pretrained(tmp_path / "run")
     config = json.loads((tmp_path / "run" / ADAPTER_CONFIG).read_text())
-    assert config["modules"][module] == {"attributes": ["texture", "geometry"], "core": [4, 4], "d": {"texture": 3, "geometry": 3}, "dropped_out": 2, "dropped_in": 2}
+    assert config["modules"][module] == {
+        "attributes": ["texture", "geometry"],
+        "core": [4, 4],
+        "d": {"texture": 3, "geometry": 3},
+        "dropped_out": 2,
+        "dropped_in": 2,
+    }
 
 
 def test_combined_bases_are_orthonormal_and_span_every_attribute(bundle):
@@ -91,9 +97,15 @@ def test_combined_bases_are_orthonormal_and_span_every_attribute(bundle):
 
 
 def test_shapes_that_do_not_fit_name_the_module_and_both_shapes(bundle):
-    with pytest.raises(ShapeMismatchError, match=r"Module blocks.0.attn.qkv: the bundle.s bases fit a 96x32 weight, the model.s layer is 144x48"):
+    with pytest.raises(
+        ShapeMismatchError,
+        match=r"Module blocks.0.attn.qkv: the bundle.s bases fit a 96x32 weight, the model.s layer is 144x48",
+    ):
         SubspaceAdapter(bundle).attach(subspace_hub.load_backbone("reference", config={"depth": 3, "dim": 48}))
-    with pytest.raises(ConfigError, match=r"module\(s\) the model lacks \(e.g. blocks.2.attn.qkv\); it was extracted for backbone 'reference'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"module\(s\) the model lacks \(e.g. blocks.2.attn.qkv\); it was extracted for backbone 'reference'",
+    ):
         SubspaceAdapter(bundle).attach(subspace_hub.load_backbone("reference", config={"depth": 2}))
     adapter = SubspaceAdapter(bundle)
     adapter.attach(pretrained())
@@ -103,9 +115,15 @@ def test_shapes_that_do_not_fit_name_the_module_and_both_shapes(bundle):
 
 def test_layers_match_the_merged_weight_for_linear_and_conv():
     torch.manual_seed(0)
-    for base, x in ((torch.nn.Linear(10, 7), torch.randn(4, 10)), (torch.nn.Conv2d(5, 6, 3, stride=2, padding=1), torch.randn(2, 5, 9, 9))):
+    for base, x in (
+        (torch.nn.Linear(10, 7), torch.randn(4, 10)),
+        (torch.nn.Conv2d(5, 6, 3, stride=2, padding=1), torch.randn(2, 5, 9, 9)),
+    ):
         in_dim = base.weight[0].numel()
-        U, V = torch.linalg.qr(torch.randn(6 if isinstance(base, torch.nn.Conv2d) else 7, 3))[0], torch.linalg.qr(torch.randn(in_dim, 4))[0]
+        U, V = (
+            torch.linalg.qr(torch.randn(6 if isinstance(base, torch.nn.Conv2d) else 7, 3))[0],
+            torch.linalg.qr(torch.randn(in_dim, 4))[0],
+        )
         layer = SubspaceLayer(base, U, V, scale=2.0, name="m")
         with torch.no_grad():
             layer.core.normal_()
@@ -141,7 +159,12 @@ def test_save_pretrained_records_provenance_and_reloads_the_trained_state(bundle
             layer.core.normal_(std=0.1)
     expected = depth(model)
     folder = adapter.save_pretrained(tmp_path / "run")
-    assert sorted(p.name for p in folder.iterdir()) == ["subspace_adapter.json", "subspace_adapter.safetensors", "subspace_config.json", "subspaces.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "subspace_adapter.json",
+        "subspace_adapter.safetensors",
+        "subspace_config.json",
+        "subspaces.safetensors",
+    ]
     config = json.loads((folder / ADAPTER_CONFIG).read_text())
     assert config["library_version"] == subspace_hub.__version__ and config["scale"] == 2.0
     assert config["backbone"]["name"] == "reference" and config["backbone"]["config"]["depth"] == 3
@@ -175,7 +198,7 @@ def test_a_trained_adapter_restores_its_own_modules_and_lora(bundle, tmp_path):
     adapter = SubspaceAdapter(bundle)
     model = adapter.attach(pretrained(), targets=["qkv", "proj"], lora_rank=2)  # LoRA on proj only, no fc1 cores
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.requires_grad:
                 param.normal_(std=0.05)
     expected = depth(model)

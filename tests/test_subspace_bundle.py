@@ -55,7 +55,9 @@ def test_rank_and_alpha_patterns_and_rslora(tmp_path, make_loras):
 def test_conv2d_loras_become_flattened_matrices(tmp_path):
     torch.manual_seed(0)
     model = subspace_hub.load_backbone("reference")
-    peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=2, target_modules=["patch_embed"], init_lora_weights=False))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=2, lora_alpha=2, target_modules=["patch_embed"], init_lora_weights=False)
+    )
     peft_model.save_pretrained(tmp_path / "conv")
     B, A = load_lora(tmp_path / "conv").factors["patch_embed"]
     assert B.shape == (32, 2) and A.shape == (2, 3 * 8 * 8)
@@ -65,15 +67,27 @@ def test_conv2d_loras_become_flattened_matrices(tmp_path):
 
 
 def test_state_dicts_and_bad_sources(tmp_path):
-    state = {"blocks.0.attn.qkv.lora_A.weight": torch.randn(2, 8), "blocks.0.attn.qkv.lora_B.weight": torch.randn(24, 2)}
+    state = {
+        "blocks.0.attn.qkv.lora_A.weight": torch.randn(2, 8),
+        "blocks.0.attn.qkv.lora_B.weight": torch.randn(24, 2),
+    }
     checkpoint = load_lora(state, scaling=0.5)
-    torch.testing.assert_close(checkpoint.factors["blocks.0.attn.qkv"][0], state["blocks.0.attn.qkv.lora_B.weight"] * 0.5)
+    torch.testing.assert_close(
+        checkpoint.factors["blocks.0.attn.qkv"][0], state["blocks.0.attn.qkv.lora_B.weight"] * 0.5
+    )
     with pytest.raises(CheckpointError, match="lora_B is missing"):
         load_lora({"m.lora_A.weight": torch.randn(2, 3)})
     with pytest.raises(CheckpointError, match="holds no LoRA weights"):
         load_lora({"weight": torch.randn(2, 3)})
     with pytest.raises(ConfigError, match="several adapters"):
-        load_lora({"m.lora_A.a.weight": torch.randn(1, 2), "m.lora_B.a.weight": torch.randn(2, 1), "m.lora_A.b.weight": torch.randn(1, 2), "m.lora_B.b.weight": torch.randn(2, 1)})
+        load_lora(
+            {
+                "m.lora_A.a.weight": torch.randn(1, 2),
+                "m.lora_B.a.weight": torch.randn(2, 1),
+                "m.lora_A.b.weight": torch.randn(1, 2),
+                "m.lora_B.b.weight": torch.randn(2, 1),
+            }
+        )
     with pytest.raises(CheckpointNotFoundError):
         load_lora(tmp_path / "nowhere")
 
@@ -147,7 +161,21 @@ def test_report_writes_figures_and_summaries(adapters, tmp_path):
 def test_cli_extract_and_analyze(adapters, tmp_path, capsys):
     texture = ",".join(str(p) for p in adapters["texture"])
     geometry = str(adapters["geometry"][0].parent)
-    code = main(["extract", "--attribute", f"texture={texture}", "--attribute", f"geometry={geometry}", "--d", "2", "--out", str(tmp_path / "b"), "--backbone", "reference"])
+    code = main(
+        [
+            "extract",
+            "--attribute",
+            f"texture={texture}",
+            "--attribute",
+            f"geometry={geometry}",
+            "--d",
+            "2",
+            "--out",
+            str(tmp_path / "b"),
+            "--backbone",
+            "reference",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "texture: 6 modules, 12 dimensions" in out and f"Wrote {tmp_path / 'b'}" in out

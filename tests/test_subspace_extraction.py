@@ -102,15 +102,18 @@ def dense_reference(factors, d, alpha, mode, max_iter=20, tol=1e-6):
             def top(gram):
                 return torch.linalg.eigh(gram).eigenvectors[:, -d:].flip(1)
 
-            def sweep(U, V):
+            def sweep(U, V, weights=weights):
                 U = top(sum(w * x @ V @ V.T @ x.T for w, x in zip(weights, dW, strict=True)))
                 V = top(sum(w * x.T @ U @ U.T @ x for w, x in zip(weights, dW, strict=True)))
                 return U, V
 
-            def captured(UV):
+            def captured(UV, weights=weights):
                 return sum(w * torch.linalg.norm(UV[0].T @ x @ UV[1]) ** 2 for w, x in zip(weights, dW, strict=True))
 
-            fresh = (top(sum(w * x @ x.T for w, x in zip(weights, dW, strict=True))), top(sum(w * x.T @ x for w, x in zip(weights, dW, strict=True))))
+            fresh = (
+                top(sum(w * x @ x.T for w, x in zip(weights, dW, strict=True))),
+                top(sum(w * x.T @ x for w, x in zip(weights, dW, strict=True))),
+            )
             candidates = [sweep(*fresh)] + ([sweep(U, V)] if V is not None else [])
             U, V = max(candidates, key=captured)
             residuals = torch.stack([torch.linalg.norm(x - U @ U.T @ x @ V @ V.T) for x in dW])
@@ -166,7 +169,11 @@ def test_invariances(mode):
     same(shared_subspace([factors[i] for i in order], 4, mode=mode), order)
     gen = torch.Generator().manual_seed(4)
     gauges = [torch.randn(8, 8, generator=gen, dtype=F64) + 4 * torch.eye(8, dtype=F64) for _ in factors]
-    same(shared_subspace([(b @ x, torch.linalg.solve(x, a)) for (b, a), x in zip(factors, gauges, strict=True)], 4, mode=mode))
+    same(
+        shared_subspace(
+            [(b @ x, torch.linalg.solve(x, a)) for (b, a), x in zip(factors, gauges, strict=True)], 4, mode=mode
+        )
+    )
 
 
 def test_results_are_deterministic_and_sign_normalised():
@@ -181,10 +188,17 @@ def test_orthogonality_measure():
     gen = torch.Generator().manual_seed(6)
     Q = orthonormal(30, 6, gen)
     A, B = Q[:, :3], Q[:, 3:]
-    torch.testing.assert_close(orthogonality_eigenvalues(A, A @ torch.randn(3, 3, generator=gen, dtype=F64)), torch.zeros(3, dtype=F64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        orthogonality_eigenvalues(A, A @ torch.randn(3, 3, generator=gen, dtype=F64)),
+        torch.zeros(3, dtype=F64),
+        atol=1e-12,
+        rtol=0,
+    )
     torch.testing.assert_close(orthogonality_eigenvalues(A, B), torch.ones(3, dtype=F64), atol=1e-12, rtol=0)
     mixed = torch.cat([A[:, :1], B[:, :2]], dim=1)  # shares exactly one direction with A
-    torch.testing.assert_close(orthogonality_eigenvalues(A, mixed), torch.tensor([0.0, 1.0, 1.0], dtype=F64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        orthogonality_eigenvalues(A, mixed), torch.tensor([0.0, 1.0, 1.0], dtype=F64), atol=1e-12, rtol=0
+    )
     angle = 0.3
     tilted = torch.cos(torch.tensor(angle, dtype=F64)) * A[:, :1] + torch.sin(torch.tensor(angle, dtype=F64)) * B[:, :1]
     torch.testing.assert_close(principal_angles(A[:, :1], tilted), torch.tensor([angle], dtype=F64))
@@ -218,4 +232,6 @@ def test_tol_zero_runs_every_iteration_and_alpha_2_one():
     assert shared_subspace(factors, 4, alpha=2.0, max_iter=13).iterations == 1
     result = shared_subspace(factors, 4, tol=1e-10, max_iter=200)
     assert result.converged and result.iterations < 200
-    assert all(b <= a * (1 + 1e-9) for a, b in zip(result.objective, result.objective[1:], strict=False))  # IRLS descends
+    assert all(
+        b <= a * (1 + 1e-9) for a, b in zip(result.objective, result.objective[1:], strict=False)
+    )  # IRLS descends

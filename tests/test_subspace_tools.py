@@ -33,7 +33,7 @@ def test_gap_and_energy_dims():
 def test_uniform_importance_gap_energy_allocations():
     flat, peaked = torch.ones(32), torch.tensor([10.0] + [0.1] * 31)
     spectra = {"a": flat, "b": flat, "c": peaked, "d": peaked}
-    assert allocate_dims(spectra, "uniform", 16) == {m: 16 for m in spectra}
+    assert allocate_dims(spectra, "uniform", 16) == dict.fromkeys(spectra, 16)
     # effective ranks 32, 32, ~1.3, ~1.3: mean ~16.7 -> floor(1.9) = 1 for a/b, floor(0.08) = 0 for c/d
     assert allocate_dims(spectra, "importance", 8) == {"a": 8, "b": 8, "c": 1, "d": 1}
     assert allocate_dims(spectra, "importance", 8, min_dim=0) == {"a": 8, "b": 8, "c": 0, "d": 0}

@@ -44,13 +44,13 @@ def loss(outputs, b):
 
 
 def spec(**overrides):
-    fields = dict(
-        build=lambda config: Net(**config),
-        target_groups={"enc": "enc", "out": "out"},
-        default_targets=("enc",),
-        example_batch=batch,
-        loss=loss,
-    )
+    fields = {
+        "build": lambda config: Net(**config),
+        "target_groups": {"enc": "enc", "out": "out"},
+        "default_targets": ("enc",),
+        "example_batch": batch,
+        "loss": loss,
+    }
     fields.update(overrides)
     return BackboneSpec("net", **fields)
 
@@ -131,7 +131,9 @@ def test_metric_checks():
         check_metric(MetricSpec("nan", lambda p, g: float("nan"), higher_is_better=False, example=example))
     with pytest.raises(ConformanceError, match="get the same score"):
         check_metric(MetricSpec("const", lambda p, g: 1.0, higher_is_better=False, example=example))
-    multi = MetricSpec("pair", lambda p, g: {"a": mae(p, g)}, higher_is_better=False, outputs=("a", "b"), example=example)
+    multi = MetricSpec(
+        "pair", lambda p, g: {"a": mae(p, g)}, higher_is_better=False, outputs=("a", "b"), example=example
+    )
     with pytest.raises(ConformanceError, match=r"lacks the declared outputs \['b'\]"):
         check_metric(multi)
 

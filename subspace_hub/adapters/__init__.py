@@ -68,7 +68,8 @@ def attach_adapter(model: Any, method: str, **options: Any) -> Any:
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise ConfigError(
-                f"Adapter {method!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(accepted) or 'none'}."
+                f"Adapter {method!r} does not take option(s) {', '.join(unknown)}; it takes: "
+                f"{', '.join(accepted) or 'none'}."
             )
     adapted = spec.attach(model, **options)
     adapted.__dict__[ADAPTER_ATTR] = AttachedAdapter(method, _jsonable(options))
@@ -100,7 +101,14 @@ def save_adapter(model: Any, folder: str | os.PathLike[str]) -> Path:
     marker = {
         "method": state.method,
         "options": state.options,
-        "backbone": None if info is None else {"name": info.backbone, "config": dict(info.config), "pretrained": info.pretrained, "revision": info.revision},
+        "backbone": None
+        if info is None
+        else {
+            "name": info.backbone,
+            "config": dict(info.config),
+            "pretrained": info.pretrained,
+            "revision": info.revision,
+        },
         "library_version": __version__,
     }
     atomic_write(folder / MARKER_FILE, lambda p: p.write_text(json.dumps(marker, indent=2) + "\n"))
@@ -119,7 +127,9 @@ def load_adapter(folder: str | os.PathLike[str], model: Any = None) -> Any:
     folder = Path(folder)
     marker_path = folder / MARKER_FILE
     if not marker_path.is_file():
-        raise CheckpointNotFoundError(f"{folder} is not a saved adapter: {MARKER_FILE} is missing (save it with subspace_hub.save_adapter).")
+        raise CheckpointNotFoundError(
+            f"{folder} is not a saved adapter: {MARKER_FILE} is missing (save it with subspace_hub.save_adapter)."
+        )
     marker = json.loads(marker_path.read_text())
     spec = get_adapter_spec(marker["method"])
     if spec.load is None:
@@ -131,12 +141,18 @@ def load_adapter(folder: str | os.PathLike[str], model: Any = None) -> Any:
         if backbone.get("pretrained") is None:
             # Rebuilding would draw new random weights, and the adapter would sit on the wrong base.
             raise ConfigError(
-                f"{folder} was trained on a {backbone['name']!r} backbone with random initial weights (no pretrained=), "
+                f"{folder} was trained on a {backbone['name']!r} backbone with random initial weights (no "
+                "pretrained=), "
                 "which cannot be rebuilt; pass model=<that backbone> to load_adapter."
             )
         from subspace_hub.backbones import load_backbone
 
-        model = load_backbone(backbone["name"], config=backbone["config"], pretrained=backbone["pretrained"], revision=backbone["revision"])
+        model = load_backbone(
+            backbone["name"],
+            config=backbone["config"],
+            pretrained=backbone["pretrained"],
+            revision=backbone["revision"],
+        )
     adapted = spec.load(model, folder)
     adapted.__dict__[ADAPTER_ATTR] = AttachedAdapter(marker["method"], marker.get("options", {}))
     return adapted

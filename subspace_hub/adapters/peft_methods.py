@@ -34,7 +34,9 @@ from subspace_hub.errors import ConfigError
 _PISSA_INITIAL = "subspace_hub_pissa_initial"
 
 
-def _targets(model: nn.Module, targets: Any, layers: Iterable[int] | None, method: str, linear_only: bool = False) -> list[str]:
+def _targets(
+    model: nn.Module, targets: Any, layers: Iterable[int] | None, method: str, linear_only: bool = False
+) -> list[str]:
     names = resolve_targets(model, targets, layers=layers)
     if linear_only:
         modules = dict(model.named_modules())
@@ -171,13 +173,17 @@ def attach_adalora(
     from peft import AdaLoraConfig, get_peft_model
 
     if total_step is None or total_step <= 0:
-        raise ConfigError("adalora needs total_step=<number of training steps>: it schedules its rank budget over them.")
+        raise ConfigError(
+            "adalora needs total_step=<number of training steps>: it schedules its rank budget over them."
+        )
     _check_rank(rank)
     _check_rank(init_rank, "init_rank")
     tinit = total_step // 10 if tinit is None else tinit
     tfinal = total_step // 5 if tfinal is None else tfinal
     if tinit >= total_step - tfinal:
-        raise ConfigError(f"adalora needs tinit < total_step - tfinal, got tinit={tinit}, tfinal={tfinal}, total_step={total_step}.")
+        raise ConfigError(
+            f"adalora needs tinit < total_step - tfinal, got tinit={tinit}, tfinal={tfinal}, total_step={total_step}."
+        )
     config = AdaLoraConfig(
         init_r=init_rank,
         target_r=rank,
@@ -258,7 +264,9 @@ def save_peft(model: nn.Module, folder: str | Path) -> None:
     with warnings.catch_warnings():
         if initial is not None:
             warnings.filterwarnings("ignore", message=_PEFT_NOISE["pissa_save"])
-            model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=str(Path(initial.name) / "initial"))
+            model.save_pretrained(
+                str(folder), path_initial_model_for_weight_conversion=str(Path(initial.name) / "initial")
+            )
         else:
             if _is_adalora(model.peft_config["default"]):
                 warnings.filterwarnings("ignore", message=_PEFT_NOISE["adalora_save"])

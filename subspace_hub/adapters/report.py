@@ -11,7 +11,9 @@ from typing import Any
 from torch import nn
 
 # What wrappers add to parameter names; stripped so groups read like the backbone's own modules.
-_WRAPPER_PARTS = re.compile(r"^(base_model\.model\.)|\.base_layer(?=\.)|\.(lora_[A-Za-z]+|psoft_[A-Za-z]+|ranknum)\.[^.]+(?=\.)")
+_WRAPPER_PARTS = re.compile(
+    r"^(base_model\.model\.)|\.base_layer(?=\.)|\.(lora_[A-Za-z]+|psoft_[A-Za-z]+|ranknum)\.[^.]+(?=\.)"
+)
 
 
 @dataclass
@@ -34,8 +36,12 @@ class ParameterReport:
     def format(self) -> str:
         from subspace_hub.cli._output import format_table
 
-        rows = [(g, f"{t:,}", f"{n:,}", f"{100 * t / n:.2f}%" if n else "-") for g, (t, n) in sorted(self.groups.items())]
-        rows.append(("total", f"{self.trainable:,}", f"{self.total:,}", f"{100 * self.trainable / max(self.total, 1):.3f}%"))
+        rows = [
+            (g, f"{t:,}", f"{n:,}", f"{100 * t / n:.2f}%" if n else "-") for g, (t, n) in sorted(self.groups.items())
+        ]
+        rows.append(
+            ("total", f"{self.trainable:,}", f"{self.total:,}", f"{100 * self.trainable / max(self.total, 1):.3f}%")
+        )
         title = f"method: {self.method}\n" if self.method else ""
         notes = "".join(f"\n{line}" for line in self.notes)
         return title + format_table(("GROUP", "TRAINABLE", "TOTAL", "SHARE"), rows) + notes
@@ -66,7 +72,9 @@ def parameter_report(model: nn.Module) -> ParameterReport:
     state = attached.get(ADAPTER_ATTR)
     subspace = attached.get(ATTACHED_ATTR)
     notes = subspace.report().splitlines() if subspace is not None else []
-    return ParameterReport({g: (t, n) for g, (t, n) in groups.items()}, method=getattr(state, "method", None), notes=notes)
+    return ParameterReport(
+        {g: (t, n) for g, (t, n) in groups.items()}, method=getattr(state, "method", None), notes=notes
+    )
 
 
 def count_parameters(

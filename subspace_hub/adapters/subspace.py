@@ -78,7 +78,9 @@ class SubspaceLayer(nn.Module):
         down = self.core @ self.V.T  # [k_out, in]: project onto V and apply the core in one matrix
         base = self.base_layer
         if isinstance(base, nn.Conv2d):
-            hidden = F.conv2d(x, down.reshape(-1, *base.weight.shape[1:]), None, base.stride, base.padding, base.dilation)
+            hidden = F.conv2d(
+                x, down.reshape(-1, *base.weight.shape[1:]), None, base.stride, base.padding, base.dilation
+            )
             return result + self.scale * F.conv2d(hidden, self.U[:, :, None, None])
         return result + self.scale * F.linear(F.linear(x, down), self.U)
 
@@ -150,7 +152,9 @@ class SubspaceAdapter:
             from subspace_hub.hub import download, is_repo_id
 
             if not is_repo_id(os.fspath(path_or_repo)):
-                raise CheckpointNotFoundError(f"No subspace bundle at {folder}, and {os.fspath(path_or_repo)!r} is not a Hub repo id.")
+                raise CheckpointNotFoundError(
+                    f"No subspace bundle at {folder}, and {os.fspath(path_or_repo)!r} is not a Hub repo id."
+                )
             folder = download(os.fspath(path_or_repo), revision)
         elif revision is not None:
             raise ConfigError(f"revision={revision!r} only applies to Hub repos, but {folder} is a local folder.")
@@ -162,7 +166,9 @@ class SubspaceAdapter:
 
         config = json.loads(config_path.read_text())
         trained = load_file(str(folder / ADAPTER_WEIGHTS))
-        adapter = cls(bundle, scale=config["scale"], combine=config["combine"], tol=config["tol"], info=config, trained=trained)
+        adapter = cls(
+            bundle, scale=config["scale"], combine=config["combine"], tol=config["tol"], info=config, trained=trained
+        )
         return adapter
 
     # -- bases ----------------------------------------------------------------------------------------------------
@@ -185,7 +191,9 @@ class SubspaceAdapter:
             subs = [self.bundle.attributes[a][module] for a in names]
             u = combine_bases([s.U for s in subs], names, method=self.combine, tol=self.tol)
             v = combine_bases([s.V for s in subs], names, method=self.combine, tol=self.tol)
-            out[module] = ModuleBases(U=u.Q.float(), V=v.Q.float(), attributes=names, dropped_out=u.dropped, dropped_in=v.dropped)
+            out[module] = ModuleBases(
+                U=u.Q.float(), V=v.Q.float(), attributes=names, dropped_out=u.dropped, dropped_in=v.dropped
+            )
         return out
 
     # -- attaching ------------------------------------------------------------------------------------------------
@@ -222,10 +230,14 @@ class SubspaceAdapter:
         from subspace_hub.adapters.targets import resolve_targets
 
         if self.model is not None:
-            raise ConfigError("This SubspaceAdapter is already attached to a model; load it again to attach it to another.")
+            raise ConfigError(
+                "This SubspaceAdapter is already attached to a model; load it again to attach it to another."
+            )
         # A trained adapter attached without new choices comes back exactly as it was saved: same modules, same
         # LoRA modules, same bases.
-        restoring = bool(self._trained) and attributes is None and targets is None and layers is None and lora_rank is None
+        restoring = (
+            bool(self._trained) and attributes is None and targets is None and layers is None and lora_rank is None
+        )
         trained_lora = self.info.get("lora") if restoring else None
         if trained_lora:
             lora_rank, lora_alpha = trained_lora["rank"], trained_lora["alpha"]
@@ -260,7 +272,9 @@ class SubspaceAdapter:
             from peft.tuners.lora import LoraModel
 
             alpha = 2 * lora_rank if lora_alpha is None else lora_alpha
-            self._lora_tuner = LoraModel(model, LoraConfig(r=lora_rank, lora_alpha=alpha, target_modules=lora_modules), "default")
+            self._lora_tuner = LoraModel(
+                model, LoraConfig(r=lora_rank, lora_alpha=alpha, target_modules=lora_modules), "default"
+            )
             self.lora = {"rank": lora_rank, "alpha": alpha, "modules": lora_modules}
             if restoring:
                 from peft import set_peft_model_state_dict
@@ -271,9 +285,12 @@ class SubspaceAdapter:
             module_bases = bases[name]
             if restoring:  # a trained adapter reloads in exactly its own bases
                 module_bases = ModuleBases(
-                    U=self._trained[f"{name}.U"], V=self._trained[f"{name}.V"], attributes=module_bases.attributes,
-                    dropped_out=module_bases.dropped_out, dropped_in=module_bases.dropped_in,
-                )  # fmt: skip
+                    U=self._trained[f"{name}.U"],
+                    V=self._trained[f"{name}.V"],
+                    attributes=module_bases.attributes,
+                    dropped_out=module_bases.dropped_out,
+                    dropped_in=module_bases.dropped_in,
+                )
             layer = SubspaceLayer(modules[name], module_bases.U, module_bases.V, self.scale, name)
             if restoring:
                 with torch.no_grad():
@@ -290,7 +307,9 @@ class SubspaceAdapter:
 
     def report(self) -> str:
         """Per attached module: attributes, core shape, columns dropped as dependent."""
-        lines = [f"Subspace adapter: attributes {', '.join(self.attributes)}, scale {self.scale}, combine {self.combine}"]
+        lines = [
+            f"Subspace adapter: attributes {', '.join(self.attributes)}, scale {self.scale}, combine {self.combine}"
+        ]
         dropped = [(m, b) for m, b in self.bases.items() if b.dropped_out or b.dropped_in]
         cores = Counter(tuple(layer.core.shape) for layer in self.layers.values())
         shapes = ", ".join(f"{a}x{b} on {n}" for (a, b), n in sorted(cores.items(), reverse=True))
@@ -331,7 +350,14 @@ class SubspaceAdapter:
             "combine": self.combine,
             "tol": self.tol,
             "attributes": self.attributes,
-            "backbone": None if info is None else {"name": info.backbone, "config": dict(info.config), "pretrained": info.pretrained, "revision": info.revision},
+            "backbone": None
+            if info is None
+            else {
+                "name": info.backbone,
+                "config": dict(info.config),
+                "pretrained": info.pretrained,
+                "revision": info.revision,
+            },
             "modules": {
                 name: {
                     "attributes": b.attributes,
@@ -349,7 +375,9 @@ class SubspaceAdapter:
         atomic_write(folder / ADAPTER_CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
         return folder
 
-    def push_to_hub(self, repo_id: str, *, tag: str | None = None, private: bool = False, message: str | None = None) -> Any:
+    def push_to_hub(
+        self, repo_id: str, *, tag: str | None = None, private: bool = False, message: str | None = None
+    ) -> Any:
         """Save (:meth:`save_pretrained`) and upload as one commit of ``repo_id`` on the configured endpoint
         (``SUBSPACE_HUB_ENDPOINT``, else the embedded registry), optionally tagged; returns where it landed
         (:class:`subspace_hub.hub.Pushed`). Registry entries publish with ``subspace-hub push NAME`` instead, which
@@ -375,7 +403,6 @@ class SubspaceAdapter:
         self.layers = {}
         self.model = None
         return model
-
 
 
 def attach_subspace(
@@ -452,5 +479,7 @@ def synthetic_bundle(
             U = torch.linalg.qr(torch.randn(out_dim, k, generator=gen))[0]
             V = torch.linalg.qr(torch.randn(in_dim, k, generator=gen))[0]
             empty = torch.zeros(0)
-            bundle.attributes[attribute][name] = ModuleSubspace(U=U, V=V, S=torch.ones(k), spectrum=torch.ones(k), weights=empty, residuals=empty)
+            bundle.attributes[attribute][name] = ModuleSubspace(
+                U=U, V=V, S=torch.ones(k), spectrum=torch.ones(k), weights=empty, residuals=empty
+            )
     return bundle

@@ -100,7 +100,9 @@ def resolve_targets(
             matched.append(name)
         if not matched:
             known = f" Known target groups: {', '.join(groups)}." if groups else ""
-            frozen_note = " (modules under frozen parts are excluded; pass frozen=() to include them)" if frozen_prefixes else ""
+            frozen_note = (
+                " (modules under frozen parts are excluded; pass frozen=() to include them)" if frozen_prefixes else ""
+            )
             layer_note = f" in layers {sorted(wanted_layers)}" if wanted_layers is not None else ""
             raise ConfigError(f"Target {target!r} matches no module of the model{layer_note}{frozen_note}.{known}")
         wrong = [f"{name} ({type(modules[name]).__name__})" for name in matched if not _adaptable(modules[name])]

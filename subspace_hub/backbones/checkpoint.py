@@ -112,7 +112,9 @@ def _read_legacy(path: Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> None:
+def load_state_dict_strict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "checkpoint"
+) -> None:
     """Copy ``state_dict`` into ``model``, failing on any missing, unexpected or mis-shaped key.
 
     All problems are listed in one :class:`CheckpointMismatchError`, so a user sees at once whether the
@@ -131,7 +133,9 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
         parts = []
         for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
             if items:
-                shown = ", ".join(items[:_MAX_LISTED]) + (f", ... ({len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")
+                shown = ", ".join(items[:_MAX_LISTED]) + (
+                    f", ... ({len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
+                )
                 parts.append(f"{len(items)} {label} key(s): {shown}")
         raise CheckpointMismatchError(
             f"{source} does not fit the model: " + "; ".join(parts) + ". Check that the config matches the "
@@ -161,7 +165,8 @@ def save_checkpoint(model: nn.Module, folder: str | os.PathLike[str], config: Ma
         tensor = tensor.clone() if ident in seen or not tensor.is_contiguous() else tensor
         seen.add(ident)
         tensors[key] = tensor.contiguous()
-    atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n"))
+    atomic_write(
+        folder / CONFIG_NAME, lambda p: p.write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n")
+    )
     atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     return folder
-

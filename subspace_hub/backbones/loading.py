@@ -26,7 +26,6 @@ BUILD_INFO_ATTR = "subspace_hub_build"
 """Attribute under which :func:`load_backbone` records how a model was built (a :class:`BuildInfo`)."""
 
 
-
 @dataclass(frozen=True)
 class BuildInfo:
     """How a backbone model was made; adapters read it to find target groups and record provenance."""
@@ -93,7 +92,9 @@ def resolve_config(spec: BackboneSpec, config: Any = None, checkpoint: Path | No
         return to_dict(config)
     if isinstance(config, Mapping):
         return dict(config)
-    raise ConfigError(f"config must be a preset name, a file path, a mapping or a dataclass; got {type(config).__name__}.")
+    raise ConfigError(
+        f"config must be a preset name, a file path, a mapping or a dataclass; got {type(config).__name__}."
+    )
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -128,7 +129,9 @@ def resolve_pretrained(pretrained: str | os.PathLike[str], revision: str | None 
     from subspace_hub.hub import download, is_repo_id
 
     if not is_repo_id(text):
-        raise CheckpointNotFoundError(f"No checkpoint at {path}: the path does not exist and is not a Hub repo id (org/name).")
+        raise CheckpointNotFoundError(
+            f"No checkpoint at {path}: the path does not exist and is not a Hub repo id (org/name)."
+        )
     from subspace_hub.backbones.checkpoint import CHECKPOINT_FILES
 
     return download(text, revision, allow_patterns=CHECKPOINT_FILES)
@@ -182,7 +185,11 @@ def load_backbone(
         load_state_dict_strict(model, state, source=f"Checkpoint {os.fspath(pretrained)!r}")
     if dtype is not None:
         model.to(dtype=dtype)
-    setattr(model, BUILD_INFO_ATTR, BuildInfo(name, resolved, None if pretrained is None else os.fspath(pretrained), revision))
+    setattr(
+        model,
+        BUILD_INFO_ATTR,
+        BuildInfo(name, resolved, None if pretrained is None else os.fspath(pretrained), revision),
+    )
     return model
 
 

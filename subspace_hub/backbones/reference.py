@@ -178,7 +178,9 @@ def predict(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> di
     return {"depth": outputs["depth"], "depth_conf": outputs["depth_conf"]}
 
 
-def example_batch(model: ReferenceBackbone, *, batch_size: int = 1, views: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+def example_batch(
+    model: ReferenceBackbone, *, batch_size: int = 1, views: int = 2, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """A random batch in the interchange format: 2 views of 2x2 patches, fronto-parallel cameras."""
     size = 2 * model.config.patch_size
     gen = torch.Generator().manual_seed(seed)

@@ -21,7 +21,15 @@ def register_adapters(register):
     )
     small = {"example_options": lambda model: {"rank": 2}}
     register(AdapterSpec("lora", peft_methods.attach_lora, description="LoRA through PEFT", **peft_io, **small))
-    register(AdapterSpec("pissa", peft_methods.attach_pissa, description="PiSSA (principal singular vector init) through PEFT", **peft_io, **small))
+    register(
+        AdapterSpec(
+            "pissa",
+            peft_methods.attach_pissa,
+            description="PiSSA (principal singular vector init) through PEFT",
+            **peft_io,
+            **small,
+        )
+    )
     register(
         AdapterSpec(
             "adalora",
@@ -33,7 +41,15 @@ def register_adapters(register):
             **peft_io,
         )
     )
-    register(AdapterSpec("psv", peft_methods.attach_psv, description="principal singular vectors with a trainable core (PEFT PSOFT as LoRA-XS)", **peft_io, **small))
+    register(
+        AdapterSpec(
+            "psv",
+            peft_methods.attach_psv,
+            description="principal singular vectors with a trainable core (PEFT PSOFT as LoRA-XS)",
+            **peft_io,
+            **small,
+        )
+    )
     register(
         AdapterSpec(
             "subspace",

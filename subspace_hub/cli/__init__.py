@@ -57,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
     warnings.formatwarning = _format_warning
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, prog_name="subspace-hub", standalone_mode=False)
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="subspace-hub", standalone_mode=False
+        )
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.Abort:

@@ -9,7 +9,9 @@ import click
 
 @click.command("analyze")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Report folder (default: BUNDLE/analysis).")
+@click.option(
+    "--out", "out", type=click.Path(file_okay=False), default=None, help="Report folder (default: BUNDLE/analysis)."
+)
 def analyze(bundle, out) -> None:
     """Plot spectra, maximum singular values and orthogonality of a bundle, and write a JSON/Markdown summary."""
     from subspace_hub.subspaces import SubspaceBundle

@@ -24,38 +24,97 @@ def data() -> None:
 
 @data.command("generate")
 @click.argument("family", type=click.Choice(["texture", "geometry", "camera", "lighting"]))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (resumes if it holds the same recipe).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder to write (resumes if it holds the same recipe).",
+)
 @click.option("--datasets", "count", default=1, show_default=True, help="Datasets (configs) of the family.")
 @click.option("--scenes", default=8, show_default=True, help="Scenes per dataset.")
 @click.option("--views", default=24, show_default=True, help="Views per scene.")
 @click.option("--resolution", default="128", show_default=True, help="N or HxW pixels.")
-@click.option("--camera", "camera_mode", type=click.Choice(["standard", "orbit", "micro"]), default="standard", show_default=True, help="Camera placement.")
+@click.option(
+    "--camera",
+    "camera_mode",
+    type=click.Choice(["standard", "orbit", "micro"]),
+    default="standard",
+    show_default=True,
+    help="Camera placement.",
+)
 @click.option("--seed", default=0, show_default=True, help="Family seed: everything follows from it.")
-@click.option("--test-fraction", default=0.1, show_default=True, help="Share of each dataset's scenes in the test split.")
+@click.option(
+    "--test-fraction", default=0.1, show_default=True, help="Share of each dataset's scenes in the test split."
+)
 @click.option("--mesh-resolution", default=16, show_default=True, help="Cells per primitive face side (MegaSynth: 36).")
 @click.option("--texture-size", default=128, show_default=True, help="Texture side in pixels.")
 @click.option("--texture-pool", default=16, show_default=True, help="Textures per scene.")
-@click.option("--texture-folder", default=None, type=click.Path(exists=True, file_okay=False), help="Use your own texture images instead of procedural ones.")
+@click.option(
+    "--texture-folder",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Use your own texture images instead of procedural ones.",
+)
 @click.option("--shadows/--no-shadows", default=True, show_default=True, help="Trace shadow rays.")
 @click.option("--views-per-record", type=int, default=None, help="Split long paths into rows of this many views.")
-@click.option("--scenes-per-shard", type=int, default=None, help="Scenes per parquet file (default: about 256 MB each); the unit of resuming.")
+@click.option(
+    "--scenes-per-shard",
+    type=int,
+    default=None,
+    help="Scenes per parquet file (default: about 256 MB each); the unit of resuming.",
+)
 @click.option("--workers", type=int, default=None, help="Worker processes (default: all CPUs).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda for the GPU renderer.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def generate(family, out, count, scenes, views, resolution, camera_mode, seed, test_fraction, mesh_resolution, texture_size, texture_pool, texture_folder, shadows, views_per_record, scenes_per_shard, workers, device, quiet) -> None:
+def generate(
+    family,
+    out,
+    count,
+    scenes,
+    views,
+    resolution,
+    camera_mode,
+    seed,
+    test_fraction,
+    mesh_resolution,
+    texture_size,
+    texture_pool,
+    texture_folder,
+    shadows,
+    views_per_record,
+    scenes_per_shard,
+    workers,
+    device,
+    quiet,
+) -> None:
     """Generate FAMILY datasets into --out, loadable with datasets.load_dataset(out, "<family>-000").
 
     \b
     Example:
       subspace-hub data generate texture --datasets 4 --scenes 64 --views 24 --resolution 128 --out data/texture
     """
-    from subspace_hub.data.export import GenerationSpec, generate as run
+    from subspace_hub.data.export import GenerationSpec
+    from subspace_hub.data.export import generate as run
 
     height, width = _resolution(resolution)
     spec = GenerationSpec(
-        family, count, scenes, views, height, width, camera_mode, seed, test_fraction, mesh_resolution,
-        texture_size, texture_pool, texture_folder, shadows, views_per_record, scenes_per_shard,
-    )  # fmt: skip
+        family,
+        count,
+        scenes,
+        views,
+        height,
+        width,
+        camera_mode,
+        seed,
+        test_fraction,
+        mesh_resolution,
+        texture_size,
+        texture_pool,
+        texture_folder,
+        shadows,
+        views_per_record,
+        scenes_per_shard,
+    )
     folder = run(spec, out, workers=workers, device=device, progress=not quiet)
     click.echo(f"Wrote {count} {family} dataset(s) x {scenes} scenes x {views} views to {folder}")
 

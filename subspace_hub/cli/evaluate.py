@@ -23,22 +23,60 @@ def _metric_options(values: tuple[str, ...]) -> dict[str, dict]:
 
 @click.command("evaluate")
 @click.argument("backbone")
-@click.option("--data", "data", required=True, help="Registered dataset, a folder saved with `datasets`, or a Hub dataset repo.")
+@click.option(
+    "--data", "data", required=True, help="Registered dataset, a folder saved with `datasets`, or a Hub dataset repo."
+)
 @click.option("--split", default=None, help="Dataset split (needed when there are several).")
 @click.option("--data-config", default=None, help="Dataset config, e.g. texture-000 of a generated folder or repo.")
 @click.option("-c", "--config", default=None, help="Backbone preset or config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a backbone config field.")
 @click.option("--pretrained", default=None, help="Backbone weights: a folder or a Hub repo.")
 @click.option("--revision", default=None, help="Revision of a Hub repo given to --pretrained.")
-@click.option("--adapter", default=None, type=click.Path(exists=True, file_okay=False), help="An adapter folder written by save_adapter.")
-@click.option("--metric", "metrics", multiple=True, help=f"Metric to compute (repeatable; default: {', '.join(DEFAULT_METRICS)}).")
-@click.option("--option", "metric_options", multiple=True, metavar="METRIC.KEY=VALUE", help="A metric option, e.g. depth.align=scale_shift_lstsq.")
+@click.option(
+    "--adapter",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="An adapter folder written by save_adapter.",
+)
+@click.option(
+    "--metric", "metrics", multiple=True, help=f"Metric to compute (repeatable; default: {', '.join(DEFAULT_METRICS)})."
+)
+@click.option(
+    "--option",
+    "metric_options",
+    multiple=True,
+    metavar="METRIC.KEY=VALUE",
+    help="A metric option, e.g. depth.align=scale_shift_lstsq.",
+)
 @click.option("--limit", type=int, default=None, help="Score at most this many scenes.")
 @click.option("--device", default="cpu", show_default=True, help="Where the backbone runs (cpu, cuda, cuda:1).")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast when running on CUDA.")
-@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Also write the summary and per-scene scores here.")
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the summary and per-scene scores here.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate(backbone, data, split, data_config, config, overrides, pretrained, revision, adapter, metrics, metric_options, limit, device, amp, json_path, quiet) -> None:
+def evaluate(
+    backbone,
+    data,
+    split,
+    data_config,
+    config,
+    overrides,
+    pretrained,
+    revision,
+    adapter,
+    metrics,
+    metric_options,
+    limit,
+    device,
+    amp,
+    json_path,
+    quiet,
+) -> None:
     """Run BACKBONE over a dataset split and print the metrics (averaged over scenes).
 
     \b
@@ -48,20 +86,30 @@ def evaluate(backbone, data, split, data_config, config, overrides, pretrained, 
     """
     from subspace_hub.adapters import load_adapter
     from subspace_hub.backbones import load_backbone
-    from subspace_hub.cli._output import format_table
     from subspace_hub.cli._backbone import backbone_config
+    from subspace_hub.cli._output import format_table
     from subspace_hub.data import load_samples
     from subspace_hub.metrics.runner import evaluate_backbone
     from subspace_hub.plugins import get_backbone_spec, get_metric
 
     spec = get_backbone_spec(backbone)
     specs = [get_metric(name) for name in (metrics or DEFAULT_METRICS)]
-    model = load_backbone(backbone, config=backbone_config(backbone, config, overrides), pretrained=pretrained, revision=revision)
+    model = load_backbone(
+        backbone, config=backbone_config(backbone, config, overrides), pretrained=pretrained, revision=revision
+    )
     if adapter:
         model = load_adapter(adapter, model=model)
     samples = load_samples(data, split, data_config)
     report = evaluate_backbone(
-        model, spec, samples, specs, options=_metric_options(metric_options), device=device, autocast=amp, limit=limit, progress=not quiet
+        model,
+        spec,
+        samples,
+        specs,
+        options=_metric_options(metric_options),
+        device=device,
+        autocast=amp,
+        limit=limit,
+        progress=not quiet,
     )
     click.echo(f"{backbone} on {data}{f' ({split})' if split else ''}: {len(report.scenes)} scene(s)")
     click.echo(format_table(("METRIC", "OUTPUT", "VALUE", "BETTER"), report.rows()))

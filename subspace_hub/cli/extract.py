@@ -26,18 +26,39 @@ def _parse_attribute(value: str) -> tuple[str, list[str]]:
 )
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
 @click.option("--d", "d", default=16, show_default=True, help="Subspace dimension (uniform) or budget (importance).")
-@click.option("--allocation", type=click.Choice(STRATEGIES), default="uniform", show_default=True, help="How d is chosen per module.")
-@click.option("--alpha", default=1.0, show_default=True, help="Robustness exponent: 2 = least squares, 1 = down-weight outlier LoRAs.")
-@click.option("--mode", type=click.Choice(["mean", "stack"]), default="mean", show_default=True, help="Weighted-mean SVD (paper) or stacked Gram.")
+@click.option(
+    "--allocation",
+    type=click.Choice(STRATEGIES),
+    default="uniform",
+    show_default=True,
+    help="How d is chosen per module.",
+)
+@click.option(
+    "--alpha",
+    default=1.0,
+    show_default=True,
+    help="Robustness exponent: 2 = least squares, 1 = down-weight outlier LoRAs.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["mean", "stack"]),
+    default="mean",
+    show_default=True,
+    help="Weighted-mean SVD (paper) or stacked Gram.",
+)
 @click.option("--max-iter", default=20, show_default=True, help="Maximum IRLS iterations.")
 @click.option("--tol", default=1e-6, show_default=True, help="Relative objective change that ends IRLS.")
-@click.option("--target", "targets", multiple=True, metavar="REGEX", help="Only modules whose name fully matches (repeatable).")
+@click.option(
+    "--target", "targets", multiple=True, metavar="REGEX", help="Only modules whose name fully matches (repeatable)."
+)
 @click.option("--min-dim", default=1, show_default=True, help="Smallest d a module gets (importance, gap).")
 @click.option("--max-dim", type=int, default=None, help="Largest d a module gets.")
 @click.option("--energy", default=0.95, show_default=True, help="Energy fraction for --allocation energy.")
 @click.option("--backbone", default=None, help="Backbone the LoRAs adapt (recorded in the bundle).")
 @click.option("--workers", type=int, default=None, help="Parallel threads (default: torch's thread count).")
-def extract(attributes, out, d, allocation, alpha, mode, max_iter, tol, targets, min_dim, max_dim, energy, backbone, workers) -> None:
+def extract(
+    attributes, out, d, allocation, alpha, mode, max_iter, tol, targets, min_dim, max_dim, energy, backbone, workers
+) -> None:
     """Extract each attribute's shared LoRA subspaces and write them as a bundle.
 
     \b
@@ -65,5 +86,7 @@ def extract(attributes, out, d, allocation, alpha, mode, max_iter, tol, targets,
     )
     folder = bundle.save(out)
     for name, stats in bundle.summary().items():
-        click.echo(f"{name}: {stats['modules']} modules, {stats['total_dims']} dimensions, {stats['converged']} converged")
+        click.echo(
+            f"{name}: {stats['modules']} modules, {stats['total_dims']} dimensions, {stats['converged']} converged"
+        )
     click.echo(f"Wrote {folder}")

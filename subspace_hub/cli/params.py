@@ -27,7 +27,12 @@ def _rows(targets, lora_ranks, psv_ranks, subspace_dims, attributes, bundle, sub
             else:
                 source = synthetic_bundle(model, attributes, d, targets=list(subspace_targets or targets) or None)
             # The LoRA "rest" is every target without bases: the --targets (default: the backbone's defaults).
-            return {"bundle": source, "attributes": None if d is None else attributes, "targets": list(targets) or None, "lora_rank": rest_lora_rank}
+            return {
+                "bundle": source,
+                "attributes": None if d is None else attributes,
+                "targets": list(targets) or None,
+                "lora_rank": rest_lora_rank,
+            }
 
         return options
 
@@ -40,19 +45,75 @@ def _rows(targets, lora_ranks, psv_ranks, subspace_dims, attributes, bundle, sub
 
 @click.command("params")
 @click.argument("backbone")
-@click.option("-c", "--config", default=None, help="Backbone preset or config file (default: the backbone's default preset).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (dotted keys reach nested fields).")
-@click.option("--targets", "targets", multiple=True, metavar="GROUP|REGEX", help="Adapter targets (default: the backbone's default targets).")
-@click.option("--lora-rank", "lora_ranks", multiple=True, type=int, metavar="R", help="Count LoRA (and PiSSA, the same shapes) of rank R.")
+@click.option(
+    "-c", "--config", default=None, help="Backbone preset or config file (default: the backbone's default preset)."
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config field (dotted keys reach nested fields).",
+)
+@click.option(
+    "--targets",
+    "targets",
+    multiple=True,
+    metavar="GROUP|REGEX",
+    help="Adapter targets (default: the backbone's default targets).",
+)
+@click.option(
+    "--lora-rank",
+    "lora_ranks",
+    multiple=True,
+    type=int,
+    metavar="R",
+    help="Count LoRA (and PiSSA, the same shapes) of rank R.",
+)
 @click.option("--psv-rank", "psv_ranks", multiple=True, type=int, metavar="R", help="Count PSV with R x R cores.")
-@click.option("--subspace-dim", "subspace_dims", multiple=True, type=int, metavar="D", help="Count subspace cores with D dimensions per attribute.")
-@click.option("--attributes", default="texture,geometry", show_default=True, help="Attributes combined per module, for --subspace-dim.")
-@click.option("--bundle", default=None, help="Count the cores of a real bundle (folder or Hub repo), with its dropped columns.")
-@click.option("--subspace-targets", multiple=True, metavar="GROUP|REGEX", help="Modules with subspace bases, for --subspace-dim (default: --targets).")
-@click.option("--rest-lora-rank", type=int, default=None, help="LoRA of this rank on the targets without subspace bases.")
+@click.option(
+    "--subspace-dim",
+    "subspace_dims",
+    multiple=True,
+    type=int,
+    metavar="D",
+    help="Count subspace cores with D dimensions per attribute.",
+)
+@click.option(
+    "--attributes",
+    default="texture,geometry",
+    show_default=True,
+    help="Attributes combined per module, for --subspace-dim.",
+)
+@click.option(
+    "--bundle", default=None, help="Count the cores of a real bundle (folder or Hub repo), with its dropped columns."
+)
+@click.option(
+    "--subspace-targets",
+    multiple=True,
+    metavar="GROUP|REGEX",
+    help="Modules with subspace bases, for --subspace-dim (default: --targets).",
+)
+@click.option(
+    "--rest-lora-rank", type=int, default=None, help="LoRA of this rank on the targets without subspace bases."
+)
 @click.option("--groups", is_flag=True, help="Also print each count per module group.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def params(backbone, config, overrides, targets, lora_ranks, psv_ranks, subspace_dims, attributes, bundle, subspace_targets, rest_lora_rank, groups, as_json) -> None:
+def params(
+    backbone,
+    config,
+    overrides,
+    targets,
+    lora_ranks,
+    psv_ranks,
+    subspace_dims,
+    attributes,
+    bundle,
+    subspace_targets,
+    rest_lora_rank,
+    groups,
+    as_json,
+) -> None:
     """Count trainable parameters of full fine-tuning, LoRA, PSV and subspace adapters on BACKBONE.
 
     The model is built on the meta device, so no memory is spent on weights. Without --lora-rank,
@@ -73,7 +134,9 @@ def params(backbone, config, overrides, targets, lora_ranks, psv_ranks, subspace
         lora_ranks, subspace_dims = (16,), (16,)
     resolved = backbone_config(backbone, config, overrides)
     results = []
-    for label, method, options in _rows(targets, lora_ranks, psv_ranks, subspace_dims, names, bundle, subspace_targets, rest_lora_rank):
+    for label, method, options in _rows(
+        targets, lora_ranks, psv_ranks, subspace_dims, names, bundle, subspace_targets, rest_lora_rank
+    ):
         report = count_parameters(backbone, method, config=resolved, options=options)
         results.append((label, report))
     total = results[0][1].total
@@ -84,14 +147,22 @@ def params(backbone, config, overrides, targets, lora_ranks, psv_ranks, subspace
                 "config": resolved,
                 "total": total,
                 "counts": [
-                    {"method": label, "trainable": r.trainable, "notes": r.notes, **({"groups": {g: list(v) for g, v in r.groups.items()}} if groups else {})}
+                    {
+                        "method": label,
+                        "trainable": r.trainable,
+                        "notes": r.notes,
+                        **({"groups": {g: list(v) for g, v in r.groups.items()}} if groups else {}),
+                    }
                     for label, r in results[1:]
                 ],
             }
         )
         return
     click.echo(f"{backbone}: {total:,} parameters")
-    rows = [(label, f"{r.trainable:,}", f"{r.trainable / 1e6:.1f}M", f"{100 * r.trainable / total:.3f}%") for label, r in results[1:]]
+    rows = [
+        (label, f"{r.trainable:,}", f"{r.trainable / 1e6:.1f}M", f"{100 * r.trainable / total:.3f}%")
+        for label, r in results[1:]
+    ]
     click.echo(format_table(("METHOD", "TRAINABLE", "MILLIONS", "SHARE"), rows))
     for label, report in results[1:]:
         if report.notes:

@@ -28,7 +28,9 @@ def plugins(as_json: bool) -> None:
     loaded = [info for info in infos if not info.failed]
     rows = []
     for info in loaded:
-        registers = "; ".join(f"{kind}s: {', '.join(names)}" for kind, names in info.components.items() if kind in HOOK_OF_KIND)
+        registers = "; ".join(
+            f"{kind}s: {', '.join(names)}" for kind, names in info.components.items() if kind in HOOK_OF_KIND
+        )
         rows.append((info.name, info.distribution or f"({info.source})", info.version or "", registers or "-"))
     click.echo(format_table(("PLUGIN", "DISTRIBUTION", "VERSION", "REGISTERS"), rows))
     failed = [info for info in infos if info.failed]

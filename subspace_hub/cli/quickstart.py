@@ -6,7 +6,13 @@ import click
 
 
 @click.command("quickstart")
-@click.option("--out", default="runs/quickstart", show_default=True, type=click.Path(file_okay=False), help="Where data, LoRAs, bundle and results go (reused if it exists).")
+@click.option(
+    "--out",
+    default="runs/quickstart",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where data, LoRAs, bundle and results go (reused if it exists).",
+)
 @click.option("--steps", default=30, show_default=True, help="Training steps per LoRA and per fine-tune.")
 @click.option("--loras", default=3, show_default=True, help="LoRAs (datasets) per attribute.")
 @click.option("--seed", default=0, show_default=True)

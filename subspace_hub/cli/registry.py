@@ -19,10 +19,23 @@ def registry() -> None:
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="Where repos, blobs and tokens live.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True)
-@click.option("--anonymous-read/--no-anonymous-read", default=True, show_default=True, help="Let requests without a token read public repos.")
-@click.option("--upload-mode", type=click.Choice(["auto", "regular", "lfs"]), default="auto", show_default=True, help="What preupload answers; 'regular' suits clients that cannot disable Xet.")
+@click.option(
+    "--anonymous-read/--no-anonymous-read",
+    default=True,
+    show_default=True,
+    help="Let requests without a token read public repos.",
+)
+@click.option(
+    "--upload-mode",
+    type=click.Choice(["auto", "regular", "lfs"]),
+    default="auto",
+    show_default=True,
+    help="What preupload answers; 'regular' suits clients that cannot disable Xet.",
+)
 @click.option("--max-file-size", default=50 << 30, show_default=True, help="Largest file accepted, in bytes.")
-@click.option("--log-file", type=click.Path(dir_okay=False), default=None, help="JSON-lines request log (default: stderr).")
+@click.option(
+    "--log-file", type=click.Path(dir_okay=False), default=None, help="JSON-lines request log (default: stderr)."
+)
 def serve(root, host, port, anonymous_read, upload_mode, max_file_size, log_file) -> None:
     """Serve the registry under --root until interrupted.
 
@@ -37,14 +50,26 @@ def serve(root, host, port, anonymous_read, upload_mode, max_file_size, log_file
     logger = logging.getLogger("subspace_hub.registry")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    run(root, host, port, anonymous_read=anonymous_read, upload_mode=upload_mode, max_file_size=max_file_size,
-        on_ready=lambda url: click.echo(f"Serving {root} at {url}", err=True))  # fmt: skip
+    run(
+        root,
+        host,
+        port,
+        anonymous_read=anonymous_read,
+        upload_mode=upload_mode,
+        max_file_size=max_file_size,
+        on_ready=lambda url: click.echo(f"Serving {root} at {url}", err=True),
+    )
 
 
 @registry.command("token")
 @click.argument("user")
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="The registry root.")
-@click.option("--write", "write", multiple=True, help="Namespace the token may write (repeatable; '*' for all). Its own user name is always writable.")
+@click.option(
+    "--write",
+    "write",
+    multiple=True,
+    help="Namespace the token may write (repeatable; '*' for all). Its own user name is always writable.",
+)
 @click.option("--read", "read", multiple=True, help="Namespaces whose private repos it may read (default: all).")
 def token(user, root, write, read) -> None:
     """Create a token for USER and print it (only its hash is stored)."""
@@ -62,9 +87,19 @@ def list_(folder, as_json) -> None:
 
     entries = list_entries(folder)
     if as_json:
-        echo_json([{"name": p.stem, "repo_id": e.repo_id if e else None, "version": e.version if e else None, "error": err} for e, p, err in entries])
+        echo_json(
+            [
+                {"name": p.stem, "repo_id": e.repo_id if e else None, "version": e.version if e else None, "error": err}
+                for e, p, err in entries
+            ]
+        )
         return
-    rows = [(p.stem, e.repo_id, e.version, ", ".join(e.attributes), e.backbone.name) if e else (p.stem, "-", "-", "-", f"invalid: {err}") for e, p, err in entries]
+    rows = [
+        (p.stem, e.repo_id, e.version, ", ".join(e.attributes), e.backbone.name)
+        if e
+        else (p.stem, "-", "-", "-", f"invalid: {err}")
+        for e, p, err in entries
+    ]
     click.echo(format_table(("NAME", "REPO", "VERSION", "ATTRIBUTES", "BACKBONE"), rows))
 
 
@@ -105,7 +140,9 @@ def validate(names, folder, bundles) -> None:
             from subspace_hub.subspaces import SubspaceBundle
 
             built = entry.bundle_path(Path(path).resolve().parent.parent)
-            problems = check_bundle(entry, SubspaceBundle.load(built)) if built.is_dir() else [f"no built bundle at {built}"]
+            problems = (
+                check_bundle(entry, SubspaceBundle.load(built)) if built.is_dir() else [f"no built bundle at {built}"]
+            )
             error = "; ".join(problems) or None
         click.echo(f"{path.stem}: {'ok' if error is None else error}")
         failed += error is not None

@@ -128,8 +128,12 @@ def build_bvh(triangles: np.ndarray | torch.Tensor, device: str | torch.device |
             rows = torch.nonzero(level == k)[:, 0] if dev.type == "cpu" else None
             if rows is None:
                 mask = (level == k)[:, None]
-                lo = torch.minimum(lows[k][a.clamp(max=len(lows[k]) - 1)], lows[k][(b - 2**k + 1).clamp(0, len(lows[k]) - 1)])
-                hi = torch.maximum(highs[k][a.clamp(max=len(highs[k]) - 1)], highs[k][(b - 2**k + 1).clamp(0, len(highs[k]) - 1)])
+                lo = torch.minimum(
+                    lows[k][a.clamp(max=len(lows[k]) - 1)], lows[k][(b - 2**k + 1).clamp(0, len(lows[k]) - 1)]
+                )
+                hi = torch.maximum(
+                    highs[k][a.clamp(max=len(highs[k]) - 1)], highs[k][(b - 2**k + 1).clamp(0, len(highs[k]) - 1)]
+                )
                 out[:, 0] = torch.where(mask, lo, out[:, 0])
                 out[:, 1] = torch.where(mask, hi, out[:, 1])
             elif len(rows):
@@ -225,12 +229,20 @@ def _build_cuda(tri: torch.Tensor) -> BVH:
     low_t, high_t, order, keys = _sorted_keys(tri)
     children = torch.empty((n - 1, 2), dtype=torch.int32, device=dev)
     parents = torch.empty(2 * n - 1, dtype=torch.int32, device=dev)
-    leaf_boxes = torch.stack([_round(low_t[order].float(), -math.inf), _round(high_t[order].float(), math.inf)], dim=1).contiguous()
+    leaf_boxes = torch.stack(
+        [_round(low_t[order].float(), -math.inf), _round(high_t[order].float(), math.inf)], dim=1
+    ).contiguous()
     boxes = torch.empty((n - 1, 2, 2, 3), dtype=torch.float32, device=dev)
     arrivals = torch.zeros(n - 1, dtype=torch.int32, device=dev)
     threads = 256
     view = cupy.from_dlpack
     with cupy.cuda.Device(dev.index or 0):
-        _KERNELS["internal"](((n - 1 + threads - 1) // threads,), (threads,), (view(keys), np.int32(n), view(children), view(parents)))
-        _KERNELS["boxes"](((n + threads - 1) // threads,), (threads,), (view(leaf_boxes), view(children), view(parents), np.int32(n), view(boxes), view(arrivals)))
+        _KERNELS["internal"](
+            ((n - 1 + threads - 1) // threads,), (threads,), (view(keys), np.int32(n), view(children), view(parents))
+        )
+        _KERNELS["boxes"](
+            ((n + threads - 1) // threads,),
+            (threads,),
+            (view(leaf_boxes), view(children), view(parents), np.int32(n), view(boxes), view(arrivals)),
+        )
     return BVH(children, boxes, order)

@@ -69,7 +69,9 @@ def _free_rotation(rng: np.random.Generator) -> np.ndarray:
     return Rotation.from_euler("zxz", [roll, pitch, yaw], degrees=True).as_matrix() @ base
 
 
-def _sample(rng: np.random.Generator, draw: Callable[[], np.ndarray], valid: Callable[[np.ndarray], bool], tries: int = 3000) -> np.ndarray:
+def _sample(
+    rng: np.random.Generator, draw: Callable[[], np.ndarray], valid: Callable[[np.ndarray], bool], tries: int = 3000
+) -> np.ndarray:
     for _ in range(tries):
         point = draw()
         if valid(point):
@@ -85,7 +87,7 @@ def standard(rng: np.random.Generator, room: np.ndarray, views: int, valid: Call
         if i < boundary:
             inset = rng.uniform(0.012, 0.03) * room.max()
 
-            def draw() -> np.ndarray:
+            def draw(inset: float = inset) -> np.ndarray:
                 face = int(rng.integers(6))
                 point = rng.uniform(inset, room - inset)
                 axis, high = face // 2, face % 2
@@ -102,13 +104,16 @@ def standard(rng: np.random.Generator, room: np.ndarray, views: int, valid: Call
     return CameraPath(np.stack(rotations), np.stack(centres), float(rng.uniform(45, 70)))
 
 
-def orbit(rng: np.random.Generator, room: np.ndarray, views: int, valid: Callable[[np.ndarray], bool], control_points: int = 6) -> CameraPath:
+def orbit(
+    rng: np.random.Generator, room: np.ndarray, views: int, valid: Callable[[np.ndarray], bool], control_points: int = 6
+) -> CameraPath:
     from scipy.interpolate import make_interp_spline
 
     target = room / 2 + rng.normal(0, 0.35 / 3, 3) * room / 2
     radius_range = np.array([0.7, 2.0]) * room.min() / 6
     points: list[np.ndarray] = []
     for _ in range(control_points):
+
         def draw() -> np.ndarray:
             direction = rng.normal(size=3)
             direction[2] = abs(direction[2]) * 0.5
@@ -159,11 +164,14 @@ def micro(
         n = n / np.linalg.norm(n) if np.linalg.norm(n) > 1e-9 else np.array([1.0, 0, 0])
         right = np.cross(up, n)
         right = right / np.linalg.norm(right) if np.linalg.norm(right) > 1e-9 else np.array([0.0, 1.0, 0.0])
-        start = centre + distance * unit * (np.sin(phi) * up + np.cos(phi) * np.cos(theta) * n + np.cos(phi) * np.sin(theta) * right)
+        start = centre + distance * unit * (
+            np.sin(phi) * up + np.cos(phi) * np.cos(theta) * n + np.cos(phi) * np.sin(theta) * right
+        )
         if valid(start):
             break
     positions, rotations = [start], [look_at(start, centre)]
     for _ in range(control_points - 1):
+
         def draw() -> np.ndarray:
             t, p = rng.uniform(0, 2 * np.pi), rng.uniform(0, np.pi)
             step = rng.uniform(0, step_limit) * unit
@@ -176,10 +184,19 @@ def micro(
     times = np.sort(rng.uniform(0, 1, views))
     centres = CubicSpline(knots, np.stack(positions), bc_type="natural")(times)
     slerp = Slerp(knots, Rotation.from_matrix(np.stack(rotations)))
-    return CameraPath(slerp(times).as_matrix(), centres, float(rng.uniform(45, 70)), (np.stack(positions), np.stack(rotations)))
+    return CameraPath(
+        slerp(times).as_matrix(), centres, float(rng.uniform(45, 70)), (np.stack(positions), np.stack(rotations))
+    )
 
 
-def sample_path(mode: str, rng: np.random.Generator, room: np.ndarray, views: int, valid: Callable[[np.ndarray], bool], objects: np.ndarray) -> CameraPath:
+def sample_path(
+    mode: str,
+    rng: np.random.Generator,
+    room: np.ndarray,
+    views: int,
+    valid: Callable[[np.ndarray], bool],
+    objects: np.ndarray,
+) -> CameraPath:
     if mode == "standard":
         return standard(rng, room, views, valid)
     if mode == "orbit":

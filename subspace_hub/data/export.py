@@ -74,9 +74,17 @@ class GenerationSpec:
 
     def dataset(self, index: int) -> DatasetRecipe:
         return DatasetRecipe(
-            self.family, index, self.seed, self.scenes, self.views, self.camera_mode, self.mesh_resolution,
-            self.texture_size, self.texture_pool, self.texture_folder,
-        )  # fmt: skip
+            self.family,
+            index,
+            self.seed,
+            self.scenes,
+            self.views,
+            self.camera_mode,
+            self.mesh_resolution,
+            self.texture_size,
+            self.texture_pool,
+            self.texture_folder,
+        )
 
     def splits(self) -> dict[str, list[int]]:
         """Scene numbers of each split: the last ``ceil(test_fraction * scenes)`` scenes are ``test``."""
@@ -137,7 +145,10 @@ def features(spec: GenerationSpec) -> Any:
             "normals": datasets.Array4D((None, h, w, 3), "float32"),
             "intrinsics": datasets.Array3D((None, 3, 3), "float32"),
             "extrinsics": datasets.Array3D((None, 3, 4), "float32"),
-            "seeds": {k: datasets.Value("int64") for k in ("room_seed", "objects_seed", "texture_seed", "camera_seed", "lighting_seed")},
+            "seeds": {
+                k: datasets.Value("int64")
+                for k in ("room_seed", "objects_seed", "texture_seed", "camera_seed", "lighting_seed")
+            },
         }
     )
 
@@ -150,7 +161,15 @@ def _png(image: np.ndarray) -> dict[str, Any]:
     return {"bytes": buffer.getvalue(), "path": None}
 
 
-def scene_rows(spec: GenerationSpec, dataset: DatasetRecipe, number: int, scene: Any = None, *, backend: str = "auto", device: str = "cpu") -> list[dict[str, Any]]:
+def scene_rows(
+    spec: GenerationSpec,
+    dataset: DatasetRecipe,
+    number: int,
+    scene: Any = None,
+    *,
+    backend: str = "auto",
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
     """Render scene ``number`` of ``dataset`` (built here unless given) into its rows: one, or one per
     ``views_per_record`` views. Images stay raw uint8 arrays; :func:`write_rows` encodes them."""
     from subspace_hub.data.render import render_scene
@@ -164,17 +183,19 @@ def scene_rows(spec: GenerationSpec, dataset: DatasetRecipe, number: int, scene:
     rows = []
     for start in range(0, spec.views, step):
         part = slice(start, start + step)
-        rows.append({
-            "scene_id": f"{dataset.name}/scene-{number:05d}",
-            "view_ids": list(range(spec.views))[part],
-            "images": views.images[part],
-            "depth": views.depth[part],
-            "mask": views.mask[part],
-            "normals": views.normals[part],
-            "intrinsics": views.intrinsics[part],
-            "extrinsics": views.extrinsics[part],
-            "seeds": seeds,
-        })  # fmt: skip
+        rows.append(
+            {
+                "scene_id": f"{dataset.name}/scene-{number:05d}",
+                "view_ids": list(range(spec.views))[part],
+                "images": views.images[part],
+                "depth": views.depth[part],
+                "mask": views.mask[part],
+                "normals": views.normals[part],
+                "intrinsics": views.intrinsics[part],
+                "extrinsics": views.extrinsics[part],
+                "seeds": seeds,
+            }
+        )
     return rows
 
 
@@ -208,7 +229,9 @@ def _build_scene(recipe: Any) -> Any:
     return generate_scene(recipe)
 
 
-def _generate_on_gpu(spec: GenerationSpec, todo: list[Shard], root: Path, workers: int, device: str, backend: str, bar: Any) -> None:
+def _generate_on_gpu(
+    spec: GenerationSpec, todo: list[Shard], root: Path, workers: int, device: str, backend: str, bar: Any
+) -> None:
     """The GPU pipeline: worker processes build scenes ahead, the GPU renders them in order, threads encode
     and write shards (PNG and parquet writing release the GIL)."""
     import multiprocessing
@@ -218,7 +241,10 @@ def _generate_on_gpu(spec: GenerationSpec, todo: list[Shard], root: Path, worker
     jobs = [(shard, number) for shard in todo for number in shard.scenes]
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as builders, ThreadPoolExecutor(max(2, workers // 2)) as writers:
+    with (
+        ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as builders,
+        ThreadPoolExecutor(max(2, workers // 2)) as writers,
+    ):
         ahead: deque = deque()
         submitted = 0
 
@@ -254,7 +280,7 @@ def shard_done(spec: GenerationSpec, shard: Shard, root: Path) -> bool:
 
     try:
         rows = pq.read_metadata(str(path)).num_rows
-    except Exception:  # noqa: BLE001 (a truncated or foreign file: redo it)
+    except Exception:
         return False
     per_scene = math.ceil(spec.views / (spec.views_per_record or spec.views))
     return rows == len(shard.scenes) * per_scene
@@ -271,7 +297,15 @@ def _run_shard(args: tuple[GenerationSpec, Shard, str]) -> tuple[Shard, int]:
     return shard, write_shard(spec, shard, Path(root))
 
 
-def generate(spec: GenerationSpec, out: str | os.PathLike[str], *, workers: int | None = None, device: str = "cpu", backend: str = "auto", progress: bool = True) -> Path:
+def generate(
+    spec: GenerationSpec,
+    out: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    device: str = "cpu",
+    backend: str = "auto",
+    progress: bool = True,
+) -> Path:
     """Generate (or finish generating) ``spec`` into ``out``; returns the folder.
 
     Raises:
@@ -285,8 +319,12 @@ def generate(spec: GenerationSpec, out: str | os.PathLike[str], *, workers: int 
     wanted = spec.to_dict()
     if recipe_path.is_file():
         existing = json.loads(recipe_path.read_text())
-        if {k: v for k, v in existing.items() if k != "library_version"} != {k: v for k, v in wanted.items() if k != "library_version"}:
-            raise ConfigError(f"{root} already holds datasets of another recipe ({RECIPE_FILE}); choose another folder or delete it.")
+        if {k: v for k, v in existing.items() if k != "library_version"} != {
+            k: v for k, v in wanted.items() if k != "library_version"
+        }:
+            raise ConfigError(
+                f"{root} already holds datasets of another recipe ({RECIPE_FILE}); choose another folder or delete it."
+            )
     from subspace_hub.fileio import atomic_write
 
     atomic_write(recipe_path, lambda p: p.write_text(json.dumps(wanted, indent=2) + "\n"))
@@ -296,7 +334,9 @@ def generate(spec: GenerationSpec, out: str | os.PathLike[str], *, workers: int 
     todo = [s for s in shards if not shard_done(spec, s, root)]
     total_views = sum(len(s.scenes) for s in shards) * spec.views
     done_views = total_views - sum(len(s.scenes) for s in todo) * spec.views
-    with tqdm(total=total_views, initial=done_views, unit="view", desc=f"{spec.family} datasets", disable=not progress) as bar:
+    with tqdm(
+        total=total_views, initial=done_views, unit="view", desc=f"{spec.family} datasets", disable=not progress
+    ) as bar:
         if device != "cpu" and todo:
             _generate_on_gpu(spec, todo, root, workers or os.cpu_count() or 1, device, backend, bar)
         elif (workers or os.cpu_count() or 1) <= 1 or len(todo) <= 1:
@@ -309,7 +349,9 @@ def generate(spec: GenerationSpec, out: str | os.PathLike[str], *, workers: int 
             # single-threaded, which keeps a forked child away from the parent's OpenMP pool.
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             context = multiprocessing.get_context(method)
-            with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), mp_context=context, initializer=_worker_init) as pool:
+            with ProcessPoolExecutor(
+                max_workers=workers or os.cpu_count(), mp_context=context, initializer=_worker_init
+            ) as pool:
                 for _, views in pool.map(_run_shard, [(spec, s, str(root)) for s in todo]):
                     bar.update(views)
     write_card(spec, root)
@@ -322,7 +364,10 @@ def write_card(spec: GenerationSpec, root: Path) -> Path:
 
     splits = spec.splits()
     configs = [
-        {"config_name": spec.dataset(i).name, "data_files": [{"split": split, "path": f"{spec.dataset(i).name}/{split}-*.parquet"} for split in splits]}
+        {
+            "config_name": spec.dataset(i).name,
+            "data_files": [{"split": split, "path": f"{spec.dataset(i).name}/{split}-*.parquet"} for split in splits],
+        }
         for i in range(spec.datasets)
     ]
     header = {
@@ -335,7 +380,14 @@ def write_card(spec: GenerationSpec, root: Path) -> Path:
     recipes = []
     for i in range(spec.datasets):
         d = spec.dataset(i)
-        fixed = {k: v for k, v in d.fixed_seeds().items() if not (spec.family == "texture" and k == "texture_seed") and not (spec.family == "geometry" and k == "objects_seed") and not (spec.family == "camera" and k == "camera_seed") and not (spec.family == "lighting" and k == "lighting_seed")}
+        fixed = {
+            k: v
+            for k, v in d.fixed_seeds().items()
+            if not (spec.family == "texture" and k == "texture_seed")
+            and not (spec.family == "geometry" and k == "objects_seed")
+            and not (spec.family == "camera" and k == "camera_seed")
+            and not (spec.family == "lighting" and k == "lighting_seed")
+        }
         recipes.append(f"| `{d.name}` | {', '.join(f'{k}={v}' for k, v in fixed.items())} |")
     body = f"""
 # Synthetic `{spec.family}` datasets (subspace-hub)
@@ -390,5 +442,15 @@ def configs_of(root: str | os.PathLike[str]) -> Sequence[str]:
     return [spec.dataset(i).name for i in range(spec.datasets)]
 
 
-__all__ = ["GenerationSpec", "Shard", "configs_of", "features", "generate", "plan", "scene_rows", "write_card", "write_rows", "write_shard"]
-
+__all__ = [
+    "GenerationSpec",
+    "Shard",
+    "configs_of",
+    "features",
+    "generate",
+    "plan",
+    "scene_rows",
+    "write_card",
+    "write_rows",
+    "write_shard",
+]

@@ -25,7 +25,12 @@ from subspace_hub.data.scene import SceneRecipe
 from subspace_hub.errors import ConfigError
 
 FAMILIES: tuple[str, ...] = ("texture", "geometry", "camera", "lighting")
-_ATTRIBUTE_SEEDS = {"texture": ("texture_seed",), "geometry": ("objects_seed",), "camera": ("camera_seed",), "lighting": ("lighting_seed",)}
+_ATTRIBUTE_SEEDS = {
+    "texture": ("texture_seed",),
+    "geometry": ("objects_seed",),
+    "camera": ("camera_seed",),
+    "lighting": ("lighting_seed",),
+}
 
 
 def derive_seed(*parts: Any) -> int:
@@ -62,7 +67,10 @@ class DatasetRecipe:
 
     def fixed_seeds(self) -> dict[str, int]:
         """The seeds every scene of this dataset shares."""
-        return {key: derive_seed(self.seed, self.family, self.index, key) for key in ("room_seed", "objects_seed", "texture_seed", "camera_seed", "lighting_seed")}
+        return {
+            key: derive_seed(self.seed, self.family, self.index, key)
+            for key in ("room_seed", "objects_seed", "texture_seed", "camera_seed", "lighting_seed")
+        }
 
     def scene(self, number: int) -> SceneRecipe:
         """Recipe of scene ``number`` (0-based): the family's attribute seed is drawn per scene."""

@@ -26,7 +26,9 @@ def images_to_tensor(images: Any) -> torch.Tensor:
     elif isinstance(images, np.ndarray):
         array = torch.from_numpy(images)
     else:
-        frames = [np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image) for image in images]
+        frames = [
+            np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image) for image in images
+        ]
         shapes = {f.shape for f in frames}
         if len(shapes) != 1:
             raise ConfigError(f"The images of one sample must share a size, got {sorted(shapes)}.")
@@ -45,7 +47,9 @@ def sample_to_batch(sample: Mapping[str, Any], device: torch.device | str | None
     ``mask`` bool [1, S, H, W], cameras [1, S, 3, 3|4], ...), on ``device``."""
     missing = [k for k in ("images", "depth", "intrinsics", "extrinsics") if sample.get(k) is None]
     if missing:
-        raise ConfigError(f"A sample in the interchange format needs {', '.join(missing)}; it has {', '.join(sorted(sample))}.")
+        raise ConfigError(
+            f"A sample in the interchange format needs {', '.join(missing)}; it has {', '.join(sorted(sample))}."
+        )
     batch: dict[str, Any] = {}
     for key, value in sample.items():
         if key == "images":

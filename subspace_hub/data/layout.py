@@ -83,7 +83,9 @@ def _weighted(rng: np.random.Generator, table: dict[int, int]) -> int:
     return int(rng.choice(counts, p=p / p.sum()))
 
 
-def sample_layout(shell: Shell, rng: np.random.Generator, keep_clear: np.ndarray | None = None, clearance: float = 1.0) -> Layout:
+def sample_layout(
+    shell: Shell, rng: np.random.Generator, keep_clear: np.ndarray | None = None, clearance: float = 1.0
+) -> Layout:
     """Boxes in the room (D.2), none overlapping another nor containing a ``keep_clear`` point (camera positions
     held fixed across a geometry dataset, in room units)."""
     room = shell.size
@@ -92,8 +94,14 @@ def sample_layout(shell: Shell, rng: np.random.Generator, keep_clear: np.ndarray
 
     def place(candidate: ObjectBox, tries_left: list[int], avoid_overlap: bool = True) -> bool:
         tries_left[0] -= 1
-        inside = np.all(candidate.centre - candidate.size / 2 > 0.05) and np.all(candidate.centre + candidate.size / 2 < room - 0.05)
-        if inside and (not avoid_overlap or not _overlaps(candidate, layout.boxes)) and _clear_of(candidate, points, clearance):
+        inside = np.all(candidate.centre - candidate.size / 2 > 0.05) and np.all(
+            candidate.centre + candidate.size / 2 < room - 0.05
+        )
+        if (
+            inside
+            and (not avoid_overlap or not _overlaps(candidate, layout.boxes))
+            and _clear_of(candidate, points, clearance)
+        ):
             layout.boxes.append(candidate)
             return True
         return False
@@ -106,7 +114,13 @@ def sample_layout(shell: Shell, rng: np.random.Generator, keep_clear: np.ndarray
 
     def large() -> ObjectBox:
         size = rng.uniform(4, 8, 3)
-        centre = np.array([rng.uniform(size[0] / 2, room[0] - size[0] / 2), rng.uniform(size[1] / 2, room[1] - size[1] / 2), size[2] / 2 + 0.06])
+        centre = np.array(
+            [
+                rng.uniform(size[0] / 2, room[0] - size[0] / 2),
+                rng.uniform(size[1] / 2, room[1] - size[1] / 2),
+                size[2] / 2 + 0.06,
+            ]
+        )
         return ObjectBox("large", centre, size, _weighted(rng, GROUP_COUNTS["large"]))
 
     draw("large", _count(rng, 5), large)
@@ -120,7 +134,13 @@ def sample_layout(shell: Shell, rng: np.random.Generator, keep_clear: np.ndarray
             centre = np.array([xy[0], xy[1], base.centre[2] + base.size[2] / 2 + size[2] / 2 + 0.06])
         else:
             size = np.array([rng.uniform(2, 4), rng.uniform(2, 4), rng.uniform(2, 6)])
-            centre = np.array([rng.uniform(size[0] / 2, room[0] - size[0] / 2), rng.uniform(size[1] / 2, room[1] - size[1] / 2), size[2] / 2 + 0.06])
+            centre = np.array(
+                [
+                    rng.uniform(size[0] / 2, room[0] - size[0] / 2),
+                    rng.uniform(size[1] / 2, room[1] - size[1] / 2),
+                    size[2] / 2 + 0.06,
+                ]
+            )
         return ObjectBox("small", centre, size, _weighted(rng, GROUP_COUNTS["small"]))
 
     draw("small", _count(rng, 8), small)
@@ -128,7 +148,13 @@ def sample_layout(shell: Shell, rng: np.random.Generator, keep_clear: np.ndarray
     def roof() -> ObjectBox:
         thickness = rng.uniform(0.5, 3) if rng.random() < 0.5 else rng.uniform(2, 4)
         size = np.array([rng.uniform(2, 5), rng.uniform(2, 5), thickness])
-        centre = np.array([rng.uniform(size[0] / 2, room[0] - size[0] / 2), rng.uniform(size[1] / 2, room[1] - size[1] / 2), room[2] - size[2] / 2 - 0.06])
+        centre = np.array(
+            [
+                rng.uniform(size[0] / 2, room[0] - size[0] / 2),
+                rng.uniform(size[1] / 2, room[1] - size[1] / 2),
+                room[2] - size[2] / 2 - 0.06,
+            ]
+        )
         return ObjectBox("roof", centre, size, _weighted(rng, GROUP_COUNTS["roof"]))
 
     draw("roof", _count(rng, 4), roof)
@@ -145,8 +171,17 @@ def sample_layout(shell: Shell, rng: np.random.Generator, keep_clear: np.ndarray
         centre[2] = rng.uniform(size[2] / 2 + 1, room[2] - size[2] / 2 - 1)
         return ObjectBox(kind, centre, size, primitives)
 
-    draw("wall", _count(rng, 6), lambda: on_wall("wall", np.array([rng.uniform(2, 5), rng.uniform(0.5, 2), rng.uniform(2, 5)]), _weighted(rng, GROUP_COUNTS["wall"])))
+    draw(
+        "wall",
+        _count(rng, 6),
+        lambda: on_wall(
+            "wall",
+            np.array([rng.uniform(2, 5), rng.uniform(0.5, 2), rng.uniform(2, 5)]),
+            _weighted(rng, GROUP_COUNTS["wall"]),
+        ),
+    )
     if rng.random() < 0.7:  # axis-aligned slabs, thin or thick
+
         def slab() -> ObjectBox:
             thickness = rng.uniform(0.01, 0.2) if rng.random() < 0.5 else rng.uniform(0.5, 1)
             size = np.array([rng.uniform(2, 5), rng.uniform(2, 5), thickness])
@@ -157,8 +192,23 @@ def sample_layout(shell: Shell, rng: np.random.Generator, keep_clear: np.ndarray
         draw("slab", int(rng.integers(1, 3)), slab)
     # sticks along one wall (always) and free-standing poles (p = 0.5)
     wall_sticks = _count(rng, 16, 16 // 3)
-    draw("stick", wall_sticks, lambda: on_wall("stick", np.array([rng.uniform(0.1, 0.6) if rng.random() < 0.7 else rng.uniform(0.6, 0.8), rng.uniform(0.1, 0.6), rng.uniform(3, room[2] - 2.5)]), 0))
+    draw(
+        "stick",
+        wall_sticks,
+        lambda: on_wall(
+            "stick",
+            np.array(
+                [
+                    rng.uniform(0.1, 0.6) if rng.random() < 0.7 else rng.uniform(0.6, 0.8),
+                    rng.uniform(0.1, 0.6),
+                    rng.uniform(3, room[2] - 2.5),
+                ]
+            ),
+            0,
+        ),
+    )
     if rng.random() < 0.5:
+
         def pole() -> ObjectBox:
             width = rng.uniform(0.1, 0.6)
             size = np.array([width, width, room[2] - 0.2])
@@ -203,8 +253,12 @@ def shell_mesh(shell: Shell, material: int, resolution: int = 8, uv_density: flo
         ((sx, sy, 0), (-sx, 0, 0), (0, 0, sz)),  # y = sy
     ]
     parts = [
-        quad((0, 0, 0), (0, sy, 0), (sx, 0, 0), material, resolution=resolution, uv_density=uv_density),  # floor, facing up
-        quad((0, 0, sz), (sx, 0, 0), (0, sy, 0), material + 1, resolution=resolution, uv_density=uv_density),  # ceiling, facing down
+        quad(
+            (0, 0, 0), (0, sy, 0), (sx, 0, 0), material, resolution=resolution, uv_density=uv_density
+        ),  # floor, facing up
+        quad(
+            (0, 0, sz), (sx, 0, 0), (0, sy, 0), material + 1, resolution=resolution, uv_density=uv_density
+        ),  # ceiling, facing down
     ]
     for index, (corner, eu, ev) in enumerate(walls):
         corner, eu, ev = (np.asarray(v, dtype=np.float64) for v in (corner, eu, ev))
@@ -213,11 +267,22 @@ def shell_mesh(shell: Shell, material: int, resolution: int = 8, uv_density: flo
             continue
         _, u0, v0, u1, v1 = shell.window
         for (a0, a1), (b0, b1) in (((0, 1), (0, v0)), ((0, 1), (v1, 1)), ((0, u0), (v0, v1)), ((u1, 1), (v0, v1))):
-            parts.append(quad(corner + a0 * eu + b0 * ev, (a1 - a0) * eu, (b1 - b0) * ev, material + 2, resolution=max(resolution // 2, 1), uv_density=uv_density))
+            parts.append(
+                quad(
+                    corner + a0 * eu + b0 * ev,
+                    (a1 - a0) * eu,
+                    (b1 - b0) * ev,
+                    material + 2,
+                    resolution=max(resolution // 2, 1),
+                    uv_density=uv_density,
+                )
+            )
     return Mesh.concatenate(parts)
 
 
-def layout_mesh(layout: Layout, rng: np.random.Generator, resolution: int, materials_per_group: int = 3) -> tuple[Mesh, int]:
+def layout_mesh(
+    layout: Layout, rng: np.random.Generator, resolution: int, materials_per_group: int = 3
+) -> tuple[Mesh, int]:
     """The whole room as one mesh and the number of material slots used. Slots: 0-2 the shell (floor,
     ceiling, walls), then one run of ``materials_per_group`` slots per box in placement order."""
     parts = [shell_mesh(layout.shell, 0)]

@@ -50,7 +50,9 @@ def sample_lighting(rng: np.random.Generator, room: np.ndarray, window_wall: int
     ambient = rng.uniform(0.25, 0.7)
     tint = _colour(rng, 0.15)
     if window_wall is not None:  # the sun comes in through the window wall, from above the horizon
-        outward = [np.array([-1.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0, -1.0, 0]), np.array([0, 1.0, 0])][window_wall]
+        outward = [np.array([-1.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0, -1.0, 0]), np.array([0, 1.0, 0])][
+            window_wall
+        ]
         direction = outward + np.array([0, 0, rng.uniform(0.2, 1.5)]) + rng.normal(0, 0.3, 3) * [1, 1, 0]
     else:
         direction = rng.normal(size=3)
@@ -68,6 +70,12 @@ def sample_materials(rng: np.random.Generator, slots: int, pool: int) -> Materia
     """``slots`` material slots drawing textures from a pool of ``pool`` (slot i uses texture i mod pool, so a
     fixed pool textures any geometry the same way); a "specular scene" with p = 0.2."""
     specular_scene = rng.random() < 0.2
-    metallic = np.where(rng.random(slots) < 0.4, rng.uniform(0.6, 1, slots) if specular_scene else rng.uniform(0.001, 1, slots), 0.0)
-    roughness = np.where(metallic > 0, rng.uniform(0, 0.05, slots) if specular_scene else rng.uniform(0.001, 0.2, slots), rng.uniform(0.3, 0.9, slots))
+    metallic = np.where(
+        rng.random(slots) < 0.4, rng.uniform(0.6, 1, slots) if specular_scene else rng.uniform(0.001, 1, slots), 0.0
+    )
+    roughness = np.where(
+        metallic > 0,
+        rng.uniform(0, 0.05, slots) if specular_scene else rng.uniform(0.001, 0.2, slots),
+        rng.uniform(0.3, 0.9, slots),
+    )
     return Materials(np.arange(slots) % pool, metallic.astype(np.float32), roughness.astype(np.float32))

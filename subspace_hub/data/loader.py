@@ -35,7 +35,9 @@ class ViewGroups(torch.utils.data.Dataset):
         row = self.rows[index]
         available = len(row["depth"])
         if available < self.views:
-            raise ConfigError(f"Scene {row['scene_id']} has {available} views in its record; {self.views} were asked for.")
+            raise ConfigError(
+                f"Scene {row['scene_id']} has {available} views in its record; {self.views} were asked for."
+            )
         rng = np.random.default_rng([self.seed, self.epoch, index])
         chosen = np.sort(rng.choice(available, self.views, replace=False))
         images = np.asarray(row["images"])[chosen]

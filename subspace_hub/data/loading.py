@@ -22,7 +22,9 @@ def _pick_split(loaded: Any, split: str | None, source: str) -> Any:
     return loaded
 
 
-def load_samples(source: str, split: str | None = None, config: str | None = None, **options: Any) -> Iterable[Mapping[str, Any]]:
+def load_samples(
+    source: str, split: str | None = None, config: str | None = None, **options: Any
+) -> Iterable[Mapping[str, Any]]:
     """Samples of ``source``: a registered dataset name (its ``load(**options)``), a folder saved with
     ``datasets`` (``save_to_disk``) or holding data files (``config``: one of its configs), or a dataset repo
     ``org/name`` on the configured Hub endpoint (see :mod:`subspace_hub.hub`)."""
@@ -35,7 +37,11 @@ def load_samples(source: str, split: str | None = None, config: str | None = Non
     import datasets
 
     if path.is_dir():
-        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file() or (path / "state.json").is_file():
+        if (
+            (path / "dataset_dict.json").is_file()
+            or (path / "dataset_info.json").is_file()
+            or (path / "state.json").is_file()
+        ):
             return _pick_split(datasets.load_from_disk(str(path)), split, str(path))
         return _pick_split(datasets.load_dataset(str(path), config, **options), split, str(path))
     from subspace_hub.hub import is_repo_id

@@ -64,7 +64,9 @@ class EmbreeCaster(RayCaster):
         except ImportError as exc:  # pragma: no cover - embreex is a dependency
             raise ConfigError("The embree backend needs embreex (pip install embreex).") from exc
         self._scene = rtcore_scene.EmbreeScene()
-        self._mesh = TriangleMesh(self._scene, np.ascontiguousarray(vertices, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32))
+        self._mesh = TriangleMesh(
+            self._scene, np.ascontiguousarray(vertices, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32)
+        )
         self.threads = max(1, threads if threads is not None else torch.get_num_threads())
 
     def _run(self, origins: np.ndarray, directions: np.ndarray, **options) -> list:
@@ -75,7 +77,9 @@ class EmbreeCaster(RayCaster):
 
         def trace(block: slice):
             extra = {k: (v[block] if isinstance(v, np.ndarray) else v) for k, v in options.items()}
-            return self._scene.run(np.ascontiguousarray(origins[block]), np.ascontiguousarray(directions[block]), **extra)
+            return self._scene.run(
+                np.ascontiguousarray(origins[block]), np.ascontiguousarray(directions[block]), **extra
+            )
 
         return list(_pool(self.threads).map(trace, blocks))
 
@@ -111,7 +115,9 @@ def _pool(threads: int) -> Any:
 class BruteCaster(RayCaster):
     """Moller-Trumbore against all triangles, ``chunk`` rays at a time."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, device: torch.device | str = "cpu", chunk: int = 4096) -> None:
+    def __init__(
+        self, vertices: np.ndarray, faces: np.ndarray, device: torch.device | str = "cpu", chunk: int = 4096
+    ) -> None:
         tri = torch.as_tensor(vertices[faces], dtype=torch.float32, device=device)
         self.v0, self.e1, self.e2 = tri[:, 0], tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
         self.chunk = chunk
@@ -131,7 +137,9 @@ class BruteCaster(RayCaster):
     def intersect(self, origins: torch.Tensor, directions: torch.Tensor) -> Hits:
         parts = []
         for start in range(0, len(origins), self.chunk):
-            t, u, v = self._all(origins[start : start + self.chunk].float(), directions[start : start + self.chunk].float())
+            t, u, v = self._all(
+                origins[start : start + self.chunk].float(), directions[start : start + self.chunk].float()
+            )
             best_t, best = t.min(dim=1)
             rows = torch.arange(len(best), device=best.device)
             hit = torch.isfinite(best_t)
@@ -142,7 +150,9 @@ class BruteCaster(RayCaster):
     def occluded(self, origins: torch.Tensor, directions: torch.Tensor, t_max: torch.Tensor) -> torch.Tensor:
         out = []
         for start in range(0, len(origins), self.chunk):
-            t, _, _ = self._all(origins[start : start + self.chunk].float(), directions[start : start + self.chunk].float())
+            t, _, _ = self._all(
+                origins[start : start + self.chunk].float(), directions[start : start + self.chunk].float()
+            )
             out.append((t < t_max[start : start + self.chunk, None]).any(dim=1))
         return torch.cat(out)
 
@@ -225,11 +235,19 @@ class CudaCaster(RayCaster):
 
     _kernel = None
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, device: torch.device | str = "cuda", triangles: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        device: torch.device | str = "cuda",
+        triangles: torch.Tensor | None = None,
+    ) -> None:
         try:
             import cupy
         except ImportError as exc:
-            raise ConfigError("The cuda ray-casting backend needs CuPy for your CUDA version (e.g. pip install cupy-cuda12x).") from exc
+            raise ConfigError(
+                "The cuda ray-casting backend needs CuPy for your CUDA version (e.g. pip install cupy-cuda12x)."
+            ) from exc
         from subspace_hub.data.bvh import build_bvh
 
         self.device = torch.device(device)
@@ -240,7 +258,9 @@ class CudaCaster(RayCaster):
             triangles = torch.cat([triangles, triangles])
         bvh = build_bvh(triangles)  # on the GPU
         sorted_tris = triangles[bvh.order]
-        packed = torch.cat([sorted_tris[:, 0], sorted_tris[:, 1] - sorted_tris[:, 0], sorted_tris[:, 2] - sorted_tris[:, 0]], dim=1)
+        packed = torch.cat(
+            [sorted_tris[:, 0], sorted_tris[:, 1] - sorted_tris[:, 0], sorted_tris[:, 2] - sorted_tris[:, 0]], dim=1
+        )
         self._boxes = cupy.from_dlpack(bvh.boxes.reshape(-1).contiguous())
         self._children = cupy.from_dlpack(bvh.children.reshape(-1).contiguous())
         self._tris = cupy.from_dlpack(packed.float().reshape(-1).contiguous())
@@ -249,7 +269,9 @@ class CudaCaster(RayCaster):
         if CudaCaster._kernel is None:
             CudaCaster._kernel = cupy.RawKernel(_KERNEL, "trace")
 
-    def _run(self, origins: torch.Tensor, directions: torch.Tensor, t_max: torch.Tensor, any_hit: bool) -> tuple[torch.Tensor, ...]:
+    def _run(
+        self, origins: torch.Tensor, directions: torch.Tensor, t_max: torch.Tensor, any_hit: bool
+    ) -> tuple[torch.Tensor, ...]:
         import cupy
 
         n = len(origins)
@@ -269,7 +291,9 @@ class CudaCaster(RayCaster):
 
     def intersect(self, origins: torch.Tensor, directions: torch.Tensor) -> Hits:
         t, leaf, u, v = self._run(origins, directions, torch.full((len(origins),), math.inf, device=self.device), False)
-        triangle = torch.where(leaf >= 0, self._order[leaf.long().clamp(min=0)], torch.full_like(leaf, -1, dtype=torch.int64))
+        triangle = torch.where(
+            leaf >= 0, self._order[leaf.long().clamp(min=0)], torch.full_like(leaf, -1, dtype=torch.int64)
+        )
         return Hits(t, triangle.long(), u, v)
 
     def occluded(self, origins: torch.Tensor, directions: torch.Tensor, t_max: torch.Tensor) -> torch.Tensor:
@@ -278,7 +302,12 @@ class CudaCaster(RayCaster):
 
 
 def make_caster(
-    vertices: np.ndarray, faces: np.ndarray, backend: Backend = "auto", device: torch.device | str = "cpu", *, triangles: torch.Tensor | None = None
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    backend: Backend = "auto",
+    device: torch.device | str = "cpu",
+    *,
+    triangles: torch.Tensor | None = None,
 ) -> RayCaster:
     """The ray caster for ``backend`` (``auto``: ``cuda`` on a CUDA device, else ``embree``); ``triangles``
     ([F, 3, 3] on ``device``) saves the cuda backend gathering them again."""

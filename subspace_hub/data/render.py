@@ -49,7 +49,9 @@ class Views:
 class Renderer:
     """Renders views of one scene; reuses the ray caster and uploaded textures across calls."""
 
-    def __init__(self, scene: Scene, *, backend: Backend = "auto", device: str | torch.device = "cpu", shadows: bool = True) -> None:
+    def __init__(
+        self, scene: Scene, *, backend: Backend = "auto", device: str | torch.device = "cpu", shadows: bool = True
+    ) -> None:
         self.scene = scene
         self.device = torch.device(device)
         self.shadows = shadows
@@ -80,15 +82,28 @@ class Renderer:
         self.epsilon = 1e-4 * float(np.ptp(mesh.vertices, axis=0).max())
         self._pinned: dict = {}
 
-    def rays(self, height: int, width: int, views: slice | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    def rays(
+        self, height: int, width: int, views: slice | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
         """World-space origins and directions [S * H * W, 3] (direction camera-z = 1) and the cameras."""
         intrinsics = self.scene.cameras.intrinsics(height, width)
         extrinsics = self.scene.extrinsics()
         if views is not None:
             intrinsics, extrinsics = intrinsics[views], extrinsics[views]
-        v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=self.device), torch.arange(width, dtype=torch.float32, device=self.device), indexing="ij")
+        v, u = torch.meshgrid(
+            torch.arange(height, dtype=torch.float32, device=self.device),
+            torch.arange(width, dtype=torch.float32, device=self.device),
+            indexing="ij",
+        )
         k = torch.as_tensor(intrinsics, dtype=torch.float32, device=self.device)
-        camera_dirs = torch.stack([(u[None] - k[:, 0, 2, None, None]) / k[:, 0, 0, None, None], (v[None] - k[:, 1, 2, None, None]) / k[:, 1, 1, None, None], torch.ones_like(u).expand(len(k), -1, -1)], dim=-1)
+        camera_dirs = torch.stack(
+            [
+                (u[None] - k[:, 0, 2, None, None]) / k[:, 0, 0, None, None],
+                (v[None] - k[:, 1, 2, None, None]) / k[:, 1, 1, None, None],
+                torch.ones_like(u).expand(len(k), -1, -1),
+            ],
+            dim=-1,
+        )
         e = torch.as_tensor(extrinsics, dtype=torch.float64, device=self.device)
         rotation = e[:, :, :3].transpose(1, 2)  # world-from-camera
         centre = -(rotation @ e[:, :, 3:])[..., 0]
@@ -108,13 +123,17 @@ class Renderer:
                 continue
             buffer = self._pinned.get((key, value.shape, value.dtype))
             if buffer is None:
-                buffer = self._pinned[(key, value.shape, value.dtype)] = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+                buffer = self._pinned[(key, value.shape, value.dtype)] = torch.empty(
+                    value.shape, dtype=value.dtype, pin_memory=True
+                )
             buffer.copy_(value, non_blocking=True)
             staged[key] = buffer
         torch.cuda.current_stream(self.device).synchronize()
         return Views(**{k: v if isinstance(v, np.ndarray) else staged[k].numpy().copy() for k, v in tensors.items()})
 
-    def render_tensors(self, height: int, width: int, views: slice | None = None) -> dict[str, torch.Tensor | np.ndarray]:
+    def render_tensors(
+        self, height: int, width: int, views: slice | None = None
+    ) -> dict[str, torch.Tensor | np.ndarray]:
         """The fields of :class:`Views` as tensors on the renderer's device (cameras as numpy)."""
         origins, directions, intrinsics, extrinsics = self.rays(height, width, views)
         hits = self.caster.intersect(origins, directions)
@@ -161,18 +180,35 @@ class Renderer:
         bottom = flat.index_select(0, row1 + x0) * (1 - fx) + flat.index_select(0, row1 + x1) * fx
         return top * (1 - fy) + bottom * fy
 
-    def _visible(self, position: torch.Tensor, normal: torch.Tensor, direction: torch.Tensor, distance: torch.Tensor, lit: torch.Tensor) -> torch.Tensor:
+    def _visible(
+        self,
+        position: torch.Tensor,
+        normal: torch.Tensor,
+        direction: torch.Tensor,
+        distance: torch.Tensor,
+        lit: torch.Tensor,
+    ) -> torch.Tensor:
         """[N] float: 1 where nothing blocks the light (only rays in ``lit`` are traced)."""
         visible = lit.float()
         if not self.shadows or not bool(lit.any()):
             return visible
         index = torch.nonzero(lit)[:, 0]
         origins = position[index] + normal[index] * self.epsilon
-        blocked = self.caster.occluded(origins, direction[index] if direction.ndim == 2 else direction.expand(len(index), 3), distance[index]).to(self.device)
+        blocked = self.caster.occluded(
+            origins, direction[index] if direction.ndim == 2 else direction.expand(len(index), 3), distance[index]
+        ).to(self.device)
         visible[index] = (~blocked).float()
         return visible
 
-    def _shade(self, position: torch.Tensor, normal: torch.Tensor, view_dir: torch.Tensor, albedo: torch.Tensor, material: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
+    def _shade(
+        self,
+        position: torch.Tensor,
+        normal: torch.Tensor,
+        view_dir: torch.Tensor,
+        albedo: torch.Tensor,
+        material: torch.Tensor,
+        hit: torch.Tensor,
+    ) -> torch.Tensor:
         metallic = self.material_metallic[material][:, None]
         roughness = self.material_roughness[material][:, None]
         shininess = 2.0 / (roughness.square() + 1e-3) - 2.0
@@ -181,23 +217,45 @@ class Renderer:
         to_eye = -view_dir / view_dir.norm(dim=1, keepdim=True)
         up = normal[:, 2:3]
         colour = diffuse * (self.ambient_top * (0.5 + 0.5 * up) + self.ambient_bottom * (0.5 - 0.5 * up))
-        lights = [(self.sun_direction.expand_as(normal), self.sun_colour.expand_as(normal), torch.full_like(up[:, 0], math.inf))]
+        lights = [
+            (
+                self.sun_direction.expand_as(normal),
+                self.sun_colour.expand_as(normal),
+                torch.full_like(up[:, 0], math.inf),
+            )
+        ]
         for position_l, colour_l in zip(self.point_positions, self.point_colours, strict=True):
             offset = position_l - position
             distance = offset.norm(dim=1).clamp(min=1e-6)
             reference = 0.1  # light strength is given at a tenth of a scene unit
-            lights.append((offset / distance[:, None], colour_l * (reference / distance.clamp(min=0.02))[:, None] ** 2, distance))
+            lights.append(
+                (offset / distance[:, None], colour_l * (reference / distance.clamp(min=0.02))[:, None] ** 2, distance)
+            )
         for direction, radiance, distance in lights:
             cosine = (normal * direction).sum(1, keepdim=True)
             visible = self._visible(position, normal, direction, distance, hit & (cosine[:, 0] > 0))[:, None]
             half = direction + to_eye
             half = half / half.norm(dim=1, keepdim=True).clamp(min=1e-12)
-            spec = specular_colour * (normal * half).sum(1, keepdim=True).clamp(min=0) ** shininess * (shininess + 8) / (8 * math.pi)
+            spec = (
+                specular_colour
+                * (normal * half).sum(1, keepdim=True).clamp(min=0) ** shininess
+                * (shininess + 8)
+                / (8 * math.pi)
+            )
             colour = colour + visible * radiance * cosine.clamp(min=0) * (diffuse / math.pi * 2 + spec)
         return colour
 
 
-def render_scene(scene: Scene, height: int, width: int, *, backend: Backend = "auto", device: str | torch.device = "cpu", shadows: bool = True, batch_rays: int = 1 << 20) -> Views:
+def render_scene(
+    scene: Scene,
+    height: int,
+    width: int,
+    *,
+    backend: Backend = "auto",
+    device: str | torch.device = "cpu",
+    shadows: bool = True,
+    batch_rays: int = 1 << 20,
+) -> Views:
     """All views of ``scene`` at ``height`` x ``width``, rendered in batches of views of about ``batch_rays`` rays."""
     renderer = Renderer(scene, backend=backend, device=device, shadows=shadows)
     per_batch = max(1, batch_rays // (height * width))

@@ -107,8 +107,15 @@ def generate_scene(recipe: SceneRecipe) -> Scene:
     mesh = Mesh(mesh.vertices * scale, mesh.faces, mesh.uvs, mesh.materials)
     textures = texture_pool(recipe.texture_seed, recipe.texture_pool, recipe.texture_size, recipe.texture_folder)
     all_materials = sample_materials(_rng(recipe.texture_seed, 5), MAX_MATERIAL_SLOTS, recipe.texture_pool)
-    materials = Materials(all_materials.texture[:slots], all_materials.metallic[:slots], all_materials.roughness[:slots])
+    materials = Materials(
+        all_materials.texture[:slots], all_materials.metallic[:slots], all_materials.roughness[:slots]
+    )
     lighting = sample_lighting(_rng(recipe.lighting_seed, 6), room, None if shell.window is None else shell.window[0])
     lighting = dataclasses.replace(lighting, point_positions=lighting.point_positions * scale)
-    stats = {"primitives": primitive_count(layout), "boxes": len(layout.boxes), "triangles": int(len(mesh.faces)), "material_slots": slots}
+    stats = {
+        "primitives": primitive_count(layout),
+        "boxes": len(layout.boxes),
+        "triangles": int(len(mesh.faces)),
+        "material_slots": slots,
+    }
     return Scene(recipe, mesh, textures, materials, lighting, cameras, scale, layout, stats)

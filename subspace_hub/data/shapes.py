@@ -66,7 +66,9 @@ def _height_field_map(size: int) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-def height_field(rng: np.random.Generator, amplitude: float, size: int = 36, flat_probability: float = 0.1) -> np.ndarray:
+def height_field(
+    rng: np.random.Generator, amplitude: float, size: int = 36, flat_probability: float = 0.1
+) -> np.ndarray:
     """MegaSynth's per-face height field [size, size]: a 5 x 5 grid of U(-h, h) with a zero border, upsampled
     cubically to 5/6 of ``size`` and resized to ``size``; flat with probability ``flat_probability``."""
     if rng.random() < flat_probability or amplitude <= 0:
@@ -99,7 +101,14 @@ def _grid_faces(n: int, offset: int) -> np.ndarray:
     return np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
 
 
-def primitive(kind: str, semi_axes: Sequence[float], fields: Sequence[np.ndarray] | None, resolution: int, material: int, uv_scale: float = 1.0) -> Mesh:
+def primitive(
+    kind: str,
+    semi_axes: Sequence[float],
+    fields: Sequence[np.ndarray] | None,
+    resolution: int,
+    material: int,
+    uv_scale: float = 1.0,
+) -> Mesh:
     """A primitive centred at the origin: ``kind`` in :data:`KINDS`, semi-axes (a, b, c), one height field per
     face (or ``None`` for smooth faces), ``resolution`` cells per face side."""
     if kind not in KINDS:
@@ -137,10 +146,23 @@ def primitive(kind: str, semi_axes: Sequence[float], fields: Sequence[np.ndarray
         faces.append(local + f * n * n)
         uvs.append(np.stack([s.ravel(), t.ravel()], -1)[local] * uv_scale)
     triangles = np.concatenate(faces)
-    return Mesh(np.concatenate(vertices), triangles, np.concatenate(uvs).astype(np.float32), np.full(len(triangles), material, np.int32))
+    return Mesh(
+        np.concatenate(vertices),
+        triangles,
+        np.concatenate(uvs).astype(np.float32),
+        np.full(len(triangles), material, np.int32),
+    )
 
 
-def box(size: Sequence[float], centre: Sequence[float], material: int, *, resolution: int = 1, uv_density: float = 1.0, inward: bool = False) -> Mesh:
+def box(
+    size: Sequence[float],
+    centre: Sequence[float],
+    material: int,
+    *,
+    resolution: int = 1,
+    uv_density: float = 1.0,
+    inward: bool = False,
+) -> Mesh:
     """An axis-aligned box (``inward`` flips it to be seen from inside, as the room), ``uv_density`` texture
     repeats per unit length."""
     half = np.asarray(size, dtype=np.float64) / 2
@@ -158,7 +180,15 @@ def box(size: Sequence[float], centre: Sequence[float], material: int, *, resolu
     return mesh
 
 
-def quad(corner: Sequence[float], edge_u: Sequence[float], edge_v: Sequence[float], material: int, *, resolution: int = 1, uv_density: float = 1.0) -> Mesh:
+def quad(
+    corner: Sequence[float],
+    edge_u: Sequence[float],
+    edge_v: Sequence[float],
+    material: int,
+    *,
+    resolution: int = 1,
+    uv_density: float = 1.0,
+) -> Mesh:
     """A planar rectangle ``corner + s edge_u + t edge_v`` (s, t in [0, 1]), facing along ``edge_u x edge_v``."""
     n = resolution + 1
     coords = np.linspace(0.0, 1.0, n)

@@ -105,7 +105,9 @@ def procedural_texture(seed: int, size: int = 128, family: str | None = None) ->
         rows = k
         row = np.floor(y * rows)
         shifted = x * (k // 2 + 1) + 0.5 * (row % 2)
-        mortar = (np.minimum(shifted % 1, 1 - shifted % 1) < 0.04) | (np.minimum((y * rows) % 1, 1 - (y * rows) % 1) < 0.06)
+        mortar = (np.minimum(shifted % 1, 1 - shifted % 1) < 0.04) | (
+            np.minimum((y * rows) % 1, 1 - (y * rows) % 1) < 0.06
+        )
         value = np.where(mortar, 0.05, 0.5 + 0.4 * _periodic_noise(rng, size, 4))
     elif family == "cells":
         points = rng.random((k * k, 2))
@@ -130,10 +132,20 @@ def texture_pool(seed: int, count: int, size: int = 128, folder: str | Path | No
     rng = np.random.default_rng(seed)
     if folder is None:
         return np.stack([procedural_texture(int(s), size) for s in rng.integers(0, 2**63 - 1, count)])
-    files = sorted(p for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+    files = sorted(
+        p
+        for p in Path(folder).expanduser().iterdir()
+        if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+    )
     if not files:
         raise ConfigError(f"No texture images (.png/.jpg/...) in {folder}.")
     from PIL import Image
 
     chosen: Sequence[Path] = [files[int(i)] for i in rng.integers(0, len(files), count)]
-    return np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0 for f in chosen])
+    return np.stack(
+        [
+            np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+            / 255.0
+            for f in chosen
+        ]
+    )

@@ -2,6 +2,28 @@
 (:mod:`.server`, :mod:`.storage`, :mod:`.auth`), registry entries (:mod:`.registry`), model cards (:mod:`.cards`)
 and publishing (:mod:`.publish`)."""
 
-from subspace_hub.hub.client import Endpoint, Pushed, api, configure_clients, download, endpoint, home, is_repo_id, load_dataset, push_folder
+from subspace_hub.hub.client import (
+    Endpoint,
+    Pushed,
+    api,
+    configure_clients,
+    download,
+    endpoint,
+    home,
+    is_repo_id,
+    load_dataset,
+    push_folder,
+)
 
-__all__ = ["Endpoint", "Pushed", "api", "configure_clients", "download", "endpoint", "home", "is_repo_id", "load_dataset", "push_folder"]
+__all__ = [
+    "Endpoint",
+    "Pushed",
+    "api",
+    "configure_clients",
+    "download",
+    "endpoint",
+    "home",
+    "is_repo_id",
+    "load_dataset",
+    "push_folder",
+]

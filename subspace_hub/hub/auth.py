@@ -45,7 +45,9 @@ class TokenBook:
         book = cls(path)
         if path.is_file():
             for digest, entry in json.loads(path.read_text()).items():
-                book.users[digest] = User(entry["name"], tuple(entry.get("write", ())), tuple(entry.get("read", ("*",))))
+                book.users[digest] = User(
+                    entry["name"], tuple(entry.get("write", ())), tuple(entry.get("read", ("*",)))
+                )
         return book
 
     def user(self, token: str | None) -> User | None:
@@ -53,7 +55,9 @@ class TokenBook:
             return None
         return self.users.get(hashlib.sha256(token.encode()).hexdigest())
 
-    def add(self, name: str, *, write: tuple[str, ...] = (), read: tuple[str, ...] = ("*",), token: str | None = None) -> str:
+    def add(
+        self, name: str, *, write: tuple[str, ...] = (), read: tuple[str, ...] = ("*",), token: str | None = None
+    ) -> str:
         """Register a new token (generated unless given) and save; returns the token (shown once)."""
         if not name or not name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"Invalid user name {name!r}: letters, digits, '-' and '_'.")

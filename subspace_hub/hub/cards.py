@@ -20,8 +20,15 @@ def attribute_rows(bundle: Any, entry: RegistryEntry) -> list[str]:
         dims = [s.d for s in subs.values()]
         recipe = entry.attributes.get(attribute)
         sources = len(bundle.info.get("sources", {}).get(attribute, [])) or (recipe.lora.count if recipe else 0)
-        data = f"{recipe.dataset.family} x {recipe.dataset.datasets} datasets, `{recipe.dataset.camera}` cameras" if recipe else "-"
-        rows.append(f"| {attribute} | {len(subs)} | {min(dims)}-{max(dims)} | {sum(dims)} | {sources} (rank {recipe.lora.rank if recipe else '?'}) | {data} |")
+        data = (
+            f"{recipe.dataset.family} x {recipe.dataset.datasets} datasets, `{recipe.dataset.camera}` cameras"
+            if recipe
+            else "-"
+        )
+        rows.append(
+            f"| {attribute} | {len(subs)} | {min(dims)}-{max(dims)} | {sum(dims)} | {sources} (rank "
+            f"{recipe.lora.rank if recipe else '?'}) | {data} |"
+        )
     return rows
 
 
@@ -31,14 +38,26 @@ def render_card(entry: RegistryEntry, bundle: Any, hand_written: str, figures: l
 
     datasets = [r.dataset.repo for r in entry.attributes.values() if r.dataset.repo]
     results = [
-        EvalResult(task_type=e.task, dataset_type=e.dataset, dataset_name=e.dataset_name or e.dataset, metric_type=e.metric, metric_value=e.value)
+        EvalResult(
+            task_type=e.task,
+            dataset_type=e.dataset,
+            dataset_name=e.dataset_name or e.dataset,
+            metric_type=e.metric,
+            metric_value=e.value,
+        )
         for e in entry.evaluation
     ]
     data = ModelCardData(
         library_name="subspace-hub",
         base_model=entry.backbone.repo,
         license=entry.license,
-        tags=["subspace-hub", "attribute-subspaces", entry.backbone.name, *[f"attribute-{a}" for a in entry.attributes], *entry.tags],
+        tags=[
+            "subspace-hub",
+            "attribute-subspaces",
+            entry.backbone.name,
+            *[f"attribute-{a}" for a in entry.attributes],
+            *entry.tags,
+        ],
         datasets=datasets or None,
         model_name=entry.name,
         eval_results=results or None,
@@ -49,7 +68,10 @@ def render_card(entry: RegistryEntry, bundle: Any, hand_written: str, figures: l
     recipe = yaml.safe_dump(
         {
             "backbone": entry.backbone.__dict__,
-            "attributes": {a: {"dataset": r.dataset.__dict__, "lora": {**r.lora.__dict__, "targets": list(r.lora.targets)}} for a, r in entry.attributes.items()},
+            "attributes": {
+                a: {"dataset": r.dataset.__dict__, "lora": {**r.lora.__dict__, "targets": list(r.lora.targets)}}
+                for a, r in entry.attributes.items()
+            },
             "extraction": entry.extraction.__dict__,
         },
         sort_keys=False,

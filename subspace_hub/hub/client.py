@@ -104,9 +104,18 @@ def is_repo_id(text: str) -> bool:
 
 @contextlib.contextmanager
 def _translated(repo_id: str, revision: str | None, target: Endpoint) -> Iterator[None]:
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
-    hint = "" if not target.embedded else f" (looked in {target.describe()}; set {ENDPOINT_ENV}=https://huggingface.co for the public Hub)"
+    hint = (
+        ""
+        if not target.embedded
+        else f" (looked in {target.describe()}; set {ENDPOINT_ENV}=https://huggingface.co for the public Hub)"
+    )
     try:
         yield
     except RevisionNotFoundError as exc:
@@ -117,7 +126,14 @@ def _translated(repo_id: str, revision: str | None, target: Endpoint) -> Iterato
         raise CheckpointNotFoundError(f"Cannot download {repo_id!r} from {target.describe()}: {exc}") from exc
 
 
-def download(repo_id: str, revision: str | None = None, *, allow_patterns: Sequence[str] | None = None, repo_type: str = "model", local_dir: str | os.PathLike[str] | None = None) -> Path:
+def download(
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    allow_patterns: Sequence[str] | None = None,
+    repo_type: str = "model",
+    local_dir: str | os.PathLike[str] | None = None,
+) -> Path:
     """A local snapshot of ``repo_id`` at ``revision`` (only files matching ``allow_patterns``).
 
     Raises:
@@ -130,9 +146,14 @@ def download(repo_id: str, revision: str | None = None, *, allow_patterns: Seque
     with _translated(repo_id, revision, target):
         return Path(
             huggingface_hub.snapshot_download(
-                repo_id, revision=revision, repo_type=repo_type, allow_patterns=list(allow_patterns) if allow_patterns else None,
-                endpoint=target.url, token=target.token, local_dir=local_dir,
-            )  # fmt: skip
+                repo_id,
+                revision=revision,
+                repo_type=repo_type,
+                allow_patterns=list(allow_patterns) if allow_patterns else None,
+                endpoint=target.url,
+                token=target.token,
+                local_dir=local_dir,
+            )
         )
 
 
@@ -178,12 +199,18 @@ def push_folder(
         if tag is not None:
             existing = {t.name for t in client.list_repo_refs(repo_id, repo_type=repo_type).tags}
             if tag in existing and not allow_existing_tag:
-                raise SubspaceHubError(f"{repo_id} already has a tag {tag!r} on {target.describe()}; published versions are immutable, choose a new version.")
+                raise SubspaceHubError(
+                    f"{repo_id} already has a tag {tag!r} on {target.describe()}; published versions are immutable, "
+                    "choose a new version."
+                )
         operations = [
             CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
-            for path in sorted(folder.rglob("*")) if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        ]  # fmt: skip
-        info = client.create_commit(repo_id, operations, commit_message=message or f"Upload {folder.name}", repo_type=repo_type)
+            for path in sorted(folder.rglob("*"))
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        ]
+        info = client.create_commit(
+            repo_id, operations, commit_message=message or f"Upload {folder.name}", repo_type=repo_type
+        )
         commit = info.oid
         if tag is not None:
             client.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type, exist_ok=allow_existing_tag)
@@ -197,9 +224,9 @@ def configure_clients() -> Endpoint:
     like ``PeftModel.from_pretrained("org/x")`` reach the registry; returns the endpoint. Those libraries read
     ``HF_ENDPOINT`` at import; this sets the values they derive from it. For a separate program, exporting
     ``HF_ENDPOINT`` (and ``HF_HUB_DISABLE_XET=1``) before it starts is the plain way."""
-    from huggingface_hub import constants
-
     from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
 
     target = endpoint()
     _prepare_client(target.url)
@@ -220,7 +247,15 @@ def configure_clients() -> Endpoint:
     return target
 
 
-def load_dataset(repo_id: str, config: str | None = None, *, split: str | None = None, revision: str | None = None, streaming: bool = False, **options: Any) -> Any:
+def load_dataset(
+    repo_id: str,
+    config: str | None = None,
+    *,
+    split: str | None = None,
+    revision: str | None = None,
+    streaming: bool = False,
+    **options: Any,
+) -> Any:
     """``datasets.load_dataset`` on a dataset repo of the configured endpoint.
 
     Without ``streaming`` huggingface_hub downloads the repo first. With it, the config's parquet files (from the
@@ -241,16 +276,27 @@ def load_dataset(repo_id: str, config: str | None = None, *, split: str | None =
     client = api(target)
     with _translated(repo_id, revision, target):
         sha = client.dataset_info(repo_id, revision=revision).sha
-        readme = Path(hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=sha, endpoint=target.url, token=target.token)).read_text()
+        readme = Path(
+            hf_hub_download(
+                repo_id, "README.md", repo_type="dataset", revision=sha, endpoint=target.url, token=target.token
+            )
+        ).read_text()
         files = client.list_repo_files(repo_id, repo_type="dataset", revision=sha)
     header = yaml.safe_load(readme.split("---")[1]) if readme.startswith("---") else {}
     configs = {c["config_name"]: c for c in (header or {}).get("configs", [])}
     if not configs:
-        raise CheckpointNotFoundError(f"Dataset repo {repo_id!r} declares no configs in its README; stream it with datasets directly.")
+        raise CheckpointNotFoundError(
+            f"Dataset repo {repo_id!r} declares no configs in its README; stream it with datasets directly."
+        )
     name = config or next(iter(configs))
     if name not in configs:
         raise CheckpointNotFoundError(f"Dataset repo {repo_id!r} has no config {name!r}; it has {', '.join(configs)}.")
     base = f"{target.url}/datasets/{repo_id}/resolve/{sha}/"
-    data_files = {item["split"]: [base + f for f in sorted(files) if fnmatch.fnmatch(f, item["path"])] for item in configs[name]["data_files"]}
+    data_files = {
+        item["split"]: [base + f for f in sorted(files) if fnmatch.fnmatch(f, item["path"])]
+        for item in configs[name]["data_files"]
+    }
     storage = {"client_kwargs": {"headers": {"Authorization": f"Bearer {target.token}"}}} if target.token else None
-    return datasets.load_dataset("parquet", data_files=data_files, split=split, streaming=True, storage_options=storage, **options)
+    return datasets.load_dataset(
+        "parquet", data_files=data_files, split=split, streaming=True, storage_options=storage, **options
+    )

@@ -16,7 +16,13 @@ from subspace_hub.hub.client import Pushed, download, push_folder
 from subspace_hub.hub.registry import REGISTRY_DIR, check_bundle, load_entry
 
 
-def stage(name: str, *, registry: str | os.PathLike[str] = REGISTRY_DIR, bundle: str | os.PathLike[str] | None = None, out: str | os.PathLike[str]) -> Path:
+def stage(
+    name: str,
+    *,
+    registry: str | os.PathLike[str] = REGISTRY_DIR,
+    bundle: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str],
+) -> Path:
     """Write the repo contents of entry ``name`` into ``out``: the bundle files, README.md (the card),
     ``figures/`` and the entry itself (``registry.yaml``). Raises :class:`ConfigError` on any mismatch."""
     from subspace_hub.hub.cards import render_card
@@ -26,7 +32,10 @@ def stage(name: str, *, registry: str | os.PathLike[str] = REGISTRY_DIR, bundle:
     entry, base = load_entry(name, registry)
     folder = Path(bundle) if bundle is not None else entry.bundle_path(base)
     if not folder.is_dir():
-        raise ConfigError(f"No built bundle for {name} at {folder}; extract it first (subspace-hub extract ... --out {folder}) or pass --bundle.")
+        raise ConfigError(
+            f"No built bundle for {name} at {folder}; extract it first (subspace-hub extract ... --out {folder}) or "
+            "pass --bundle."
+        )
     built = SubspaceBundle.load(folder)
     problems = check_bundle(entry, built)
     if problems:
@@ -40,22 +49,38 @@ def stage(name: str, *, registry: str | os.PathLike[str] = REGISTRY_DIR, bundle:
         if item.is_file() and item.name != "README.md":
             shutil.copy2(item, out / item.name)
     report = write_report(built, out / "figures", progress=False)
-    figures = sorted(f"figures/{f}" for f in report.get("files", []) if str(f).endswith(".png"))  # paths relative to figures/
+    figures = sorted(
+        f"figures/{f}" for f in report.get("files", []) if str(f).endswith(".png")
+    )  # paths relative to figures/
     (out / "README.md").write_text(render_card(entry, built, card_path.read_text(), figures))
     registry_file = Path(registry) / f"{name}.yaml"
     shutil.copy2(registry_file, out / "registry.yaml")
     return out
 
 
-def push(name: str, *, version: str | None = None, registry: str | os.PathLike[str] = REGISTRY_DIR, bundle: str | os.PathLike[str] | None = None, repo_id: str | None = None) -> Pushed:
+def push(
+    name: str,
+    *,
+    version: str | None = None,
+    registry: str | os.PathLike[str] = REGISTRY_DIR,
+    bundle: str | os.PathLike[str] | None = None,
+    repo_id: str | None = None,
+) -> Pushed:
     """Publish entry ``name`` as ``repo_id`` (default: the entry's) tagged ``v<version>`` (default: the entry's)."""
     entry, _ = load_entry(name, registry)
     version = version or entry.version
     with tempfile.TemporaryDirectory(prefix=f"subspace-hub-push-{name}-") as scratch:
         folder = stage(name, registry=registry, bundle=bundle, out=scratch)
-        return push_folder(folder, repo_id or entry.repo_id, tag=f"v{version.removeprefix('v')}", message=f"{name} v{version.removeprefix('v')}")
+        return push_folder(
+            folder,
+            repo_id or entry.repo_id,
+            tag=f"v{version.removeprefix('v')}",
+            message=f"{name} v{version.removeprefix('v')}",
+        )
 
 
-def pull(repo_id: str, *, revision: str | None = None, repo_type: str = "model", out: str | os.PathLike[str] | None = None) -> Path:
+def pull(
+    repo_id: str, *, revision: str | None = None, repo_type: str = "model", out: str | os.PathLike[str] | None = None
+) -> Path:
     """Download a repo (default: into the huggingface_hub cache); returns the folder."""
     return download(repo_id, revision, repo_type=repo_type, local_dir=out)

@@ -135,7 +135,10 @@ def _validate(entry: RegistryEntry, source: str) -> None:
         if not _NAME.fullmatch(attribute):
             problems.append(f"attribute {attribute!r} must be a lowercase slug")
         if recipe.dataset.family not in ("texture", "geometry", "camera", "lighting"):
-            problems.append(f"attributes.{attribute}.dataset.family {recipe.dataset.family!r} must be texture, geometry, camera or lighting")
+            problems.append(
+                f"attributes.{attribute}.dataset.family {recipe.dataset.family!r} must be texture, geometry, camera "
+                "or lighting"
+            )
         if recipe.lora.count < 2 or recipe.lora.rank < 1:
             problems.append(f"attributes.{attribute}.lora needs count >= 2 and rank >= 1")
     if entry.extraction.d < 1:
@@ -156,7 +159,9 @@ def parse_entry(data: Any, source: str = "registry entry") -> RegistryEntry:
     return entry
 
 
-def load_entry(name_or_path: str | os.PathLike[str], registry: str | os.PathLike[str] = REGISTRY_DIR) -> tuple[RegistryEntry, Path]:
+def load_entry(
+    name_or_path: str | os.PathLike[str], registry: str | os.PathLike[str] = REGISTRY_DIR
+) -> tuple[RegistryEntry, Path]:
     """The entry ``registry/<name>.yaml`` (or a YAML path) and the folder paths in it are relative to."""
     import yaml
 
@@ -165,7 +170,9 @@ def load_entry(name_or_path: str | os.PathLike[str], registry: str | os.PathLike
         path = Path(registry) / f"{name_or_path}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in Path(registry).glob("*.yaml"))) or "none"
-        raise ConfigError(f"No registry entry {name_or_path!r} ({path} does not exist); entries in {registry}: {known}.")
+        raise ConfigError(
+            f"No registry entry {name_or_path!r} ({path} does not exist); entries in {registry}: {known}."
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -176,7 +183,9 @@ def load_entry(name_or_path: str | os.PathLike[str], registry: str | os.PathLike
     return entry, path.resolve().parent.parent
 
 
-def list_entries(registry: str | os.PathLike[str] = REGISTRY_DIR) -> list[tuple[RegistryEntry | None, Path, str | None]]:
+def list_entries(
+    registry: str | os.PathLike[str] = REGISTRY_DIR,
+) -> list[tuple[RegistryEntry | None, Path, str | None]]:
     """Every entry of a registry folder: (entry or None, path, error or None)."""
     out = []
     for path in sorted(Path(registry).glob("*.yaml")):
@@ -202,5 +211,7 @@ def check_bundle(entry: RegistryEntry, bundle: Any) -> list[str]:
     for attribute, recipe in entry.attributes.items():
         sources = bundle.info.get("sources", {}).get(attribute)
         if sources is not None and len(sources) != recipe.lora.count:
-            problems.append(f"{attribute}: the bundle was extracted from {len(sources)} LoRAs, the entry says {recipe.lora.count}")
+            problems.append(
+                f"{attribute}: the bundle was extracted from {len(sources)} LoRAs, the entry says {recipe.lora.count}"
+            )
     return problems

@@ -26,20 +26,44 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from subspace_hub.hub.auth import TokenBook, User
-from subspace_hub.hub.storage import REPO_TYPES, Conflict, EntryNotFound, HubError, Operation, RepoStore, validate_path, validate_repo_id
+from subspace_hub.hub.storage import (
+    REPO_TYPES,
+    Conflict,
+    EntryNotFound,
+    HubError,
+    Operation,
+    RepoStore,
+    validate_path,
+    validate_repo_id,
+)
 
 log = logging.getLogger("subspace_hub.registry")
 
 _PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-LFS_SUFFIXES = (".parquet", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".npy", ".npz", ".arrow", ".zip", ".tar", ".gz", ".onnx", ".msgpack")
+LFS_SUFFIXES = (
+    ".parquet",
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".h5",
+    ".npy",
+    ".npz",
+    ".arrow",
+    ".zip",
+    ".tar",
+    ".gz",
+    ".onnx",
+    ".msgpack",
+)
 PAGE_SIZE = 1000
 
 
@@ -113,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------------------------------------------
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # structured records come from _finish()
 
     def _start(self) -> None:
@@ -124,16 +148,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._body_read = False
         split = urlsplit(self.path)
         self._raw_parts = [p for p in split.path.split("/") if p != ""]
-        self._query = {k: v for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        self._query = parse_qs(split.query, keep_blank_values=True)
 
     def _finish(self) -> None:
         if not self._body_read:
             self._drain()  # keep-alive: an unread body would be parsed as the next request
         record = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "method": self.command, "path": self.path, "status": self._status,
-            "bytes": self._sent, "ms": round(1000 * (time.perf_counter() - self._t0), 1), "user": getattr(self._user, "name", None),
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "method": self.command,
+            "path": self.path,
+            "status": self._status,
+            "bytes": self._sent,
+            "ms": round(1000 * (time.perf_counter() - self._t0), 1),
+            "user": getattr(self._user, "name", None),
             "client": self.client_address[0],
-        }  # fmt: skip
+        }
         log.info(json.dumps(record))
 
     def _drain(self) -> None:
@@ -159,7 +188,13 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as exc:
             raise HubError(f"Request body is not JSON: {exc}", 400) from None
 
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         self._status = status
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -189,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(error, getattr(error, "headers", None))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        except Exception as error:  # noqa: BLE001 - a bug must not take the server down
+        except Exception as error:
             log.exception("internal error")
             self._error(HubError(f"Internal error: {type(error).__name__}: {error}", 500))
         finally:
@@ -222,7 +257,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _require_read(self, repo_type: str, repo_id: str) -> None:
         user = self._authenticate()
         namespace = repo_id.split("/")[0]
-        private = self.registry.store.exists(repo_type, repo_id) and self.registry.store.repo_meta(repo_type, repo_id).get("private")
+        private = self.registry.store.exists(repo_type, repo_id) and self.registry.store.repo_meta(
+            repo_type, repo_id
+        ).get("private")
         if user is None and (private or not self.registry.anonymous_read):
             # Like the Hub: a repo one cannot see does not exist.
             raise HubError(f"Repository {repo_id} not found (or it needs a token).", 401, "RepoNotFound")
@@ -241,7 +278,12 @@ class _Handler(BaseHTTPRequestHandler):
         repo_type = "model"
         if parts and parts[0] in ("datasets", "spaces"):
             repo_type, parts = _PLURAL[parts[0]], parts[1:]
-        if len(parts) >= 6 and parts[1].endswith(".git") and parts[2:] == ["info", "lfs", "objects", "batch"] and method == "POST":
+        if (
+            len(parts) >= 6
+            and parts[1].endswith(".git")
+            and parts[2:] == ["info", "lfs", "objects", "batch"]
+            and method == "POST"
+        ):
             return self._lfs_batch(repo_type, f"{unquote(parts[0])}/{unquote(parts[1][:-4])}")
         if len(parts) >= 5 and parts[2] == "resolve" and method in ("GET", "HEAD"):
             repo_id = f"{unquote(parts[0])}/{unquote(parts[1])}"
@@ -292,7 +334,15 @@ class _Handler(BaseHTTPRequestHandler):
         if user is None:
             raise HubError("Invalid user token.", 401, "Unauthorized")
         role = "write" if user.write else "read"
-        self._json({"type": "user", "name": user.name, "fullname": user.name, "orgs": [{"name": n} for n in user.write if n not in ("*", user.name)], "auth": {"type": "access_token", "accessToken": {"displayName": user.name, "role": role}}})
+        self._json(
+            {
+                "type": "user",
+                "name": user.name,
+                "fullname": user.name,
+                "orgs": [{"name": n} for n in user.write if n not in ("*", user.name)],
+                "auth": {"type": "access_token", "accessToken": {"displayName": user.name, "role": role}},
+            }
+        )
 
     def _repo_url(self, repo_type: str, repo_id: str) -> str:
         host = self.headers.get("Host") or "{}:{}".format(*self.registry.httpd.server_address[:2])
@@ -352,10 +402,20 @@ class _Handler(BaseHTTPRequestHandler):
             siblings.append(sibling)
         meta = store.repo_meta(repo_type, repo_id)
         info = {
-            "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "author": repo_id.split("/")[0], "sha": commit.id,
-            "lastModified": commit.date, "createdAt": meta["created"], "private": meta.get("private", False), "gated": False,
-            "disabled": False, "downloads": 0, "likes": 0, "tags": [], "siblings": siblings,
-        }  # fmt: skip
+            "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24],
+            "id": repo_id,
+            "author": repo_id.split("/")[0],
+            "sha": commit.id,
+            "lastModified": commit.date,
+            "createdAt": meta["created"],
+            "private": meta.get("private", False),
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": siblings,
+        }
         if repo_type == "model":
             info["modelId"] = repo_id
         self._json(info)
@@ -364,7 +424,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._require_read(repo_type, repo_id)
         refs = self.registry.store.refs(repo_type, repo_id)
         out = {
-            "branches": [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": c} for n, c in sorted(refs["branches"].items())],
+            "branches": [
+                {"name": n, "ref": f"refs/heads/{n}", "targetCommit": c} for n, c in sorted(refs["branches"].items())
+            ],
             "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": c} for n, c in sorted(refs["tags"].items())],
             "converts": [],
         }
@@ -382,7 +444,14 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "tag":  # POST /tag/{revision} {"tag": name}
             store.set_ref(repo_type, repo_id, "tag", body.get("tag", ""), name)
         else:  # POST /branch/{name} {"startingPoint": revision}
-            store.set_ref(repo_type, repo_id, "branch", name, body.get("startingPoint") or "main", exist_ok=bool(body.get("exist_ok")))
+            store.set_ref(
+                repo_type,
+                repo_id,
+                "branch",
+                name,
+                body.get("startingPoint") or "main",
+                exist_ok=bool(body.get("exist_ok")),
+            )
         self._json({})
 
     # -- uploads ------------------------------------------------------------------------------------------------------
@@ -425,21 +494,37 @@ class _Handler(BaseHTTPRequestHandler):
             if not re.fullmatch(r"[0-9a-f]{64}", oid):
                 entry["error"] = {"code": 422, "message": "oid must be a sha256 hex digest"}
             elif size > self.registry.max_file_size:
-                entry["error"] = {"code": 413, "message": f"object larger than the limit of {self.registry.max_file_size} bytes"}
+                entry["error"] = {
+                    "code": 413,
+                    "message": f"object larger than the limit of {self.registry.max_file_size} bytes",
+                }
             elif operation == "upload" and not self.registry.store.blobs.exists(oid):
                 expires = int(time.time()) + 3600
                 signature = self.registry.sign(oid, size, expires)
-                entry["actions"] = {"upload": {"href": f"http://{host}/lfs-upload/{oid}?size={size}&expires={expires}&sig={signature}", "header": {}, "expires_in": 3600}}
-            elif operation == "download":
-                if not self.registry.store.blobs.exists(oid):
-                    entry["error"] = {"code": 404, "message": "object not found"}
+                entry["actions"] = {
+                    "upload": {
+                        "href": f"http://{host}/lfs-upload/{oid}?size={size}&expires={expires}&sig={signature}",
+                        "header": {},
+                        "expires_in": 3600,
+                    }
+                }
+            elif operation == "download" and not self.registry.store.blobs.exists(oid):
+                entry["error"] = {"code": 404, "message": "object not found"}
             objects.append(entry)
-        self._send(200, json.dumps({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}).encode(), content_type="application/vnd.git-lfs+json")
+        self._send(
+            200,
+            json.dumps({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}).encode(),
+            content_type="application/vnd.git-lfs+json",
+        )
 
     def _lfs_put(self, parts: list[str]) -> None:
         oid = parts[0] if parts else ""
         try:
-            size, expires, signature = int(self._query["size"][0]), int(self._query["expires"][0]), self._query["sig"][0]
+            size, expires, signature = (
+                int(self._query["size"][0]),
+                int(self._query["expires"][0]),
+                self._query["sig"][0],
+            )
         except (KeyError, ValueError, IndexError):
             raise HubError("Upload URL lacks its signature.", 403, "Forbidden") from None
         if expires < time.time() or not hmac.compare_digest(signature, self.registry.sign(oid, size, expires)):
@@ -467,7 +552,11 @@ class _Handler(BaseHTTPRequestHandler):
             if key == "header":
                 header = value
             elif key == "file":
-                data = base64.b64decode(value["content"]) if value.get("encoding", "base64") == "base64" else value["content"].encode()
+                data = (
+                    base64.b64decode(value["content"])
+                    if value.get("encoding", "base64") == "base64"
+                    else value["content"].encode()
+                )
                 if len(data) > self.registry.max_file_size:
                     raise HubError(f"{value['path']} exceeds the size limit.", 413, "TooLarge")
                 digest, _ = blobs.put_bytes(data)
@@ -484,13 +573,19 @@ class _Handler(BaseHTTPRequestHandler):
         if parent is not None and not re.fullmatch(r"[0-9a-fA-F]{5,40}", parent):
             raise HubError(f"Invalid parentCommit {parent!r}.", 400)
         commit = self.registry.store.create_commit(
-            repo_type, repo_id, revision, operations, title=header.get("summary") or "update", message=header.get("description") or "",
-            author=user.name, parent=parent.lower() if parent else None,
-        )  # fmt: skip
+            repo_type,
+            repo_id,
+            revision,
+            operations,
+            title=header.get("summary") or "update",
+            message=header.get("description") or "",
+            author=user.name,
+            parent=parent.lower() if parent else None,
+        )
         url = self._repo_url(repo_type, repo_id)
         self._json({"commitOid": commit.id, "commitUrl": f"{url}/commit/{commit.id}", "pullRequestUrl": None})
 
-    # -- reading --------------------------------------------------------------------------------------------------------
+    # -- reading ------------------------------------------------------------------------------------------------
 
     def _entries(self, files: dict, path: str, recursive: bool) -> list[dict[str, Any]]:
         prefix = path.rstrip("/") + "/" if path else ""
@@ -498,12 +593,20 @@ class _Handler(BaseHTTPRequestHandler):
         for file_path, entry in sorted(files.items()):
             if not file_path.startswith(prefix):
                 continue
-            rest = file_path[len(prefix):]
+            rest = file_path[len(prefix) :]
             segments = rest.split("/")
             for depth in range(1, len(segments)):
                 directory = prefix + "/".join(segments[:depth])
                 if recursive or depth == 1:
-                    entries.setdefault(directory, {"type": "directory", "oid": hashlib.sha1(directory.encode()).hexdigest(), "size": 0, "path": directory})
+                    entries.setdefault(
+                        directory,
+                        {
+                            "type": "directory",
+                            "oid": hashlib.sha1(directory.encode()).hexdigest(),
+                            "size": 0,
+                            "path": directory,
+                        },
+                    )
                 if not recursive:
                     break
             if recursive or len(segments) == 1:
@@ -537,7 +640,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _paths_info(self, repo_type: str, repo_id: str, revision: str) -> None:
         self._require_read(repo_type, repo_id)
         raw = self._body(16 << 20).decode()
-        form = parse_qs(raw) if "application/json" not in (self.headers.get("Content-Type") or "") else {"paths": json.loads(raw or "{}").get("paths", [])}
+        form = (
+            parse_qs(raw)
+            if "application/json" not in (self.headers.get("Content-Type") or "")
+            else {"paths": json.loads(raw or "{}").get("paths", [])}
+        )
         store = self.registry.store
         commit = store.commit(repo_type, repo_id, store.resolve(repo_type, repo_id, revision))
         out = []
@@ -546,13 +653,26 @@ class _Handler(BaseHTTPRequestHandler):
             if path in commit.files:
                 out.append(_file_entry(path, commit.files[path]))
             elif any(p.startswith(path + "/") for p in commit.files):
-                out.append({"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0, "path": path})
+                out.append(
+                    {"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0, "path": path}
+                )
         self._json(out)
 
     def _commits(self, repo_type: str, repo_id: str, revision: str) -> None:
         self._require_read(repo_type, repo_id)
         history = self.registry.store.history(repo_type, repo_id, revision)
-        self._json([{"id": c.id, "title": c.title, "message": c.message, "date": c.date, "authors": [{"user": c.author}] if c.author else []} for c in history])
+        self._json(
+            [
+                {
+                    "id": c.id,
+                    "title": c.title,
+                    "message": c.message,
+                    "date": c.date,
+                    "authors": [{"user": c.author}] if c.author else [],
+                }
+                for c in history
+            ]
+        )
 
     def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> None:
         self._require_read(repo_type, repo_id)
@@ -567,7 +687,9 @@ class _Handler(BaseHTTPRequestHandler):
         blob = store.blobs.verify(entry.sha256)
         headers = {"X-Repo-Commit": commit_id, "Accept-Ranges": "bytes", "Cache-Control": "private, max-age=0"}
         if entry.lfs:
-            headers.update({"ETag": f'"{entry.sha256}"', "X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size)})
+            headers.update(
+                {"ETag": f'"{entry.sha256}"', "X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size)}
+            )
         else:
             headers["ETag"] = f'"{entry.sha1}"'
         start, end = 0, entry.size - 1
@@ -609,7 +731,9 @@ def _file_entry(path: str, entry: Any) -> dict[str, Any]:
     return out
 
 
-def serve(root: str | os.PathLike[str], host: str, port: int, *, on_ready: Callable[[str], None] | None = None, **options: Any) -> None:
+def serve(
+    root: str | os.PathLike[str], host: str, port: int, *, on_ready: Callable[[str], None] | None = None, **options: Any
+) -> None:
     """Run a registry until interrupted."""
     server = RegistryServer(root, host, port, **options)
     if on_ready is not None:

@@ -11,10 +11,11 @@ Layout under the root::
     tmp/                         uploads in progress (never read)
 
 A write goes to ``tmp`` first, is hashed while it streams, verified against the expected hash, and renamed into
-place (and counts as verified until the file changes); a commit is written in full before the ref moves to it, under the repo's lock, and only if the branch still
-points where the writer expected (optimistic concurrency). A crash at any point therefore leaves the previous
-commit intact. A blob is hashed again before it is served whenever its size or mtime differ from when it was
-last verified (and at least once per server process), so a corrupted blob is an error, never silently served.
+place (and counts as verified until the file changes); a commit is written in full before the ref moves to it,
+under the repo's lock, and only if the branch still points where the writer expected (optimistic concurrency).
+A crash at any point therefore leaves the previous commit intact. A blob is hashed again before it is served
+whenever its size or mtime differ from when it was last verified (and at least once per server process), so a
+corrupted blob is an error, never silently served.
 """
 
 from __future__ import annotations
@@ -80,14 +81,20 @@ def validate_repo_id(repo_id: str) -> tuple[str, str]:
     ending with a letter or digit, without ``..``."""
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(_PART.fullmatch(p) and ".." not in p for p in parts):
-        raise HubError(f"Invalid repo id {repo_id!r}: use namespace/name with letters, digits, '.', '_' and '-'.", 400, "InvalidRepoId")
+        raise HubError(
+            f"Invalid repo id {repo_id!r}: use namespace/name with letters, digits, '.', '_' and '-'.",
+            400,
+            "InvalidRepoId",
+        )
     return parts[0], parts[1]
 
 
 def validate_path(path: str) -> str:
     """A file path inside a repo: relative, ``/``-separated, no ``..``, ``.`` or empty segments, no ``.git``."""
     if not path or len(path) > 1000 or path.startswith("/") or "\\" in path or "\x00" in path:
-        raise HubError(f"Invalid path {path!r}: paths are relative, '/'-separated and at most 1000 characters.", 400, "InvalidPath")
+        raise HubError(
+            f"Invalid path {path!r}: paths are relative, '/'-separated and at most 1000 characters.", 400, "InvalidPath"
+        )
     segments = path.split("/")
     if any(s in ("", ".", "..") for s in segments) or ".git" in segments:
         raise HubError(f"Invalid path {path!r}: no empty, '.', '..' or '.git' segments.", 400, "InvalidPath")
@@ -95,7 +102,14 @@ def validate_path(path: str) -> str:
 
 
 def validate_ref_name(name: str) -> str:
-    if not name or len(name) > 200 or name.startswith(("-", "/")) or ".." in name or any(c in name for c in " ~^:?*[\\\x00") or name.endswith((".", "/", ".lock")):
+    if (
+        not name
+        or len(name) > 200
+        or name.startswith(("-", "/"))
+        or ".." in name
+        or any(c in name for c in " ~^:?*[\\\x00")
+        or name.endswith((".", "/", ".lock"))
+    ):
         raise HubError(f"Invalid branch or tag name {name!r}.", 400, "InvalidRef")
     return name
 
@@ -165,7 +179,13 @@ class BlobStore:
             raise EntryNotFound(f"No blob {sha256}.")
         return json.loads(meta_path.read_text())
 
-    def write(self, stream: BinaryIO | Iterable[bytes], size: int | None = None, expected_sha256: str | None = None, max_size: int | None = None) -> tuple[str, int]:
+    def write(
+        self,
+        stream: BinaryIO | Iterable[bytes],
+        size: int | None = None,
+        expected_sha256: str | None = None,
+        max_size: int | None = None,
+    ) -> tuple[str, int]:
         """Store bytes from a file-like ``stream`` (``size`` bytes) or an iterable of chunks; returns (sha256, size).
 
         Raises:
@@ -233,7 +253,12 @@ class BlobStore:
             for chunk in iter(lambda: f.read(_CHUNK), b""):
                 digest.update(chunk)
         if digest.hexdigest() != sha256:
-            raise CorruptBlob(f"Blob {sha256} is corrupted on disk (its content hashes to {digest.hexdigest()}); restore it from a backup.", 500, "CorruptBlob")
+            raise CorruptBlob(
+                f"Blob {sha256} is corrupted on disk (its content hashes to {digest.hexdigest()}); restore it from a "
+                "backup.",
+                500,
+                "CorruptBlob",
+            )
         with self._lock:
             self._verified[sha256] = key
         return path
@@ -322,7 +347,13 @@ class RepoStore:
         base = self.root / "repos" / repo_type
         if not base.is_dir():
             return []
-        return sorted(f"{ns.name}/{r.name}" for ns in base.iterdir() if ns.is_dir() for r in ns.iterdir() if (r / "repo.json").is_file())
+        return sorted(
+            f"{ns.name}/{r.name}"
+            for ns in base.iterdir()
+            if ns.is_dir()
+            for r in ns.iterdir()
+            if (r / "repo.json").is_file()
+        )
 
     # -- refs and commits -------------------------------------------------------------------------------------
 
@@ -354,9 +385,14 @@ class RepoStore:
             raise RevisionNotFound(f"No commit {commit_id} in {repo_id}.")
         data = json.loads(path.read_text())
         return Commit(
-            data["id"], tuple(data["parents"]), data["title"], data["message"], data["author"], data["date"],
+            data["id"],
+            tuple(data["parents"]),
+            data["title"],
+            data["message"],
+            data["author"],
+            data["date"],
             {p: FileEntry(**e) for p, e in data["files"].items()},
-        )  # fmt: skip
+        )
 
     def history(self, repo_type: str, repo_id: str, revision: str | None) -> list[Commit]:
         commits, current = [], self.resolve(repo_type, repo_id, revision)
@@ -366,17 +402,39 @@ class RepoStore:
             current = commit.parents[0] if commit.parents else ""
         return commits
 
-    def _write_commit(self, directory: Path, parents: tuple[str, ...], title: str, message: str, author: str, files: dict[str, FileEntry]) -> Commit:
+    def _write_commit(
+        self,
+        directory: Path,
+        parents: tuple[str, ...],
+        title: str,
+        message: str,
+        author: str,
+        files: dict[str, FileEntry],
+    ) -> Commit:
         body = {
-            "parents": list(parents), "title": title, "message": message, "author": author, "date": now(),
-            "files": {p: e.as_dict() for p, e in sorted(files.items())}, "nonce": uuid.uuid4().hex,
-        }  # fmt: skip
+            "parents": list(parents),
+            "title": title,
+            "message": message,
+            "author": author,
+            "date": now(),
+            "files": {p: e.as_dict() for p, e in sorted(files.items())},
+            "nonce": uuid.uuid4().hex,
+        }
         commit_id = hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()
         _atomic_json(directory / "commits" / f"{commit_id}.json", {"id": commit_id, **body})
         return Commit(commit_id, parents, title, message, author, body["date"], files)
 
     def create_commit(
-        self, repo_type: str, repo_id: str, branch: str, operations: list[Operation], *, title: str, message: str = "", author: str = "", parent: str | None = None
+        self,
+        repo_type: str,
+        repo_id: str,
+        branch: str,
+        operations: list[Operation],
+        *,
+        title: str,
+        message: str = "",
+        author: str = "",
+        parent: str | None = None,
     ) -> Commit:
         """Apply ``operations`` on top of ``branch`` in a new commit and move the branch to it.
 
@@ -395,7 +453,11 @@ class RepoStore:
                 raise RevisionNotFound(f"No branch {branch!r} in {repo_id}.")
             head = refs["branches"][branch]
             if parent is not None and not head.startswith(parent):
-                raise HubError(f"The branch {branch} moved: its head is {head}, the commit was based on {parent}. Pull and retry.", 412, "ParentMismatch")
+                raise HubError(
+                    f"The branch {branch} moved: its head is {head}, the commit was based on {parent}. Pull and retry.",
+                    412,
+                    "ParentMismatch",
+                )
             files = dict(self.commit(repo_type, repo_id, head).files)
             for op in operations:
                 if op.kind == "add":
@@ -416,7 +478,9 @@ class RepoStore:
             _atomic_json(directory / "refs.json", refs)  # the moment the commit becomes visible
             return commit
 
-    def set_ref(self, repo_type: str, repo_id: str, kind: str, name: str, target: str | None, *, exist_ok: bool = False) -> None:
+    def set_ref(
+        self, repo_type: str, repo_id: str, kind: str, name: str, target: str | None, *, exist_ok: bool = False
+    ) -> None:
         """Create (``target`` a revision) or delete (``target`` None) a branch or tag."""
         directory = self._require(repo_type, repo_id)
         validate_ref_name(name)

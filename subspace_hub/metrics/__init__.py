@@ -19,7 +19,13 @@ from subspace_hub.metrics.images import psnr
 from subspace_hub.metrics.landmarks import mpjpe, pa_mpjpe
 from subspace_hub.metrics.neighbors import NeighborIndex
 from subspace_hub.metrics.pointcloud import chamfer, chamfer_and_normals, estimate_normals, normal_consistency
-from subspace_hub.metrics.reconstruction import align_points, align_reconstruction, point_cloud_metrics, point_map, reconstruction_metrics
+from subspace_hub.metrics.reconstruction import (
+    align_points,
+    align_reconstruction,
+    point_cloud_metrics,
+    point_map,
+    reconstruction_metrics,
+)
 
 __all__ = [
     "ALIGN_MODES",

@@ -10,7 +10,9 @@ import torch
 from subspace_hub.errors import MetricInputError
 
 
-def as_tensor(value: Any, name: str, *, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> torch.Tensor:
+def as_tensor(
+    value: Any, name: str, *, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> torch.Tensor:
     """``value`` as a tensor of ``dtype`` on its own device (CUDA tensors stay on the GPU) or on ``device``."""
     if isinstance(value, torch.Tensor):
         tensor = value.detach()
@@ -18,7 +20,9 @@ def as_tensor(value: Any, name: str, *, dtype: torch.dtype = torch.float64, devi
         try:
             tensor = torch.as_tensor(np.asarray(value))
         except (TypeError, ValueError) as exc:
-            raise MetricInputError(f"{name} must be an array or tensor of numbers, got {type(value).__name__}: {exc}") from exc
+            raise MetricInputError(
+                f"{name} must be an array or tensor of numbers, got {type(value).__name__}: {exc}"
+            ) from exc
     if tensor.dtype == torch.bool and dtype != torch.bool:
         raise MetricInputError(f"{name} must hold numbers, got booleans.")
     return tensor.to(device=device if device is not None else tensor.device, dtype=dtype)

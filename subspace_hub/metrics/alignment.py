@@ -114,7 +114,9 @@ def icp(
     y = as_points(target, "target", device=x.device)
     if not max_correspondence_distance > 0:
         raise MetricInputError(f"max_correspondence_distance must be positive, got {max_correspondence_distance}.")
-    transformation = torch.eye(4, dtype=x.dtype, device=x.device) if init is None else as_tensor(init, "init", device=x.device)
+    transformation = (
+        torch.eye(4, dtype=x.dtype, device=x.device) if init is None else as_tensor(init, "init", device=x.device)
+    )
     if transformation.shape != (4, 4):
         raise MetricInputError(f"init must be a 4x4 matrix, got shape {tuple(transformation.shape)}.")
     index = target_index if target_index is not None else NeighborIndex(y, backend)

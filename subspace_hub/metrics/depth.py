@@ -34,7 +34,9 @@ DEPTH_METRICS: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "log_rmse", "delt
 LOWER_IS_BETTER = {"abs_rel", "sq_rel", "rmse", "log_rmse"}
 
 
-def _inputs(prediction: Any, reference: Any, mask: Any, max_depth: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _inputs(
+    prediction: Any, reference: Any, mask: Any, max_depth: float | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     gt = as_tensor(reference, "reference depth")
     pred = as_tensor(prediction, "predicted depth", device=gt.device)
     same_shape(pred, gt, "predicted and reference depth (resize the prediction to the GT size first)")
@@ -47,12 +49,17 @@ def _inputs(prediction: Any, reference: Any, mask: Any, max_depth: float | None)
         valid &= as_mask(mask, "mask", gt.shape, gt.device)
     bad_gt = valid & ~torch.isfinite(gt)
     if bool(bad_gt.any()):
-        raise MetricInputError(f"reference depth has {int(bad_gt.sum())} NaN/infinite value(s) at valid pixels; set them to 0 or mask them.")
+        raise MetricInputError(
+            f"reference depth has {int(bad_gt.sum())} NaN/infinite value(s) at valid pixels; set them to 0 or mask "
+            "them."
+        )
     bad_pred = valid & ~torch.isfinite(pred)
     if bool(bad_pred.any()):
         raise MetricInputError(f"predicted depth has {int(bad_pred.sum())} NaN/infinite value(s) at valid pixels.")
     if not bool(valid.any()):
-        raise MetricInputError("No valid pixel: every pixel is masked out, non-positive or beyond max_depth in the reference.")
+        raise MetricInputError(
+            "No valid pixel: every pixel is masked out, non-positive or beyond max_depth in the reference."
+        )
     return pred, gt, valid
 
 
@@ -87,7 +94,9 @@ def _fit(pred: torch.Tensor, gt: torch.Tensor, mode: str, l1_solver: str) -> tup
 
 
 def _l1_adam(pred: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
-    s = torch.tensor([float(torch.median(gt) / torch.median(pred))], dtype=pred.dtype, device=pred.device, requires_grad=True)
+    s = torch.tensor(
+        [float(torch.median(gt) / torch.median(pred))], dtype=pred.dtype, device=pred.device, requires_grad=True
+    )
     t = torch.zeros(1, dtype=pred.dtype, device=pred.device, requires_grad=True)
     optimizer = torch.optim.Adam([s, t], lr=1e-4)
     previous = None
@@ -157,7 +166,11 @@ def align_depth(
         s, t = _fit(pred[valid], gt[valid], align, l1_solver)
         scales, shifts = torch.tensor([s], dtype=pred.dtype), torch.tensor([t], dtype=pred.dtype)
         return pred * s + t, scales, shifts
-    frames_pred, frames_gt, frames_valid = pred.reshape(-1, *pred.shape[-2:]), gt.reshape(-1, *gt.shape[-2:]), valid.reshape(-1, *valid.shape[-2:])
+    frames_pred, frames_gt, frames_valid = (
+        pred.reshape(-1, *pred.shape[-2:]),
+        gt.reshape(-1, *gt.shape[-2:]),
+        valid.reshape(-1, *valid.shape[-2:]),
+    )
     scales = torch.ones(frames_pred.shape[0], dtype=pred.dtype)
     shifts = torch.zeros(frames_pred.shape[0], dtype=pred.dtype)
     aligned = frames_pred.clone()
@@ -190,7 +203,9 @@ def depth_metrics(
 
     Returns the metrics and ``valid_pixels`` (the count, for weighting averages over sequences).
     """
-    aligned, _, _ = align_depth(prediction, reference, mask, align=align, per=per, max_depth=max_depth, l1_solver=l1_solver)
+    aligned, _, _ = align_depth(
+        prediction, reference, mask, align=align, per=per, max_depth=max_depth, l1_solver=l1_solver
+    )
     _, gt, valid = _inputs(prediction, reference, mask, max_depth)
     p, g = aligned[valid], gt[valid]
     diff = p - g

@@ -47,7 +47,7 @@ def evaluate_module_path(name: str) -> str:
     """The folder of the packaged ``evaluate`` module of metric ``name`` (for ``evaluate.load``)."""
     path = MODULES_DIR / name
     if not (path / f"{name}.py").is_file():
-        raise UnknownComponentError("evaluate module", name, {n: None for n in INPUT_KINDS})
+        raise UnknownComponentError("evaluate module", name, dict.fromkeys(INPUT_KINDS))
     return str(path)
 
 

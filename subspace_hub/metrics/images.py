@@ -33,7 +33,11 @@ def psnr(prediction: Any, reference: Any, mask: Any = None, *, data_range: float
     if mask is None:
         weights = torch.ones(squared.shape[0], *gt.shape[-2:], dtype=squared.dtype, device=gt.device)
     else:
-        weights = as_mask(mask, "mask", gt.shape[:-3] + gt.shape[-2:], gt.device).reshape(-1, *gt.shape[-2:]).to(squared.dtype)
+        weights = (
+            as_mask(mask, "mask", gt.shape[:-3] + gt.shape[-2:], gt.device)
+            .reshape(-1, *gt.shape[-2:])
+            .to(squared.dtype)
+        )
     counts = weights.sum(dim=(1, 2)) * gt.shape[-3]
     if not bool((counts > 0).all()):
         raise MetricInputError(f"{int((counts == 0).sum())} image(s) have an empty mask; PSNR is undefined for them.")

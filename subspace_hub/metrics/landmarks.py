@@ -47,7 +47,9 @@ def pa_mpjpe(prediction: Any, reference: Any, visible: Any = None) -> float:
         if not bool(joints.any()):
             continue
         if int(joints.sum()) < 3:
-            raise MetricInputError(f"pa_mpjpe: sample {i} has {int(joints.sum())} visible joint(s); a similarity needs at least 3.")
+            raise MetricInputError(
+                f"pa_mpjpe: sample {i} has {int(joints.sum())} visible joint(s); a similarity needs at least 3."
+            )
         aligned = umeyama(pred[i][joints], gt[i][joints]).apply(pred[i][joints])
         errors.append((aligned - gt[i][joints]).norm(dim=-1))
     return float(torch.cat(errors).mean())

@@ -77,7 +77,9 @@ class NeighborIndex:
         array = queries.cpu().numpy()
         # Queries in spatial order walk the tree with far fewer cache misses (about 2x faster on 1M points).
         order = morton_order(array) if sort and len(array) >= _SORT_QUERIES_FROM else None
-        distances, indices = self._tree.query(array if order is None else array[order], k=k, distance_upper_bound=distance_upper_bound, workers=-1)
+        distances, indices = self._tree.query(
+            array if order is None else array[order], k=k, distance_upper_bound=distance_upper_bound, workers=-1
+        )
         if order is not None:
             inverse = np.empty_like(order)
             inverse[order] = np.arange(len(order))

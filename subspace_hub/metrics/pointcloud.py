@@ -43,7 +43,9 @@ def chamfer(prediction: Any, reference: Any, *, backend: Backend = "auto") -> di
     return {**_mean_median(acc, "acc"), **_mean_median(comp, "comp")}
 
 
-def estimate_normals(points: Any, k: int = 30, *, index: NeighborIndex | None = None, backend: Backend = "auto") -> torch.Tensor:
+def estimate_normals(
+    points: Any, k: int = 30, *, index: NeighborIndex | None = None, backend: Backend = "auto"
+) -> torch.Tensor:
     """Unit normals [N, 3] from the k nearest neighbours of each point (itself included), as Open3D.
 
     Raises:
@@ -54,7 +56,11 @@ def estimate_normals(points: Any, k: int = 30, *, index: NeighborIndex | None = 
         raise MetricInputError(f"estimating normals needs at least 3 points, got {cloud.shape[0]}.")
     index = index if index is not None else NeighborIndex(cloud, backend)
     normals = torch.empty_like(cloud)
-    order = index.spatial_order() if index.points is cloud or torch.equal(index.points, cloud) else torch.arange(cloud.shape[0], device=cloud.device)
+    order = (
+        index.spatial_order()
+        if index.points is cloud or torch.equal(index.points, cloud)
+        else torch.arange(cloud.shape[0], device=cloud.device)
+    )
     for start in range(0, cloud.shape[0], _NORMAL_CHUNK):
         rows = order[start : start + _NORMAL_CHUNK]
         _, neighbors = index.query(cloud[rows], k=k, sort=False)
@@ -82,7 +88,14 @@ def smallest_eigenvector(covariance: torch.Tensor) -> torch.Tensor:
     phi = torch.acos(r) / 3
     smallest = q + 2 * p * torch.cos(phi + 2 * torch.pi / 3)
     m = a - smallest[:, None, None] * eye
-    candidates = torch.stack([torch.cross(m[:, 0], m[:, 1], dim=1), torch.cross(m[:, 0], m[:, 2], dim=1), torch.cross(m[:, 1], m[:, 2], dim=1)], dim=1)
+    candidates = torch.stack(
+        [
+            torch.cross(m[:, 0], m[:, 1], dim=1),
+            torch.cross(m[:, 0], m[:, 2], dim=1),
+            torch.cross(m[:, 1], m[:, 2], dim=1),
+        ],
+        dim=1,
+    )
     lengths = candidates.norm(dim=2)
     best = lengths.argmax(dim=1)
     rows = torch.arange(a.shape[0], device=a.device)
@@ -132,8 +145,16 @@ def normal_consistency(
 
 
 def _normal_consistency(pred, gt, pred_index, gt_index, pred_normals, gt_normals, k, matches=None) -> dict[str, float]:
-    n_pred = estimate_normals(pred, k, index=pred_index) if pred_normals is None else _unit_normals(pred_normals, pred, "prediction_normals")
-    n_gt = estimate_normals(gt, k, index=gt_index) if gt_normals is None else _unit_normals(gt_normals, gt, "reference_normals")
+    n_pred = (
+        estimate_normals(pred, k, index=pred_index)
+        if pred_normals is None
+        else _unit_normals(pred_normals, pred, "prediction_normals")
+    )
+    n_gt = (
+        estimate_normals(gt, k, index=gt_index)
+        if gt_normals is None
+        else _unit_normals(gt_normals, gt, "reference_normals")
+    )
     nn_of_pred, nn_of_gt = matches if matches is not None else (gt_index.query(pred)[1], pred_index.query(gt)[1])
     nc1 = (n_gt[nn_of_pred] * n_pred).sum(dim=1).abs()
     nc2 = (n_pred[nn_of_gt] * n_gt).sum(dim=1).abs()
@@ -162,5 +183,9 @@ def chamfer_and_normals(
     acc, nn_of_pred = gt_index.query(pred)
     comp, nn_of_gt = pred_index.query(gt)
     out = {**_mean_median(acc, "acc"), **_mean_median(comp, "comp")}
-    out.update(_normal_consistency(pred, gt, pred_index, gt_index, prediction_normals, reference_normals, k, (nn_of_pred, nn_of_gt)))
+    out.update(
+        _normal_consistency(
+            pred, gt, pred_index, gt_index, prediction_normals, reference_normals, k, (nn_of_pred, nn_of_gt)
+        )
+    )
     return out

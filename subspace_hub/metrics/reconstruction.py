@@ -50,7 +50,9 @@ def point_map(sample: Mapping[str, Any], name: str) -> torch.Tensor:
     else:
         missing = [key for key in ("depth", "extrinsics", "intrinsics") if sample.get(key) is None]
         if missing:
-            raise MetricInputError(f"{name} needs world_points, or depth with extrinsics and intrinsics; it lacks {', '.join(missing)}.")
+            raise MetricInputError(
+                f"{name} needs world_points, or depth with extrinsics and intrinsics; it lacks {', '.join(missing)}."
+            )
         depth = as_tensor(sample["depth"], f"{name} depth")
         extrinsics = as_tensor(sample["extrinsics"], f"{name} extrinsics", device=depth.device)
         intrinsics = as_tensor(sample["intrinsics"], f"{name} intrinsics", device=depth.device)
@@ -58,7 +60,8 @@ def point_map(sample: Mapping[str, Any], name: str) -> torch.Tensor:
             depth, extrinsics, intrinsics = depth[None], extrinsics.reshape(1, 3, 4), intrinsics.reshape(1, 3, 3)
         if depth.ndim != 3 or extrinsics.shape != (depth.shape[0], 3, 4) or intrinsics.shape != (depth.shape[0], 3, 3):
             raise MetricInputError(
-                f"{name}: depth [S, H, W] needs extrinsics [S, 3, 4] and intrinsics [S, 3, 3]; got {tuple(depth.shape)}, "
+                f"{name}: depth [S, H, W] needs extrinsics [S, 3, 4] and intrinsics [S, 3, 3]; got "
+                f"{tuple(depth.shape)}, "
                 f"{tuple(extrinsics.shape)}, {tuple(intrinsics.shape)}."
             )
         points = depth_to_world_points(depth, extrinsics, intrinsics)
@@ -97,7 +100,9 @@ def align_reconstruction(
     if reference.get("mask") is not None:
         valid &= as_mask(reference["mask"], "reference mask", gt_points.shape[:3], gt_points.device)
     if reference.get("depth") is not None:
-        gt_depth = as_tensor(reference["depth"], "reference depth", device=gt_points.device).reshape(gt_points.shape[:3])
+        gt_depth = as_tensor(reference["depth"], "reference depth", device=gt_points.device).reshape(
+            gt_points.shape[:3]
+        )
         valid &= gt_depth > min_depth
     if not bool(valid.any()):
         raise MetricInputError("The reference has no valid pixel (mask and depth > min_depth exclude every pixel).")
@@ -105,7 +110,9 @@ def align_reconstruction(
     pred = pred_points[valid]
     check_finite(gt, "reference points")
     check_finite(pred, "predicted points")
-    return align_points(pred, gt, alignment=alignment, icp_threshold=icp_threshold, icp_iterations=icp_iterations, backend=backend)
+    return align_points(
+        pred, gt, alignment=alignment, icp_threshold=icp_threshold, icp_iterations=icp_iterations, backend=backend
+    )
 
 
 def align_points(
@@ -121,7 +128,10 @@ def align_points(
     pred = as_points(prediction, "prediction")
     gt = as_points(reference, "reference", device=pred.device)
     if pred.shape != gt.shape:
-        raise MetricInputError(f"align_points needs corresponding points, got {pred.shape[0]} predicted and {gt.shape[0]} reference points.")
+        raise MetricInputError(
+            f"align_points needs corresponding points, got {pred.shape[0]} predicted and {gt.shape[0]} reference "
+            "points."
+        )
     similarity = result = index = None
     if alignment not in ("umeyama_icp", "umeyama", "none"):
         raise MetricInputError(f"alignment must be 'umeyama_icp', 'umeyama' or 'none', got {alignment!r}.")
@@ -130,7 +140,9 @@ def align_points(
         pred = similarity.apply(pred)
     if alignment == "umeyama_icp":
         index = NeighborIndex(gt, backend)
-        result = icp(pred, gt, max_correspondence_distance=icp_threshold, max_iterations=icp_iterations, target_index=index)
+        result = icp(
+            pred, gt, max_correspondence_distance=icp_threshold, max_iterations=icp_iterations, target_index=index
+        )
         pred = result.apply(pred)
     return AlignedClouds(pred, gt, similarity, result, index)
 
@@ -146,8 +158,17 @@ def point_cloud_metrics(
     backend: Backend = "auto",
 ) -> dict[str, float]:
     """Steps 3-5 of the protocol on corresponding points [N, 3]: align, then Acc / Comp / NC."""
-    clouds = align_points(prediction, reference, alignment=alignment, icp_threshold=icp_threshold, icp_iterations=icp_iterations, backend=backend)
-    return chamfer_and_normals(clouds.prediction, clouds.reference, k=k, backend=backend, reference_index=clouds.reference_index)
+    clouds = align_points(
+        prediction,
+        reference,
+        alignment=alignment,
+        icp_threshold=icp_threshold,
+        icp_iterations=icp_iterations,
+        backend=backend,
+    )
+    return chamfer_and_normals(
+        clouds.prediction, clouds.reference, k=k, backend=backend, reference_index=clouds.reference_index
+    )
 
 
 def reconstruction_metrics(
@@ -175,9 +196,25 @@ def reconstruction_metrics(
     ``nc``, ``nc_median``.
     """
     clouds = align_reconstruction(
-        prediction, reference, alignment=alignment, icp_threshold=icp_threshold, icp_iterations=icp_iterations, min_depth=min_depth, backend=backend
+        prediction,
+        reference,
+        alignment=alignment,
+        icp_threshold=icp_threshold,
+        icp_iterations=icp_iterations,
+        min_depth=min_depth,
+        backend=backend,
     )
-    return chamfer_and_normals(clouds.prediction, clouds.reference, k=k, backend=backend, reference_index=clouds.reference_index)
+    return chamfer_and_normals(
+        clouds.prediction, clouds.reference, k=k, backend=backend, reference_index=clouds.reference_index
+    )
 
 
-__all__ = ["AlignedClouds", "align_points", "align_reconstruction", "point_cloud_metrics", "point_map", "reconstruction_metrics", "resize_point_map"]
+__all__ = [
+    "AlignedClouds",
+    "align_points",
+    "align_reconstruction",
+    "point_cloud_metrics",
+    "point_map",
+    "reconstruction_metrics",
+    "resize_point_map",
+]

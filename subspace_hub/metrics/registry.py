@@ -24,7 +24,9 @@ DEPTH_OUTPUTS = ("abs_rel", "sq_rel", "rmse", "log_rmse", "delta_1", "delta_2", 
 def _item(source: Mapping[str, Any], key: str, what: str, metric: str) -> Any:
     value = source.get(key)
     if value is None:
-        raise MetricInputError(f"metric {metric!r} needs {what}[{key!r}], which is missing (keys: {', '.join(sorted(source))}).")
+        raise MetricInputError(
+            f"metric {metric!r} needs {what}[{key!r}], which is missing (keys: {', '.join(sorted(source))})."
+        )
     return value[0]
 
 
@@ -32,13 +34,17 @@ def _views(source: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: source[k][0] for k in keys if source.get(k) is not None}
 
 
-def _reconstruction_inputs(predictions: Mapping[str, Any], sample: Mapping[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+def _reconstruction_inputs(
+    predictions: Mapping[str, Any], sample: Mapping[str, Any]
+) -> tuple[Any, Any, dict[str, Any]]:
     # Depth + predicted cameras first (the protocol; unprojected here in float64), a point map otherwise.
     prediction = _views(predictions, ("depth", "extrinsics", "intrinsics"))
     if len(prediction) < 3:
         prediction = _views(predictions, ("world_points",))
     if not prediction:
-        raise MetricInputError("metric 'reconstruction' needs predicted world_points, or depth with extrinsics and intrinsics.")
+        raise MetricInputError(
+            "metric 'reconstruction' needs predicted world_points, or depth with extrinsics and intrinsics."
+        )
     return prediction, _views(sample, ("depth", "extrinsics", "intrinsics", "mask")), {}
 
 
@@ -50,12 +56,19 @@ def _cloud_inputs(predictions: Mapping[str, Any], sample: Mapping[str, Any]) -> 
     return clouds.prediction, clouds.reference, {}
 
 
-def _depth_inputs(predictions: Mapping[str, Any], sample: Mapping[str, Any], metric: str = "depth") -> tuple[Any, Any, dict[str, Any]]:
+def _depth_inputs(
+    predictions: Mapping[str, Any], sample: Mapping[str, Any], metric: str = "depth"
+) -> tuple[Any, Any, dict[str, Any]]:
     gt = _item(sample, "depth", "sample", metric)
     pred = torch.as_tensor(_item(predictions, "depth", "predictions", metric))
     gt = torch.as_tensor(gt)
     if pred.shape[-2:] != gt.shape[-2:]:  # bilinear to the GT resolution, as the reference resizes predictions
-        pred = F.interpolate(pred.reshape(-1, 1, *pred.shape[-2:]).float(), size=tuple(gt.shape[-2:]), mode="bilinear", align_corners=False)
+        pred = F.interpolate(
+            pred.reshape(-1, 1, *pred.shape[-2:]).float(),
+            size=tuple(gt.shape[-2:]),
+            mode="bilinear",
+            align_corners=False,
+        )
         pred = pred.reshape(*gt.shape)
     mask = sample.get("mask")
     return pred, gt, {"mask": None if mask is None else mask[0]}
@@ -63,7 +76,11 @@ def _depth_inputs(predictions: Mapping[str, Any], sample: Mapping[str, Any], met
 
 def _landmark_inputs(predictions: Mapping[str, Any], sample: Mapping[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     visible = sample.get("visible")
-    return _item(predictions, "landmarks", "predictions", "mpjpe"), _item(sample, "landmarks", "sample", "mpjpe"), {"visible": None if visible is None else visible[0]}
+    return (
+        _item(predictions, "landmarks", "predictions", "mpjpe"),
+        _item(sample, "landmarks", "sample", "mpjpe"),
+        {"visible": None if visible is None else visible[0]},
+    )
 
 
 def _image_inputs(predictions: Mapping[str, Any], sample: Mapping[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
@@ -78,7 +95,9 @@ def _generator(seed: int = 0) -> torch.Generator:
 
 
 def _plane(n: int = 20) -> torch.Tensor:
-    u, v = torch.meshgrid(torch.linspace(0, 1, n, dtype=torch.float64), torch.linspace(0, 1, n, dtype=torch.float64), indexing="ij")
+    u, v = torch.meshgrid(
+        torch.linspace(0, 1, n, dtype=torch.float64), torch.linspace(0, 1, n, dtype=torch.float64), indexing="ij"
+    )
     return torch.stack([u, v, 0.1 * u * v], dim=-1).reshape(-1, 3)
 
 
@@ -100,7 +119,9 @@ def _scene(depth_noise: float, scale: float = 1.0) -> dict[str, torch.Tensor]:
     extrinsics = torch.zeros(2, 3, 4, dtype=torch.float64)
     extrinsics[:, :, :3] = torch.eye(3, dtype=torch.float64)
     extrinsics[1, 0, 3] = -0.2
-    intrinsics = torch.tensor([[10.0, 0, w / 2], [0, 10.0, h / 2], [0, 0, 1]], dtype=torch.float64).expand(2, 3, 3).clone()
+    intrinsics = (
+        torch.tensor([[10.0, 0, w / 2], [0, 10.0, h / 2], [0, 0, 1]], dtype=torch.float64).expand(2, 3, 3).clone()
+    )
     noisy = depth * (1 + depth_noise * torch.randn(depth.shape, generator=_generator(1), dtype=torch.float64))
     return {"depth": scale * noisy, "extrinsics": extrinsics, "intrinsics": intrinsics}
 
@@ -114,7 +135,9 @@ def _reconstruction_example() -> MetricExample:
 def _depth_example() -> MetricExample:
     reference = 1.0 + torch.rand(2, 16, 16, generator=_generator(), dtype=torch.float64)
     better = reference * (1 + 0.02 * torch.randn(reference.shape, generator=_generator(1), dtype=torch.float64))
-    worse = reference * (1 + 0.3 * torch.randn(reference.shape, generator=_generator(2), dtype=torch.float64)).clamp(min=0.3)
+    worse = reference * (1 + 0.3 * torch.randn(reference.shape, generator=_generator(2), dtype=torch.float64)).clamp(
+        min=0.3
+    )
     return MetricExample(reference=reference, better=better, worse=worse)
 
 
@@ -125,7 +148,9 @@ def _landmark_example() -> MetricExample:
 
 def _image_example() -> MetricExample:
     reference = torch.rand(2, 3, 16, 16, generator=_generator(), dtype=torch.float64)
-    return MetricExample(reference=reference, better=(reference + 0.01).clamp(0, 1), worse=(reference + 0.2).clamp(0, 1))
+    return MetricExample(
+        reference=reference, better=(reference + 0.01).clamp(0, 1), worse=(reference + 0.2).clamp(0, 1)
+    )
 
 
 # -- the specs --------------------------------------------------------------------------------------------------
@@ -154,28 +179,44 @@ def builtin_metrics() -> list[MetricSpec]:
     depth_direction = {name: name.startswith("delta") for name in DEPTH_OUTPUTS}
     specs = [
         MetricSpec(
-            "chamfer", pointcloud.chamfer, False, outputs=CHAMFER_OUTPUTS, unit="GT units",
+            "chamfer",
+            pointcloud.chamfer,
+            False,
+            outputs=CHAMFER_OUTPUTS,
+            unit="GT units",
             description="accuracy (pred->GT) and completeness (GT->pred) nearest-neighbour distances, mean and median",
-            example=_cloud_example, inputs=_cloud_inputs,
+            example=_cloud_example,
+            inputs=_cloud_inputs,
         ),
         MetricSpec(
-            "normal_consistency", pointcloud.normal_consistency, True, outputs=NC_OUTPUTS,
+            "normal_consistency",
+            pointcloud.normal_consistency,
+            True,
+            outputs=NC_OUTPUTS,
             description="NC1/NC2/NC: |cos| between normals of nearest points (kNN-PCA normals, k=30)",
-            example=_cloud_example, inputs=_cloud_inputs,
+            example=_cloud_example,
+            inputs=_cloud_inputs,
         ),
         MetricSpec(
-            "reconstruction", reconstruction.reconstruction_metrics,
-            {**{n: False for n in CHAMFER_OUTPUTS}, **{n: True for n in NC_OUTPUTS}},
-            outputs=CHAMFER_OUTPUTS + NC_OUTPUTS, unit="GT units (NC unitless)",
+            "reconstruction",
+            reconstruction.reconstruction_metrics,
+            {**dict.fromkeys(CHAMFER_OUTPUTS, False), **dict.fromkeys(NC_OUTPUTS, True)},
+            outputs=CHAMFER_OUTPUTS + NC_OUTPUTS,
+            unit="GT units (NC unitless)",
             description="the paper's protocol: depth+cameras -> points, Umeyama Sim(3), ICP, Acc/Comp/NC",
-            example=_reconstruction_example, inputs=_reconstruction_inputs,
+            example=_reconstruction_example,
+            inputs=_reconstruction_inputs,
         ),
         MetricSpec(
-            "depth", depth.depth_metrics, depth_direction, outputs=DEPTH_OUTPUTS,
+            "depth",
+            depth.depth_metrics,
+            depth_direction,
+            outputs=DEPTH_OUTPUTS,
             description="AbsRel, SqRel, RMSE, log-RMSE, delta<1.25^i after alignment (default per-frame median)",
-            example=_depth_example, inputs=_depth_inputs,
+            example=_depth_example,
+            inputs=_depth_inputs,
         ),
-    ]  # fmt: skip
+    ]
     for name, doc in (
         ("abs_rel", "mean |p - g| / g after alignment"),
         ("sq_rel", "mean (p - g)^2 / g after alignment"),
@@ -185,13 +226,43 @@ def builtin_metrics() -> list[MetricSpec]:
     ):
         specs.append(
             MetricSpec(
-                name, _with_pixel_count(name), name == "delta", outputs=(name,), description=doc,
-                unit="GT units" if name == "rmse" else "", example=_depth_example, inputs=_depth_inputs,
+                name,
+                _with_pixel_count(name),
+                name == "delta",
+                outputs=(name,),
+                description=doc,
+                unit="GT units" if name == "rmse" else "",
+                example=_depth_example,
+                inputs=_depth_inputs,
             )
-        )  # fmt: skip
+        )
     specs += [
-        MetricSpec("mpjpe", landmarks.mpjpe, False, description="mean per-joint position error", unit="landmark units (mm)", example=_landmark_example, inputs=_landmark_inputs),
-        MetricSpec("pa_mpjpe", landmarks.pa_mpjpe, False, description="MPJPE after per-sample similarity alignment", unit="landmark units (mm)", example=_landmark_example, inputs=_landmark_inputs),
-        MetricSpec("psnr", images.psnr, True, description="peak signal-to-noise ratio, optionally masked", unit="dB", example=_image_example, inputs=_image_inputs),
-    ]  # fmt: skip
+        MetricSpec(
+            "mpjpe",
+            landmarks.mpjpe,
+            False,
+            description="mean per-joint position error",
+            unit="landmark units (mm)",
+            example=_landmark_example,
+            inputs=_landmark_inputs,
+        ),
+        MetricSpec(
+            "pa_mpjpe",
+            landmarks.pa_mpjpe,
+            False,
+            description="MPJPE after per-sample similarity alignment",
+            unit="landmark units (mm)",
+            example=_landmark_example,
+            inputs=_landmark_inputs,
+        ),
+        MetricSpec(
+            "psnr",
+            images.psnr,
+            True,
+            description="peak signal-to-noise ratio, optionally masked",
+            unit="dB",
+            example=_image_example,
+            inputs=_image_inputs,
+        ),
+    ]
     return specs

@@ -30,7 +30,9 @@ class EvaluationReport:
                 continue
             weights = [float(r.get("valid_pixels", 1.0)) for r in results]
             keys = spec.outputs or (spec.name,)
-            out[spec.name] = {k: sum(w * r[k] for w, r in zip(weights, results, strict=True)) / sum(weights) for k in keys}
+            out[spec.name] = {
+                k: sum(w * r[k] for w, r in zip(weights, results, strict=True)) / sum(weights) for k in keys
+            }
         return out
 
     def rows(self) -> list[tuple[str, str, str, str]]:
@@ -88,7 +90,10 @@ def evaluate_backbone(
 
     for spec in metrics:
         if spec.inputs is None:
-            raise ConfigError(f"Metric {spec.name!r} does not say how to read predictions (its spec has no inputs=), so evaluate cannot run it.")
+            raise ConfigError(
+                f"Metric {spec.name!r} does not say how to read predictions (its spec has no inputs=), so evaluate "
+                "cannot run it."
+            )
     options = {k: dict(v) for k, v in (options or {}).items()}
     unknown = sorted(set(options) - {m.name for m in metrics})
     if unknown:
@@ -123,7 +128,10 @@ def _score_sample(
     from subspace_hub.data.interchange import sample_to_batch
 
     batch = sample_to_batch(sample, device)
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast and torch.device(device).type == "cuda"):
+    with (
+        torch.no_grad(),
+        torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast and torch.device(device).type == "cuda"),
+    ):
         outputs = backbone.forward(model, batch) if backbone.forward is not None else model(batch["images"])
     predictions = backbone.predict(outputs, batch) if backbone.predict is not None else outputs
     predictions, cpu_batch = _cpu(predictions), _cpu(batch)
@@ -131,7 +139,9 @@ def _score_sample(
     for spec in metrics:
         try:
             prediction, reference, kwargs = spec.inputs(predictions, cpu_batch)
-            scene["metrics"][spec.name] = _scores(spec, spec.compute(prediction, reference, **{**kwargs, **options.get(spec.name, {})}))
+            scene["metrics"][spec.name] = _scores(
+                spec, spec.compute(prediction, reference, **{**kwargs, **options.get(spec.name, {})})
+            )
         except MetricInputError as exc:
             raise MetricInputError(f"scene {scene['scene_id']!r}, metric {spec.name!r}: {exc}") from exc
     return scene

@@ -82,7 +82,7 @@ def allocate_dims(
     if max_dim is not None:
         caps = {m: min(c, max_dim) for m, c in caps.items()}
     if strategy == "uniform":
-        dims = {m: d for m in spectra}
+        dims = dict.fromkeys(spectra, d)
     elif strategy == "importance":
         ranks = {m: effective_rank(s) for m, s in spectra.items()}
         mean = sum(ranks.values()) / max(len(ranks), 1)

@@ -99,8 +99,14 @@ class SubspaceBundle:
         modules: dict[str, dict[str, Any]] = {}
         for attribute, module, sub in self.items():
             for name in TENSOR_FIELDS:
-                tensors[f"{attribute}.{module}.{name}"] = getattr(sub, name).detach().to("cpu", torch.float32).contiguous()
-            modules.setdefault(attribute, {})[module] = {"d": sub.d, "iterations": sub.iterations, "converged": sub.converged}
+                tensors[f"{attribute}.{module}.{name}"] = (
+                    getattr(sub, name).detach().to("cpu", torch.float32).contiguous()
+                )
+            modules.setdefault(attribute, {})[module] = {
+                "d": sub.d,
+                "iterations": sub.iterations,
+                "converged": sub.converged,
+            }
         config = {
             "format_version": FORMAT_VERSION,
             "library": "subspace-hub",
@@ -133,7 +139,8 @@ class SubspaceBundle:
         config = json.loads(config_path.read_text())
         if config.get("format_version", 0) > FORMAT_VERSION:
             raise CheckpointError(
-                f"{folder} uses bundle format {config['format_version']}; this subspace-hub reads up to {FORMAT_VERSION}. Upgrade subspace-hub."
+                f"{folder} uses bundle format {config['format_version']}; this subspace-hub reads up to "
+                f"{FORMAT_VERSION}. Upgrade subspace-hub."
             )
         try:
             tensors = load_file(str(bases_path))
@@ -163,4 +170,3 @@ class SubspaceBundle:
             }
             for a, subs in self.attributes.items()
         }
-

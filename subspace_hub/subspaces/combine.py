@@ -54,7 +54,7 @@ def combine_bases(
         total = sum(b.shape[1] for b in bases)
         Q = torch.empty(next(iter(rows)), total, dtype=dtype)  # filled left to right
         n = 0
-        kept = {name: 0 for name in names}
+        kept = dict.fromkeys(names, 0)
         for name, basis in zip(names, bases, strict=True):
             block = basis.to(dtype)
             norms = block.norm(dim=0)
@@ -86,6 +86,8 @@ def combine_bases(
         else:
             Q = X @ (vecs[:, keep] / vals[keep].sqrt())
         return CombinedBasis(
-            Q=Q.to(bases[0].dtype), kept={n: b.shape[1] for n, b in zip(names, bases, strict=True)}, dropped=int((~keep).sum())
+            Q=Q.to(bases[0].dtype),
+            kept={n: b.shape[1] for n, b in zip(names, bases, strict=True)},
+            dropped=int((~keep).sum()),
         )
     raise ConfigError(f"Unknown combination method {method!r}; use 'qr' or 'loewdin'.")

@@ -55,8 +55,10 @@ def _load_attribute(attribute: str, sources: Sequence[LoraSource]) -> list[LoraC
         extra = sorted(set(checkpoint.factors) - set(reference.factors))
         if missing or extra:
             raise ConfigError(
-                f"Attribute {attribute!r}: LoRA {i} ({checkpoint.source.get('path') or 'state dict'}) adapts other modules "
-                f"than LoRA 0 (missing {missing[:3]}, extra {extra[:3]}); train every LoRA of an attribute on the same targets."
+                f"Attribute {attribute!r}: LoRA {i} ({checkpoint.source.get('path') or 'state dict'}) adapts other "
+                "modules "
+                f"than LoRA 0 (missing {missing[:3]}, extra {extra[:3]}); train every LoRA of an attribute on the "
+                "same targets."
             )
         for module, (b, a) in checkpoint.factors.items():
             b0, a0 = reference.factors[module]
@@ -133,7 +135,9 @@ def extract_bundle(
         if compiled is not None:
             modules = [m for m in modules if any(c.fullmatch(m) for c in compiled)]
             if not modules:
-                raise ConfigError(f"Attribute {attribute!r}: no adapted module matches the targets {list(targets or [])}.")
+                raise ConfigError(
+                    f"Attribute {attribute!r}: no adapted module matches the targets {list(targets or [])}."
+                )
         bundle.info["sources"][attribute] = [c.source for c in checkpoints]
 
         def factors_of(module: str) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -35,6 +35,7 @@ from subspace_hub.errors import ConfigError, ShapeMismatchError
 
 Mode = Literal["mean", "stack"]
 
+
 @dataclass
 class SharedSubspace:
     """Result of :func:`shared_subspace` for one weight matrix."""
@@ -141,7 +142,9 @@ def _check_factors(factors: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tupl
             raise ConfigError(f"factors[{i}] must be a (B, A) pair, got {type(pair).__name__}.")
         b, a = pair
         if b.ndim != 2 or a.ndim != 2:
-            raise ShapeMismatchError(f"LoRA {i}: B and A must be matrices, got shapes {list(b.shape)} and {list(a.shape)}.")
+            raise ShapeMismatchError(
+                f"LoRA {i}: B and A must be matrices, got shapes {list(b.shape)} and {list(a.shape)}."
+            )
         if b.shape[1] != a.shape[0]:
             raise ShapeMismatchError(
                 f"LoRA {i}: B is {list(b.shape)} and A is {list(a.shape)}; B's columns must equal A's rows (the rank). "
@@ -151,7 +154,8 @@ def _check_factors(factors: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tupl
             out_dim, in_dim = b.shape[0], a.shape[1]
         elif (b.shape[0], a.shape[1]) != (out_dim, in_dim):
             raise ShapeMismatchError(
-                f"LoRA {i} updates a {b.shape[0]}x{a.shape[1]} matrix, LoRA 0 a {out_dim}x{in_dim} one; all LoRAs of one "
+                f"LoRA {i} updates a {b.shape[0]}x{a.shape[1]} matrix, LoRA 0 a {out_dim}x{in_dim} one; all LoRAs of "
+                "one "
                 "module must have the same shape."
             )
     return int(out_dim), int(in_dim)
@@ -163,7 +167,9 @@ def _raise_for_nonfinite(factors: Sequence[tuple[torch.Tensor, torch.Tensor]]) -
             raise ConfigError(f"LoRA {i} has non-finite values; the adapter is corrupt or diverged.")
 
 
-def reduce_factors(factors: Sequence[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype = torch.float64) -> FactorCores:
+def reduce_factors(
+    factors: Sequence[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype = torch.float64
+) -> FactorCores:
     """Reduce N (B_i, A_i) pairs to small cores in orthonormal coordinates (see :class:`FactorCores`)."""
     _check_factors(factors)
     ranks = [b.shape[1] for b, _ in factors]
@@ -215,7 +221,9 @@ def _stack_fresh(K: torch.Tensor, weights: torch.Tensor, d: int) -> tuple[torch.
     return P, T
 
 
-def _stack_sweep(K: torch.Tensor, weights: torch.Tensor, P: torch.Tensor, T: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _stack_sweep(
+    K: torch.Tensor, weights: torch.Tensor, P: torch.Tensor, T: torch.Tensor, d: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One alternating least-squares sweep: U given V, then V given the new U."""
     KT = K @ T
     _, P = _top_eigvecs(torch.einsum("n,nid,njd->ij", weights, KT, KT), d)

@@ -77,7 +77,9 @@ def _read_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] 
         path = folder / name
         if path.is_file():
             return _read_file(path), config, path
-    raise CheckpointNotFoundError(f"No adapter weights in {folder}: expected {' or '.join(ADAPTER_WEIGHTS)} (a PEFT adapter folder).")
+    raise CheckpointNotFoundError(
+        f"No adapter weights in {folder}: expected {' or '.join(ADAPTER_WEIGHTS)} (a PEFT adapter folder)."
+    )
 
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
@@ -126,7 +128,9 @@ def load_lora(source: LoraSource, *, scaling: float | None = None, adapter: str 
         if config.get("peft_type", "LORA").upper() != "LORA":
             raise CheckpointError(f"{info.get('path')}: peft_type {config.get('peft_type')!r} is not a LoRA adapter.")
         if config.get("use_dora"):
-            raise CheckpointError(f"{info.get('path')}: DoRA adapters are not plain low-rank updates; train plain LoRAs.")
+            raise CheckpointError(
+                f"{info.get('path')}: DoRA adapters are not plain low-rank updates; train plain LoRAs."
+            )
         info.update(
             base_model=config.get("base_model_name_or_path"),
             revision=config.get("revision"),
@@ -146,7 +150,9 @@ def load_lora(source: LoraSource, *, scaling: float | None = None, adapter: str 
                 continue
         halves.setdefault(found["module"], {})[found["side"]] = tensor
     if adapter is None and len(adapters_seen) > 1:
-        raise ConfigError(f"The state dict holds several adapters ({', '.join(sorted(adapters_seen))}); pass adapter=NAME.")
+        raise ConfigError(
+            f"The state dict holds several adapters ({', '.join(sorted(adapters_seen))}); pass adapter=NAME."
+        )
     if not halves:
         raise CheckpointError(
             f"{info.get('path') or 'state dict'} holds no LoRA weights (keys like '<module>.lora_A.weight' and "
@@ -172,7 +178,11 @@ def expand_sources(path: str | os.PathLike[str]) -> list[Path]:
     if path.is_file() or (path / ADAPTER_CONFIG).is_file() or any((path / w).is_file() for w in ADAPTER_WEIGHTS):
         return [path]
     if path.is_dir():
-        children = sorted(p for p in path.iterdir() if p.is_dir() and ((p / ADAPTER_CONFIG).is_file() or any((p / w).is_file() for w in ADAPTER_WEIGHTS)))
+        children = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_dir() and ((p / ADAPTER_CONFIG).is_file() or any((p / w).is_file() for w in ADAPTER_WEIGHTS))
+        )
         if children:
             return children
         raise CheckpointNotFoundError(f"{path} is neither a LoRA adapter folder nor a folder of adapter folders.")

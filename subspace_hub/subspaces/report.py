@@ -72,7 +72,9 @@ def summarize(bundle: SubspaceBundle, orthogonality: dict[str, Any] | None = Non
             for side in ("out", "in"):
                 groups[group][side].append(values[side][0])
         pairs[pair] = {
-            group: {side: {"mean_min_eigenvalue": sum(v) / len(v), "min_eigenvalue": min(v)} for side, v in sides.items()}
+            group: {
+                side: {"mean_min_eigenvalue": sum(v) / len(v), "min_eigenvalue": min(v)} for side, v in sides.items()
+            }
             for group, sides in groups.items()
         }
     return {"attributes": attributes, "orthogonality": pairs, "extraction": bundle.info.get("extraction", {})}
@@ -80,10 +82,14 @@ def summarize(bundle: SubspaceBundle, orthogonality: dict[str, Any] | None = Non
 
 def _markdown(summary: dict[str, Any]) -> str:
     lines = ["# Subspace bundle summary", "", "## Attributes", ""]
-    lines += ["| attribute | modules | total dims | d | converged | mean iterations | mean relative residual |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| attribute | modules | total dims | d | converged | mean iterations | mean relative residual |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, s in summary["attributes"].items():
         lines.append(
-            f"| {name} | {s['modules']} | {s['total_dims']} | {', '.join(map(str, s['dims']))} | {s['converged']}/{s['modules']} "
+            f"| {name} | {s['modules']} | {s['total_dims']} | {', '.join(map(str, s['dims']))} | "
+            f"{s['converged']}/{s['modules']} "
             f"| {s['iterations']['mean']:.1f} | {s['mean_relative_residual']:.3g} |"
         )
     if summary["orthogonality"]:
@@ -92,7 +98,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         for pair, groups in summary["orthogonality"].items():
             for group, sides in groups.items():
                 lines.append(
-                    f"| {pair.replace('__', ' / ')} | `{group}` | {sides['out']['mean_min_eigenvalue']:.3f} | {sides['out']['min_eigenvalue']:.3f} "
+                    f"| {pair.replace('__', ' / ')} | `{group}` | {sides['out']['mean_min_eigenvalue']:.3f} | "
+                    f"{sides['out']['min_eigenvalue']:.3f} "
                     f"| {sides['in']['mean_min_eigenvalue']:.3f} | {sides['in']['min_eigenvalue']:.3f} |"
                 )
     return "\n".join(lines) + "\n"
@@ -109,12 +116,18 @@ def write_report(bundle: SubspaceBundle, folder: str | os.PathLike[str], *, prog
     folder.mkdir(parents=True, exist_ok=True)
     orthogonality = orthogonality_table(bundle)
     files: list[str] = []
-    groups: dict[str, dict[str, dict[int, Any]]] = defaultdict(lambda: defaultdict(dict))  # attribute -> group -> layer -> sub
+    groups: dict[str, dict[str, dict[int, Any]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )  # attribute -> group -> layer -> sub
     for attribute, module, sub in bundle.items():
         group, layer = module_group(module)
         groups[attribute][group][layer] = sub
     all_groups = sorted({g for per in groups.values() for g in per})
-    steps = [("spectra", a, g) for a in groups for g in groups[a]] + [("max", None, None)] + [("orth", p, None) for p in orthogonality]
+    steps = (
+        [("spectra", a, g) for a in groups for g in groups[a]]
+        + [("max", None, None)]
+        + [("orth", p, None) for p in orthogonality]
+    )
     iterator = steps
     if progress:
         from tqdm.auto import tqdm
@@ -127,7 +140,13 @@ def write_report(bundle: SubspaceBundle, folder: str | os.PathLike[str], *, prog
             cmap = plt.get_cmap("viridis")
             for i, (layer, sub) in enumerate(sorted(layers.items())):
                 values = sub.spectrum.double().clamp(min=1e-30).numpy()
-                ax.semilogy(range(1, len(values) + 1), values, color=cmap(i / max(len(layers) - 1, 1)), lw=1, label=f"layer {layer}")
+                ax.semilogy(
+                    range(1, len(values) + 1),
+                    values,
+                    color=cmap(i / max(len(layers) - 1, 1)),
+                    lw=1,
+                    label=f"layer {layer}",
+                )
             ds = sorted({s.d for s in layers.values()})
             for dim in ds:
                 ax.axvline(dim + 0.5, color="gray", ls="--", lw=0.8)
@@ -143,7 +162,13 @@ def write_report(bundle: SubspaceBundle, folder: str | os.PathLike[str], *, prog
                 for attribute in groups:
                     layers = sorted(groups[attribute].get(g, {}).items())
                     if layers:
-                        ax.plot([l for l, _ in layers], [float(s.spectrum.max()) for _, s in layers], marker="o", ms=3, label=attribute)
+                        ax.plot(
+                            [layer for layer, _ in layers],
+                            [float(s.spectrum.max()) for _, s in layers],
+                            marker="o",
+                            ms=3,
+                            label=attribute,
+                        )
                 ax.set(title=g, xlabel="layer", ylabel="max singular value")
                 ax.legend(fontsize=7)
             for ax in list(axes.flat)[len(all_groups) :]:
@@ -157,8 +182,17 @@ def write_report(bundle: SubspaceBundle, folder: str | os.PathLike[str], *, prog
             fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
             for ax, g in zip(axes.flat, pair_groups, strict=False):
                 points = sorted((module_group(m)[1], v) for m, v in modules.items() if module_group(m)[0] == g)
-                ax.plot([p[0] for p in points], [p[1]["out"][0] for p in points], marker="o", ms=3, label="output space")
-                ax.plot([p[0] for p in points], [p[1]["in"][0] for p in points], marker="s", ms=3, ls="--", label="input space")
+                ax.plot(
+                    [p[0] for p in points], [p[1]["out"][0] for p in points], marker="o", ms=3, label="output space"
+                )
+                ax.plot(
+                    [p[0] for p in points],
+                    [p[1]["in"][0] for p in points],
+                    marker="s",
+                    ms=3,
+                    ls="--",
+                    label="input space",
+                )
                 ax.set(title=g, xlabel="layer", ylabel="smallest eigenvalue", ylim=(0, 1.05))
                 ax.legend(fontsize=7)
             for ax in list(axes.flat)[len(pair_groups) :]:
@@ -176,4 +210,3 @@ def write_report(bundle: SubspaceBundle, folder: str | os.PathLike[str], *, prog
     (folder / "orthogonality.json").write_text(json.dumps(orthogonality) + "\n")
     (folder / "summary.md").write_text(_markdown(summary))
     return summary
-

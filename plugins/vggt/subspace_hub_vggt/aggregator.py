@@ -51,7 +51,10 @@ class Aggregator(nn.Module):
             self.patch_embed: nn.Module = ConvPatchEmbed(config.patch_size, dim)
         else:
             self.patch_embed = DinoV2(
-                dino, img_size=config.img_size, patch_size=config.patch_size, num_register_tokens=agg.num_register_tokens
+                dino,
+                img_size=config.img_size,
+                patch_size=config.patch_size,
+                num_register_tokens=agg.num_register_tokens,
             )
 
         def block() -> Block:

@@ -48,7 +48,8 @@ class DinoConfig:
     """Antialias the bicubic resize of the learned position embedding to other image sizes."""
 
     interpolate_offset: float = 0.0
-    """Legacy DINO offset added to the target grid size when resizing position embeddings (0: resize to the exact size)."""
+    """Legacy DINO offset added to the target grid size when resizing position embeddings (0: resize to the
+    exact size)."""
 
 
 @dataclass(frozen=True)
@@ -184,25 +185,34 @@ class VGGTConfig:
     def __post_init__(self) -> None:
         agg = self.aggregator
         if self.embed_dim % agg.num_heads:
-            raise ConfigError(f"embed_dim ({self.embed_dim}) must be divisible by aggregator.num_heads ({agg.num_heads}).")
+            raise ConfigError(
+                f"embed_dim ({self.embed_dim}) must be divisible by aggregator.num_heads ({agg.num_heads})."
+            )
         if (self.embed_dim // agg.num_heads) % 4 and agg.rope_freq > 0:
-            raise ConfigError("The head dimension must be a multiple of 4 for 2D RoPE (two rotary halves of even size).")
+            raise ConfigError(
+                "The head dimension must be a multiple of 4 for 2D RoPE (two rotary halves of even size)."
+            )
         if agg.depth % agg.aa_block_size:
-            raise ConfigError(f"aggregator.depth ({agg.depth}) must be divisible by aa_block_size ({agg.aa_block_size}).")
+            raise ConfigError(
+                f"aggregator.depth ({agg.depth}) must be divisible by aa_block_size ({agg.aa_block_size})."
+            )
         if sorted(agg.aa_order) != ["frame", "global"]:
             raise ConfigError(f"aggregator.aa_order must order 'frame' and 'global', got {list(agg.aa_order)}.")
         if agg.patch_embed == "dinov2":
             if agg.dino is None:
                 raise ConfigError('aggregator.patch_embed "dinov2" needs aggregator.dino with the encoder sizes.')
             if agg.dino.embed_dim != self.embed_dim:
-                raise ConfigError(f"aggregator.dino.embed_dim ({agg.dino.embed_dim}) must equal embed_dim ({self.embed_dim}).")
+                raise ConfigError(
+                    f"aggregator.dino.embed_dim ({agg.dino.embed_dim}) must equal embed_dim ({self.embed_dim})."
+                )
         elif agg.patch_embed in DINO_VARIANTS:
             width = DINO_VARIANTS[agg.patch_embed]["embed_dim"]
             if width != self.embed_dim:
                 raise ConfigError(f"{agg.patch_embed} has width {width}, but embed_dim is {self.embed_dim}.")
         elif agg.patch_embed != "conv":
             raise ConfigError(
-                f"Unknown aggregator.patch_embed {agg.patch_embed!r}; use 'conv', 'dinov2' or one of {', '.join(DINO_VARIANTS)}."
+                f"Unknown aggregator.patch_embed {agg.patch_embed!r}; use 'conv', 'dinov2' or one of "
+                f"{', '.join(DINO_VARIANTS)}."
             )
         for name in ("depth_head", "point_head", "track_head"):
             head = getattr(self, name)
@@ -210,7 +220,8 @@ class VGGTConfig:
             bad = [i for i in head.intermediate_layer_idx if not 0 <= i < agg.depth]
             if enabled and bad:
                 raise ConfigError(
-                    f"{name}.intermediate_layer_idx {list(head.intermediate_layer_idx)} has layers outside 0..{agg.depth - 1}."
+                    f"{name}.intermediate_layer_idx {list(head.intermediate_layer_idx)} has layers outside "
+                    f"0..{agg.depth - 1}."
                 )
 
     @property

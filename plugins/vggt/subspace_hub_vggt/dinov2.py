@@ -9,8 +9,8 @@ final ``norm``. The output VGGT reads is the normalised patch tokens.
 from __future__ import annotations
 
 import torch
-import torch.utils.checkpoint
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from subspace_hub_vggt.config import DinoConfig

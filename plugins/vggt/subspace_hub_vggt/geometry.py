@@ -38,12 +38,18 @@ def quaternion_to_matrix(quaternions: torch.Tensor) -> torch.Tensor:
     s = 2.0 / (quaternions * quaternions).sum(-1).clamp(min=1e-12)  # a zero quaternion maps to the identity
     matrix = torch.stack(
         [
-            1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w),
-            s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w),
-            s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y),
+            1 - s * (y * y + z * z),
+            s * (x * y - z * w),
+            s * (x * z + y * w),
+            s * (x * y + z * w),
+            1 - s * (x * x + z * z),
+            s * (y * z - x * w),
+            s * (x * z - y * w),
+            s * (y * z + x * w),
+            1 - s * (x * x + y * y),
         ],
         dim=-1,
-    )  # fmt: skip
+    )
     return matrix.reshape(quaternions.shape[:-1] + (3, 3))
 
 
@@ -60,7 +66,9 @@ def matrix_to_quaternion(matrix: torch.Tensor) -> torch.Tensor:
     )  # 4 w^2, 4 x^2, 4 y^2, 4 z^2
     positive = squares > 0
     # sqrt of the positive part with a zero (not infinite) gradient where the argument is 0
-    roots = torch.where(positive, torch.sqrt(torch.where(positive, squares, torch.ones_like(squares))), torch.zeros_like(squares))
+    roots = torch.where(
+        positive, torch.sqrt(torch.where(positive, squares, torch.ones_like(squares))), torch.zeros_like(squares)
+    )
     # Row k: (w, x, y, z) scaled by the k-th root, from the formula that divides by that root.
     candidates = torch.stack(
         [

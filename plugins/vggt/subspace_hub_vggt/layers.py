@@ -28,7 +28,9 @@ class LayerScale(nn.Module):
 class Mlp(nn.Module):
     """``fc2(GELU(fc1(x)))`` with exact (erf) GELU."""
 
-    def __init__(self, in_features: int, hidden_features: int, out_features: int | None = None, bias: bool = True) -> None:
+    def __init__(
+        self, in_features: int, hidden_features: int, out_features: int | None = None, bias: bool = True
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
         self.fc2 = nn.Linear(hidden_features, out_features or in_features, bias=bias)

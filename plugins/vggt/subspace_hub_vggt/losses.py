@@ -97,7 +97,9 @@ def normalize_ground_truth(
     )
 
 
-def _quantile_filter(values: torch.Tensor, quantile: float, min_elements: int = 1000, hard_max: float = 100.0) -> torch.Tensor:
+def _quantile_filter(
+    values: torch.Tensor, quantile: float, min_elements: int = 1000, hard_max: float = 100.0
+) -> torch.Tensor:
     """Keep values below the ``quantile`` (nearest rank) when enough elements exist; clamp at ``hard_max``."""
     if values.numel() <= min_elements:
         return values
@@ -111,7 +113,9 @@ def _quantile_filter(values: torch.Tensor, quantile: float, min_elements: int = 
     return values[keep] if int(keep.sum()) > min_elements else values
 
 
-def _gradient_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, conf: torch.Tensor | None, gamma: float, alpha: float) -> torch.Tensor:
+def _gradient_loss(
+    pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, conf: torch.Tensor | None, gamma: float, alpha: float
+) -> torch.Tensor:
     """L1 of the x/y finite differences of the error over valid neighbour pairs; [N, H, W, C] inputs."""
     mask = mask[..., None].expand_as(pred).to(pred.dtype)
     diff = torch.where(mask.bool(), pred - gt, torch.zeros_like(pred))
@@ -138,7 +142,12 @@ def _normals(points: torch.Tensor, mask: torch.Tensor, eps: float) -> tuple[torc
     up, left = pts[:, :-2, 1:-1] - centre, pts[:, 1:-1, :-2] - centre
     down, right = pts[:, 2:, 1:-1] - centre, pts[:, 1:-1, 2:] - centre
     normals = torch.stack(
-        [torch.cross(up, left, dim=-1), torch.cross(left, down, dim=-1), torch.cross(down, right, dim=-1), torch.cross(right, up, dim=-1)]
+        [
+            torch.cross(up, left, dim=-1),
+            torch.cross(left, down, dim=-1),
+            torch.cross(down, right, dim=-1),
+            torch.cross(right, up, dim=-1),
+        ]
     )
     m_c, m_u, m_l = padded_mask[:, 1:-1, 1:-1], padded_mask[:, :-2, 1:-1], padded_mask[:, 1:-1, :-2]
     m_d, m_r = padded_mask[:, 2:, 1:-1], padded_mask[:, 1:-1, 2:]
@@ -146,7 +155,9 @@ def _normals(points: torch.Tensor, mask: torch.Tensor, eps: float) -> tuple[torc
     return F.normalize(normals, dim=-1, eps=eps), valid
 
 
-def _normal_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, conf: torch.Tensor | None, gamma: float, alpha: float) -> torch.Tensor:
+def _normal_loss(
+    pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, conf: torch.Tensor | None, gamma: float, alpha: float
+) -> torch.Tensor:
     """1 - cos between predicted and ground-truth surface normals; [N, H, W, 3] inputs."""
     eps = 1e-8
     pred_n, pred_valid = _normals(pred, mask, eps)
@@ -162,7 +173,16 @@ def _normal_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, conf:
     return loss.mean()
 
 
-def _multiscale(fn: Any, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, conf: torch.Tensor | None, scales: int, gamma: float, alpha: float) -> torch.Tensor:
+def _multiscale(
+    fn: Any,
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    mask: torch.Tensor,
+    conf: torch.Tensor | None,
+    scales: int,
+    gamma: float,
+    alpha: float,
+) -> torch.Tensor:
     total = pred.sum() * 0.0
     for scale in range(scales):
         step = 2**scale
@@ -219,7 +239,11 @@ def camera_loss(
         else:
             p, g = pred[valid_scenes], gt_encoding[valid_scenes]
             if config.camera_loss_type == "l1":
-                parts = {"T": (p[..., :3] - g[..., :3]).abs(), "R": (p[..., 3:7] - g[..., 3:7]).abs(), "FL": (p[..., 7:] - g[..., 7:]).abs()}
+                parts = {
+                    "T": (p[..., :3] - g[..., :3]).abs(),
+                    "R": (p[..., 3:7] - g[..., 3:7]).abs(),
+                    "FL": (p[..., 7:] - g[..., 7:]).abs(),
+                }
             else:
                 parts = {
                     "T": (p[..., :3] - g[..., :3]).norm(dim=-1),
@@ -235,7 +259,9 @@ def camera_loss(
     return {"loss_camera": total, "loss_T": avg["T"], "loss_R": avg["R"], "loss_FL": avg["FL"]}
 
 
-def vggt_loss(outputs: Mapping[str, Any], batch: Mapping[str, Any], config: VGGTLossConfig | None = None) -> dict[str, torch.Tensor]:
+def vggt_loss(
+    outputs: Mapping[str, Any], batch: Mapping[str, Any], config: VGGTLossConfig | None = None
+) -> dict[str, torch.Tensor]:
     """VGGT's multi-task training loss.
 
     Args:
@@ -257,7 +283,9 @@ def vggt_loss(outputs: Mapping[str, Any], batch: Mapping[str, Any], config: VGGT
     mask = (batch["mask"].bool() if "mask" in batch else torch.ones_like(depth, dtype=torch.bool)) & (depth > 0)
     extrinsics, intrinsics = batch["extrinsics"].float(), batch["intrinsics"].float()
     world_points = batch.get("world_points")
-    world_points = depth_to_world_points(depth, extrinsics, intrinsics) if world_points is None else world_points.float()
+    world_points = (
+        depth_to_world_points(depth, extrinsics, intrinsics) if world_points is None else world_points.float()
+    )
     if config.normalize:
         extrinsics, depth, world_points, _ = normalize_ground_truth(extrinsics, depth, mask, world_points)
     image_hw = tuple(batch["images"].shape[-2:])
@@ -273,8 +301,22 @@ def vggt_loss(outputs: Mapping[str, Any], batch: Mapping[str, Any], config: VGGT
         total = total + config.camera_weight * parts["loss_camera"]
 
     dense = (
-        ("depth", "depth_conf", depth[..., None], config.depth_weight, config.depth_gradient_loss, config.depth_valid_range),
-        ("point", "world_points_conf", world_points, config.point_weight, config.point_gradient_loss, config.point_valid_range),
+        (
+            "depth",
+            "depth_conf",
+            depth[..., None],
+            config.depth_weight,
+            config.depth_gradient_loss,
+            config.depth_valid_range,
+        ),
+        (
+            "point",
+            "world_points_conf",
+            world_points,
+            config.point_weight,
+            config.point_gradient_loss,
+            config.point_valid_range,
+        ),
     )
     for name, conf_key, gt, weight, gradient, valid_range in dense:
         pred_key = "depth" if name == "depth" else "world_points"
@@ -286,9 +328,15 @@ def vggt_loss(outputs: Mapping[str, Any], batch: Mapping[str, Any], config: VGGT
             parts = {"conf": zero, "reg": zero, "grad": zero}
         else:
             parts = regression_loss(
-                pred, fix_nonfinite(gt), mask, outputs[conf_key].float(),
-                gradient=gradient, valid_range=valid_range, gamma=config.conf_gamma, alpha=config.conf_alpha,
-            )  # fmt: skip
+                pred,
+                fix_nonfinite(gt),
+                mask,
+                outputs[conf_key].float(),
+                gradient=gradient,
+                valid_range=valid_range,
+                gamma=config.conf_gamma,
+                alpha=config.conf_alpha,
+            )
         for key, value in parts.items():
             losses[f"loss_{key}_{name}"] = value
         total = total + weight * (parts["conf"] + parts["reg"] + parts["grad"])

@@ -41,8 +41,12 @@ class VGGT(nn.Module):
         dim_in = 2 * config.embed_dim
         self.aggregator = Aggregator(config)
         self.camera_head = CameraHead(dim_in, config.camera_head) if config.enable_camera else None
-        self.point_head = DPTHead(dim_in, config.patch_size, config.point_head, output_dim=4) if config.enable_point else None
-        self.depth_head = DPTHead(dim_in, config.patch_size, config.depth_head, output_dim=2) if config.enable_depth else None
+        self.point_head = (
+            DPTHead(dim_in, config.patch_size, config.point_head, output_dim=4) if config.enable_point else None
+        )
+        self.depth_head = (
+            DPTHead(dim_in, config.patch_size, config.depth_head, output_dim=2) if config.enable_depth else None
+        )
         self.track_head = TrackHead(dim_in, config.patch_size, config.track_head) if config.enable_track else None
         self.head_precision: HeadPrecision = "fp32"
 

@@ -28,7 +28,10 @@ _LAYER = r"(?P<layer>\d+)"
 _LINEARS = {"qkv": r"attn\.qkv", "proj": r"attn\.proj", "fc1": r"mlp\.fc1", "fc2": r"mlp\.fc2"}
 _ALL_LINEARS = r"(attn\.(qkv|proj)|mlp\.fc[12])"
 _CAMERA = r"camera_head\.(trunk\.{layer}\." + _ALL_LINEARS + r"|embed_pose|poseLN_modulation\.1|pose_branch\.fc[12])"
-_DPT_CONVS = r"(projects\.\d+|resize_layers\.3|scratch\.(layer[1-4]_rn|refinenet[1-4]\.(out_conv|resConfUnit[12]\.conv[12])|output_conv1|output_conv2\.[02]))"
+_DPT_CONVS = (
+    r"(projects\.\d+|resize_layers\.3|scratch\.(layer[1-4]_rn|refinenet[1-4]\.(out_conv|resConfUnit[12]\.conv[12])"
+    r"|output_conv1|output_conv2\.[02]))"
+)
 
 
 def _target_groups() -> dict[str, str]:

@@ -16,7 +16,13 @@ DATA = Path(__file__).parent / "data"
 def clean_plugin_state(monkeypatch, tmp_path):
     """The installed plugins, none of the SUBSPACE_HUB_* switches, a fresh host per test, Hub calls kept in a
     registry of the test."""
-    for name in (plugins.ENV_STRICT, plugins.ENV_DISABLE_AUTOLOAD, plugins.ENV_LOAD_PLUGINS, plugins.ENV_EXTRA_PLUGINS, "SUBSPACE_HUB_ENDPOINT"):
+    for name in (
+        plugins.ENV_STRICT,
+        plugins.ENV_DISABLE_AUTOLOAD,
+        plugins.ENV_LOAD_PLUGINS,
+        plugins.ENV_EXTRA_PLUGINS,
+        "SUBSPACE_HUB_ENDPOINT",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SUBSPACE_HUB_HOME", str(tmp_path / "subspace-hub-home"))
     plugins.reset_host()

@@ -46,7 +46,9 @@ def bundle(tmp_path_factory):
             path = root / attribute / f"lora-{i}"
             get_peft_model(model, config).save_pretrained(path)
             sources[attribute].append(path)
-    return extract_bundle(sources, d=2, targets=[r"aggregator\..*", r"depth_head\.scratch\..*"], progress=False, info={"backbone": "vggt"})
+    return extract_bundle(
+        sources, d=2, targets=[r"aggregator\..*", r"depth_head\.scratch\..*"], progress=False, info={"backbone": "vggt"}
+    )
 
 
 def test_subspace_in_the_paper_setting(bundle):
@@ -63,7 +65,9 @@ def test_subspace_in_the_paper_setting(bundle):
     layers = {n: m for n, m in model.named_modules() if isinstance(m, SubspaceLayer)}
     assert any(isinstance(m.base_layer, torch.nn.Conv2d) for m in layers.values())
     # k = 2 attributes x d = 2, except the depth output conv: 2 output channels hold only 2 of the 4 columns
-    assert {n: tuple(m.core.shape) for n, m in layers.items() if tuple(m.core.shape) != (4, 4)} == {"depth_head.scratch.output_conv2.2": (2, 4)}
+    assert {n: tuple(m.core.shape) for n, m in layers.items() if tuple(m.core.shape) != (4, 4)} == {
+        "depth_head.scratch.output_conv2.2": (2, 4)
+    }
     adapter = model.subspace_hub_subspace_adapter
     assert "depth_head.scratch.output_conv2.2: dropped 2 output / 0 input columns as dependent" in adapter.report()
     assert adapter.lora["modules"] and all(m.startswith(("camera_head", "depth_head")) for m in adapter.lora["modules"])

@@ -52,7 +52,10 @@ def test_attention_matches_explicit_softmax():
     positions = torch.randint(0, 6, (5, 2))
     tables = rope_tables(positions, 8, 100.0)
     q, k, v = attn.qkv(x).reshape(2, 5, 3, 4, 8).permute(2, 0, 3, 1, 4)
-    q, k = F.layer_norm(q, (8,), attn.q_norm.weight, attn.q_norm.bias), F.layer_norm(k, (8,), attn.k_norm.weight, attn.k_norm.bias)
+    q, k = (
+        F.layer_norm(q, (8,), attn.q_norm.weight, attn.q_norm.bias),
+        F.layer_norm(k, (8,), attn.k_norm.weight, attn.k_norm.bias),
+    )
     q, k = rope_reference(q, positions, 100.0), rope_reference(k, positions, 100.0)
     weights = torch.softmax(q @ k.transpose(-1, -2) / 8**0.5, dim=-1)
     expected = attn.proj((weights @ v).transpose(1, 2).reshape(2, 5, 32))

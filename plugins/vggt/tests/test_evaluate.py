@@ -18,7 +18,13 @@ def test_vggt_tiny_is_scored_with_the_protocol():
     extrinsics = np.tile(np.eye(3, 4, dtype="float32"), (2, 1, 1))
     extrinsics[1, 0, 3] = -0.1
     intrinsics = np.tile(np.array([[42, 0, 21], [0, 42, 14], [0, 0, 1]], "float32"), (2, 1, 1))
-    sample = {"scene_id": "a", "images": (rng.random((2, 28, 42, 3)) * 255).astype("uint8"), "depth": depth, "intrinsics": intrinsics, "extrinsics": extrinsics}
+    sample = {
+        "scene_id": "a",
+        "images": (rng.random((2, 28, 42, 3)) * 255).astype("uint8"),
+        "depth": depth,
+        "intrinsics": intrinsics,
+        "extrinsics": extrinsics,
+    }
     torch.manual_seed(0)
     model = subspace_hub.load_backbone("vggt", config="vggt-tiny")
     spec = subspace_hub.plugins.get_backbone_spec("vggt")
@@ -32,6 +38,13 @@ def test_vggt_tiny_is_scored_with_the_protocol():
     batch = sample_to_batch(sample)
     with torch.no_grad():
         predictions = spec.predict(model.eval()(batch["images"]), batch)
-    direct = reconstruction_metrics({k: predictions[k][0] for k in ("depth", "extrinsics", "intrinsics")}, {k: batch[k][0] for k in ("depth", "extrinsics", "intrinsics", "mask")}, k=8)
+    direct = reconstruction_metrics(
+        {k: predictions[k][0] for k in ("depth", "extrinsics", "intrinsics")},
+        {k: batch[k][0] for k in ("depth", "extrinsics", "intrinsics", "mask")},
+        k=8,
+    )
     assert scores["reconstruction"] == {k: direct[k] for k in scores["reconstruction"]}
-    assert scores["depth"]["abs_rel"] == depth_metrics(predictions["depth"][0], batch["depth"][0], batch["mask"][0])["abs_rel"]
+    assert (
+        scores["depth"]["abs_rel"]
+        == depth_metrics(predictions["depth"][0], batch["depth"][0], batch["mask"][0])["abs_rel"]
+    )

@@ -25,14 +25,21 @@ def random_rotations(n: int, seed: int = 0) -> torch.Tensor:
 
 def test_quaternion_of_a_known_rotation():
     angle = 0.7
-    rz = torch.tensor([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0], [0.0, 0.0, 1.0]])
+    rz = torch.tensor(
+        [[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0], [0.0, 0.0, 1.0]]
+    )
     q = matrix_to_quaternion(rz)
     torch.testing.assert_close(q, torch.tensor([0.0, 0.0, math.sin(angle / 2), math.cos(angle / 2)]))
     torch.testing.assert_close(quaternion_to_matrix(q), rz)
 
 
 def test_round_trips_including_half_turns():
-    rotations = torch.cat([random_rotations(500), torch.diag_embed(torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64))])
+    rotations = torch.cat(
+        [
+            random_rotations(500),
+            torch.diag_embed(torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64)),
+        ]
+    )
     q = matrix_to_quaternion(rotations)
     assert torch.all(q[..., 3] >= 0)
     torch.testing.assert_close(q.norm(dim=-1), torch.ones(len(q), dtype=torch.float64))
@@ -70,7 +77,9 @@ def test_unprojected_depth_projects_back_to_its_pixels():
     points = depth_to_world_points(depth, extrinsics, intrinsics)
     assert points.shape == (2, height, width, 3)
     pixels, z = project_points(points.reshape(2, -1, 3), extrinsics, intrinsics)
-    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+    )
     torch.testing.assert_close(pixels, torch.stack([u, v], -1).reshape(1, -1, 2).expand(2, -1, -1), atol=1e-4, rtol=0)
     torch.testing.assert_close(z, depth.reshape(2, -1), atol=1e-5, rtol=1e-5)
     # accepts [..., H, W, 1] depth as the model outputs it
@@ -81,4 +90,6 @@ def test_invert_extrinsics():
     extrinsics = torch.cat([random_rotations(3, seed=3).float(), torch.randn(3, 3, 1)], dim=-1)
     inverse = invert_extrinsics(extrinsics)
     homogeneous = lambda m: torch.cat([m, torch.tensor([0, 0, 0, 1.0]).expand(len(m), 1, 4)], dim=1)  # noqa: E731
-    torch.testing.assert_close(homogeneous(inverse) @ homogeneous(extrinsics), torch.eye(4).expand(3, 4, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        homogeneous(inverse) @ homogeneous(extrinsics), torch.eye(4).expand(3, 4, 4), atol=1e-5, rtol=0
+    )

@@ -18,7 +18,9 @@ def scene(batch=1, views=2, height=12, width=16, seed=0):
     extrinsics = torch.zeros(batch, views, 3, 4)
     extrinsics[..., :3, :3] = torch.eye(3)
     extrinsics[..., 0, 3] = -0.2 * torch.arange(views, dtype=torch.float32)
-    intrinsics = torch.tensor([[20.0, 0, width / 2], [0, 20.0, height / 2], [0, 0, 1]]).expand(batch, views, 3, 3).clone()
+    intrinsics = (
+        torch.tensor([[20.0, 0, width / 2], [0, 20.0, height / 2], [0, 0, 1]]).expand(batch, views, 3, 3).clone()
+    )
     depth = 2.0 + torch.rand(batch, views, height, width, generator=gen)
     return {
         "images": torch.zeros(batch, views, 3, height, width),
@@ -79,7 +81,9 @@ def test_the_loss_is_invariant_to_world_frame_and_scale():
     reference = vggt_loss(outputs, batch)
     moved = dict(batch)
     angle = 0.4
-    rotation = torch.tensor([[math.cos(angle), 0, math.sin(angle)], [0, 1.0, 0], [-math.sin(angle), 0, math.cos(angle)]])
+    rotation = torch.tensor(
+        [[math.cos(angle), 0, math.sin(angle)], [0, 1.0, 0], [-math.sin(angle), 0, math.cos(angle)]]
+    )
     offset = torch.tensor([1.0, -2.0, 0.5])
     # world' = 3 * (R w + o): cameras see the same images; extrinsics change, depth scales by 3
     world_from_new = torch.eye(4)

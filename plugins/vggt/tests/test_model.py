@@ -16,7 +16,7 @@ from subspace_hub.errors import CheckpointMismatchError, ConfigError, ShapeMisma
 from subspace_hub_vggt import VGGT, VGGTConfig
 from subspace_hub_vggt.plugin import example_batch
 
-from .conftest import DATA  # noqa: TID252
+from .conftest import DATA
 
 
 def test_vggt_1b_on_meta_matches_the_reference_state_dict(reference_1b):
@@ -35,9 +35,7 @@ def test_official_config_json_is_vggt_1b():
 
 
 def _vggt_1b_for_fine_tuning():
-    return subspace_hub.load_backbone(
-        "vggt", config={"enable_point": False, "enable_track": False}, device="meta"
-    )
+    return subspace_hub.load_backbone("vggt", config={"enable_point": False, "enable_track": False}, device="meta")
 
 
 def test_full_fine_tuning_trains_853_6m_parameters(reference_1b):
@@ -116,7 +114,14 @@ def test_a_checkpoint_of_another_size_lists_the_mismatch(tmp_path):
         subspace_hub.load_backbone("vggt", config="vggt-1b", pretrained=tmp_path, device="meta")
     assert "missing key(s)" in str(info.value)  # the 1B model has 24 frame blocks, the tiny one 4
     with pytest.raises(CheckpointMismatchError, match="unexpected key"):
-        subspace_hub.load_backbone("vggt", config={**VGGTConfig.from_dict(json.loads((tmp_path / "config.json").read_text())).to_dict(), "enable_track": False}, pretrained=tmp_path)
+        subspace_hub.load_backbone(
+            "vggt",
+            config={
+                **VGGTConfig.from_dict(json.loads((tmp_path / "config.json").read_text())).to_dict(),
+                "enable_track": False,
+            },
+            pretrained=tmp_path,
+        )
 
 
 def test_bad_configs_and_inputs():
@@ -126,7 +131,9 @@ def test_bad_configs_and_inputs():
         VGGTConfig.from_dict({"embed_dim": 64})
     with pytest.raises(ConfigError, match="intermediate_layer_idx"):
         VGGTConfig.from_dict({"aggregator": {"depth": 4}})
-    with pytest.raises(ConfigError, match=r"Unknown VGGT config field\(s\): 'embed_dims' \(did you mean 'embed_dim'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown VGGT config field\(s\): 'embed_dims' \(did you mean 'embed_dim'\?\)"
+    ):
         VGGTConfig.from_dict({"embed_dims": 3})
     model = subspace_hub.load_backbone("vggt", config="vggt-tiny")
     with pytest.raises(ShapeMismatchError, match="not a multiple of the patch size 14"):
@@ -143,7 +150,7 @@ def test_unbatched_input_and_single_frame():
 
 def _fixture(name):
     with safe_open(str(DATA / f"official_parity_{name}.safetensors"), "pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
         meta = f.metadata()
     return tensors, json.loads(meta["config"])
 

@@ -27,7 +27,11 @@ def activate(x: torch.Tensor, kind: str) -> torch.Tensor:
 def activate_pose(encoding: torch.Tensor, trans_act: str, quat_act: str, fl_act: str) -> torch.Tensor:
     """Activate a [..., 9] pose encoding: translation [:3], quaternion [3:7], field of view [7:]."""
     return torch.cat(
-        [activate(encoding[..., :3], trans_act), activate(encoding[..., 3:7], quat_act), activate(encoding[..., 7:], fl_act)],
+        [
+            activate(encoding[..., :3], trans_act),
+            activate(encoding[..., 3:7], quat_act),
+            activate(encoding[..., 7:], fl_act),
+        ],
         dim=-1,
     )
 

@@ -25,7 +25,10 @@ class CameraHead(nn.Module):
         super().__init__()
         self.config = config
         self.trunk = nn.Sequential(
-            *(Block(dim_in, config.num_heads, config.mlp_ratio, init_values=config.init_values) for _ in range(config.trunk_depth))
+            *(
+                Block(dim_in, config.num_heads, config.mlp_ratio, init_values=config.init_values)
+                for _ in range(config.trunk_depth)
+            )
         )
         self.token_norm = nn.LayerNorm(dim_in)
         self.trunk_norm = nn.LayerNorm(dim_in)

@@ -75,7 +75,9 @@ class FusionBlock(nn.Module):
         self.resConfUnit2 = ResidualConvUnit(features)
         self.out_conv = nn.Conv2d(features, features, kernel_size=1)
 
-    def forward(self, x: torch.Tensor, lateral: torch.Tensor | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, lateral: torch.Tensor | None = None, size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         if lateral is not None:
             x = x + self.resConfUnit1(lateral)
         x = self.resConfUnit2(x)
@@ -173,7 +175,9 @@ class DPTHead(nn.Module):
             if self.feature_only:
                 values.append(out.reshape(b, n, *out.shape[1:]))
                 continue
-            value, conf = activate_dense(self.scratch.output_conv2(out), self.config.activation, self.config.conf_activation)
+            value, conf = activate_dense(
+                self.scratch.output_conv2(out), self.config.activation, self.config.conf_activation
+            )
             values.append(value.reshape(b, n, *value.shape[1:]))
             confs.append(conf.reshape(b, n, *conf.shape[1:]))
         if self.feature_only:

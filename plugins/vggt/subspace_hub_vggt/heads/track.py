@@ -65,7 +65,8 @@ def motion_embedding(flows: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 class AttnBlock(nn.Module):
-    """Self-attention block whose residual starts from the normalised input: x = norm1(x); x += attn(x); x += mlp(norm2(x))."""
+    """Self-attention block whose residual starts from the normalised input:
+    x = norm1(x); x += attn(x); x += mlp(norm2(x))."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
         super().__init__()
@@ -198,14 +199,18 @@ class Tracker(nn.Module):
         # The query's position embedding and the first/other-frame tokens do not change across iterations.
         grid_embedding = sincos_grid_embedding(self.transformer_dim, h, w, fmaps.device).expand(b, -1, -1, -1)
         position = point_features(grid_embedding, query).reshape(b * n, 1, -1)
-        frame_tokens = torch.cat([self.query_ref_token[:, :1], self.query_ref_token[:, 1:2].expand(-1, s - 1, -1)], dim=1)
+        frame_tokens = torch.cat(
+            [self.query_ref_token[:, :1], self.query_ref_token[:, 1:2].expand(-1, s - 1, -1)], dim=1
+        )
 
         predictions = []
         for _ in range(iters or cfg.iters):
             coords = coords.detach()
             corr = self.corr_mlp(self._correlations(pyramid, feats, coords).permute(0, 2, 1, 3).reshape(b * n, s, -1))
             flows = (coords - coords[:, :1]).permute(0, 2, 1, 3).reshape(b * n, s, 2)
-            motion = torch.cat([motion_embedding(flows, latent // 2), flows / cfg.max_scale, flows / cfg.max_scale], dim=-1)
+            motion = torch.cat(
+                [motion_embedding(flows, latent // 2), flows / cfg.max_scale, flows / cfg.max_scale], dim=-1
+            )
             track_feats = feats.permute(0, 2, 1, 3).reshape(b * n, s, latent)
             x = torch.cat([motion, corr, track_feats], dim=-1) + position
             x = x + frame_tokens.to(x.dtype)
