@@ -1,7 +1,7 @@
 # The two commands of the README. Both create .venv (CPU torch pinned first, so pip never pulls CUDA
 # wheels on a CPU machine), install subspace-hub and every first-party plugin in editable mode, then run.
 #   make quickstart   set up and run the quickstart pipeline
-#   make test         set up and run the whole test suite
+#   make test         set up, check the style rules (ruff lint + format) and run the whole test suite
 # Variables: PYTHON (interpreter for the venv), VENV (its folder), TORCH_SPEC (e.g. "torch==2.13.0" or a CUDA
 # build you installed yourself), PYTEST_ARGS (extra pytest arguments).
 
@@ -28,6 +28,8 @@ quickstart: setup
 	$(BIN)/subspace-hub quickstart --out runs/quickstart
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ import time
 from typing import Any
 
 import torch
+from _report import finish, header  # benchmarks/_report.py: the script's folder is on sys.path
 
 import subspace_hub
 from subspace_hub.adapters.subspace import synthetic_bundle
@@ -257,12 +257,7 @@ def main() -> None:
         train_worker(args)
         return
     report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name()
-        if args.device == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(sys.argv),
+        **header(args.device),
         "setting": {k: getattr(args, k) for k in ("config", "rank", "frames", "size", "steps", "warmup", "rounds")},
     }
     report["train"] = train_in_process(args) if args.device == "cuda" else train_in_workers(args)
@@ -271,10 +266,7 @@ def main() -> None:
     report["inference_s"]["subspace_merged_over_plain"] = (
         report["inference_s"]["subspace_merged"] / report["inference_s"]["plain"]
     )
-    print(json.dumps(report, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    finish(report, args.json)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -22,6 +21,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from _report import finish, header  # benchmarks/_report.py: the script's folder is on sys.path
 
 
 def make_bundle(folder: Path, size_mb: int) -> None:
@@ -79,7 +80,7 @@ def main() -> None:
         from huggingface_hub import snapshot_download
 
         from subspace_hub.hub import push_folder
-        from subspace_hub.hub.auth import TokenBook
+        from subspace_hub.hub.server.auth import TokenBook
 
         results: dict[str, list[float]] = {"copy": [], "push": [], "repush": [], "pull": []}
         for i in range(args.repeat):
@@ -116,16 +117,12 @@ def main() -> None:
             shutil.rmtree(root)
         size = sum(f.stat().st_size for f in bundle.iterdir())
         report = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "date": time.strftime("%Y-%m-%d"),
-            "command": " ".join(sys.argv),
+            **header("cpu"),
             "bytes": size,
             **{f"{k}_s": min(v) for k, v in results.items()},
             **{f"{k}_mb_per_s": size / 2**20 / min(v) for k, v in results.items()},
         }
-        print(json.dumps(report, indent=1))
-        if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=1))
+        finish(report, args.json)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -17,16 +17,14 @@ Usage (repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from _report import finish, header  # benchmarks/_report.py: the script's folder is on sys.path
 
 from subspace_hub.metrics import NeighborIndex, chamfer_and_normals
 from subspace_hub.metrics.alignment import umeyama
@@ -135,14 +133,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device(args.device)
-    report: dict[str, Any] = {
-        "machine": torch.cuda.get_device_name()
-        if device.type == "cuda"
-        else f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(sys.argv),
-    }
+    report: dict[str, Any] = header(device.type)
     o3d = open3d_or_none()
     report["open3d"] = None if o3d is None else o3d.__version__
 
@@ -217,10 +208,7 @@ def main() -> None:
             protocol["max_abs_difference_vs_reference"] = max(abs(reference[k] - ours[k]) for k in reference)
             print(f"  reference (scipy 1 thread + Open3D ICP/normals): {seconds:.1f} s {reference}", flush=True)
         report["protocol"] = protocol
-    print(json.dumps(report, indent=1, default=float))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1, default=float)
+    finish(report, args.json)
 
 
 if __name__ == "__main__":

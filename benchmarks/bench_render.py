@@ -10,16 +10,14 @@ Usage (repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from typing import Any
 
 import torch
+from _report import finish, header  # benchmarks/_report.py: the script's folder is on sys.path
 
 from subspace_hub.data.export import GenerationSpec, generate
 from subspace_hub.data.render import Renderer
@@ -99,12 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     shadows = not args.no_shadows
     report: dict[str, Any] = {
-        "machine": torch.cuda.get_device_name()
-        if args.device.startswith("cuda")
-        else f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(sys.argv),
+        **header(args.device),
         "shadows": shadows,
     }
     t0 = time.perf_counter()
@@ -139,10 +132,7 @@ def main() -> None:
                 flush=True,
             )
         report[str(size)] = entry
-    print(json.dumps(report, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    finish(report, args.json)
 
 
 if __name__ == "__main__":

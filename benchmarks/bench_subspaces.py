@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _report import finish, header  # benchmarks/_report.py: the script's folder is on sys.path
 
 from subspace_hub.subspaces import extract_bundle, shared_subspace
 
@@ -191,11 +191,7 @@ def main() -> None:
         "--no-peft-whole-model", action="store_true", help="skip PEFT's whole-model merge (about 2 minutes)"
     )
     args = parser.parse_args()
-    report = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    report = header("cpu")
     report["whole_model"] = whole = whole_model(args.repeat, with_peft=not args.no_peft_whole_model)
     print(whole, flush=True)
     report["per_matrix"] = per_matrix(args.repeat)
@@ -223,8 +219,7 @@ def main() -> None:
             f"{row['ours_robust_20_iterations_s'] * 1e3:14.1f}ms "
             f"{row['peft_svd_s'] / row['ours_robust_20_iterations_s']:8.0f}x"
         )
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
+    finish(report, args.json)
 
 
 if __name__ == "__main__":

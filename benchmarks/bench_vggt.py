@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import platform
 import sys
 import time
 from typing import Any
 
 import torch
+from _report import finish, header  # benchmarks/_report.py: the script's folder is on sys.path
 
 import subspace_hub
 from subspace_hub_vggt.geometry import depth_to_world_points  # noqa: F401  (imported for a complete install check)
@@ -149,13 +149,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time ours with compile_blocks()")
     args = parser.parse_args()
     report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(sys.argv),
+        **header("cuda"),
     }
-    print(f"{report['device']}, torch {report['torch']}", flush=True)
+    print(f"{report['machine']}, torch {report['torch']}", flush=True)
 
     official = None
     state = None
@@ -249,9 +245,7 @@ def main() -> None:
                 f"{row['frames'] / row['s_per_step']:.1f} frames/s, peak {row['peak_gib']:.2f} GiB, trainable "
                 f"{row['trainable']:,}"
             )
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=1)
+    finish(report, args.json)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ plain dicts. :func:`from_dict` converts with the checks a user needs: unknown ke
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -142,8 +143,6 @@ def apply_overrides(config: Mapping[str, Any], overrides: typing.Iterable[str]) 
     >>> apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=false"])
     {'a': {'b': 2}, 'c': False}
     """
-    import copy
-
     import yaml
 
     result = copy.deepcopy(dict(config))

@@ -76,6 +76,22 @@ class MetricInputError(SubspaceHubError, ValueError):
     """Inputs a metric cannot score: empty or non-finite point clouds, mismatched shapes, no valid pixel."""
 
 
+class HubError(SubspaceHubError):
+    """A call to a Hub endpoint (the embedded registry, a registry server or the public Hub) failed."""
+
+
+class HubUnavailableError(HubError):
+    """The Hub endpoint cannot be reached, or refused the request."""
+
+
+class InvalidRepoIdError(HubError, ValueError):
+    """A repo id is not of the ``namespace/name`` form the Hub accepts."""
+
+
+class PublishError(HubError):
+    """A publication would break a rule of the Hub side, e.g. rewrite an existing version tag."""
+
+
 class ConformanceError(SubspaceHubError, AssertionError):
     """A plugin component violates the contract checked by :mod:`subspace_hub.testing`."""
 

@@ -32,7 +32,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import pluggy
@@ -188,13 +188,26 @@ class PluginHost:
     Args:
         builtins: Module paths registered before anything else.
         environ: Where the ``SUBSPACE_HUB_*`` switches are read (default: ``os.environ`` at load time).
+        specs: The module of hook specifications (default: :mod:`subspace_hub.hookspecs`).
+        hook_arguments: Values of hook arguments other than ``register``, by name. Each hook implementation
+            receives exactly the arguments it names, so a new argument added to a hook specification (and given
+            here) reaches the plugins that ask for it and leaves the others unchanged.
 
     Most code uses the process-wide host through :func:`get_host` and the lookup functions below.
     """
 
-    def __init__(self, *, builtins: tuple[str, ...] = BUILTIN_PLUGINS, environ: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        *,
+        builtins: tuple[str, ...] = BUILTIN_PLUGINS,
+        environ: Mapping[str, str] | None = None,
+        specs: ModuleType = hookspecs,
+        hook_arguments: Mapping[str, Any] | None = None,
+    ):
         self._builtins = builtins
         self._environ = environ
+        self._specs = specs
+        self._hook_arguments = dict(hook_arguments or {})
         self._lock = threading.RLock()
         self._loaded = False
         self._pm: pluggy.PluginManager | None = None
@@ -221,7 +234,7 @@ class PluginHost:
             if trace:
                 _enable_trace_logging()
             self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-            self._pm.add_hookspecs(hookspecs)
+            self._pm.add_hookspecs(self._specs)
             self._plugins = []
             self._components = {kind: {} for kind in HOOK_OF_KIND}
             strict = env_flag(environ, ENV_STRICT)
@@ -363,10 +376,12 @@ class PluginHost:
     def _register(self, plugin: object, name: str) -> tuple[str, ...]:
         """Register ``plugin`` with pluggy after checking its hook names; returns the hooks it implements."""
         assert self._pm is not None
-        marked = [attr for attr in dir(plugin) if self._pm.parse_hookimpl_opts(plugin, attr) is not None]
         known = list(HOOK_OF_KIND.values())
-        for attr in marked:
-            opts = self._pm.parse_hookimpl_opts(plugin, attr) or {}
+        hooks = []
+        for attr in dir(plugin):
+            opts = self._pm.parse_hookimpl_opts(plugin, attr)
+            if opts is None:
+                continue
             hook_name = opts.get("specname") or attr
             if hook_name not in known:
                 close = difflib.get_close_matches(hook_name, known, n=1)
@@ -374,11 +389,26 @@ class PluginHost:
                 raise _PluginFailed("invalid hook", LookupError(f"unknown hook {hook_name!r}{hint}"))
             if opts.get("wrapper") or opts.get("hookwrapper"):
                 raise _PluginFailed("invalid hook", TypeError(f"{hook_name} cannot be a wrapper"))
+            hooks.append(hook_name)
         try:
             self._pm.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
             raise _PluginFailed("invalid hook", exc) from exc
-        return tuple(sorted({(self._pm.parse_hookimpl_opts(plugin, a) or {}).get("specname") or a for a in marked}))
+        return tuple(sorted(set(hooks)))
+
+    def _arguments(self, hook_name: str, register: Callable[[Any], None]) -> dict[str, Any]:
+        """Every argument of ``hook_name``'s specification, by name (pluggy has checked that implementations
+        name no other)."""
+        assert self._pm is not None
+        provided = {"register": register, **self._hook_arguments}
+        names = getattr(self._pm.hook, hook_name).spec.argnames
+        missing = [n for n in names if n not in provided]
+        if missing:
+            raise PluginLoadError(
+                f"The hook specification {hook_name} has argument(s) {missing} that this plugin host does not "
+                "provide; pass them as PluginHost(hook_arguments=...)."
+            )
+        return {n: provided[n] for n in names}
 
     def _run_hooks(self, plugin: object, candidate: _Candidate) -> dict[str, list[Any]]:
         """Call each registration hook of one plugin; returns kind -> specs, all or nothing."""
@@ -387,10 +417,10 @@ class PluginHost:
         for kind, hook_name in HOOK_OF_KIND.items():
             impls = [impl for impl in getattr(self._pm.hook, hook_name).get_hookimpls() if impl.plugin is plugin]
             for impl in impls:
-                register = _make_register(kind, hook_name, staged[kind])
+                arguments = self._arguments(hook_name, _make_register(kind, hook_name, staged[kind]))
                 started = time.perf_counter()
                 try:
-                    result = impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
+                    result = impl.function(**{name: arguments[name] for name in impl.argnames})
                 except KeyboardInterrupt:
                     raise
                 except BaseException as exc:

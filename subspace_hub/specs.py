@@ -14,12 +14,17 @@ from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from subspace_hub.errors import SpecError
+from subspace_hub.errors import ConfigError, SpecError
 
 SLUG_PATTERN = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
 """Component and plugin names: lowercase ASCII letters and digits, words joined by single ``-`` or ``_``."""
 
 MAX_NAME_LENGTH = 64
+
+
+def is_slug(name: object) -> bool:
+    """Whether ``name`` is a valid lowercase slug (see :data:`SLUG_PATTERN`, at most 64 characters)."""
+    return isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and SLUG_PATTERN.fullmatch(name) is not None
 
 
 def validate_slug(name: object, what: str = "name") -> str:
@@ -30,7 +35,7 @@ def validate_slug(name: object, what: str = "name") -> str:
     """
     if not isinstance(name, str):
         raise SpecError(f"{what} must be a string, got {type(name).__name__}.")
-    if not SLUG_PATTERN.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
+    if not is_slug(name):
         suggestion = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "my-component"
         raise SpecError(
             f"{what} {name!r} is not a valid slug: use lowercase letters and digits joined by single '-' or '_' "
@@ -111,21 +116,55 @@ class BackboneSpec:
     multi-view interchange format (``images`` [B, S, 3, H, W] in [0, 1], ``depth``, ``mask``, ...)."""
 
     forward: Callable[[Any, Mapping[str, Any]], Any] | None = None
-    """``forward(model, batch) -> outputs``; ``None`` means ``model(batch["images"])``."""
+    """``forward(model, batch) -> outputs``; ``None`` means ``model(batch["images"])``. Callers use :meth:`run`."""
 
     loss: Callable[[Any, Mapping[str, Any]], Any] | None = None
     """``loss(outputs, batch)`` -> a scalar tensor, or a dict of scalar tensors whose ``"loss"`` entry is the
-    total that training minimises (the other entries are logged)."""
+    total that training minimises (the other entries are logged). Callers use :meth:`loss_terms` /
+    :meth:`task_loss`."""
 
     predict: Callable[[Any, Mapping[str, Any]], Mapping[str, Any]] | None = None
     """``predict(outputs, batch) -> predictions`` that metrics read, with interchange-format keys
-    (``depth`` [B, S, H, W], ``extrinsics`` [B, S, 3, 4], ``intrinsics`` [B, S, 3, 3], ``world_points``, ...)."""
+    (``depth`` [B, S, H, W], ``extrinsics`` [B, S, 3, 4], ``intrinsics`` [B, S, 3, 3], ``world_points``, ...);
+    ``None`` means the outputs as they are. Callers use :meth:`predictions`."""
 
     license: str | None = None
     """SPDX-style licence of the pretrained weights this backbone loads, e.g. ``"cc-by-nc-4.0"``."""
 
     homepage: str | None = None
     """Where users read about the model."""
+
+    def run(self, model: Any, batch: Mapping[str, Any]) -> Any:
+        """The model's outputs for ``batch``: :attr:`forward`, or ``model(batch["images"])`` when it is ``None``."""
+        if self.forward is not None:
+            return self.forward(model, batch)
+        return model(batch["images"])
+
+    def loss_terms(self, outputs: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """:attr:`loss` as a dict of scalar tensors whose ``"loss"`` entry is the total to minimise.
+
+        Raises:
+            ConfigError: the backbone declares no loss, so it cannot be trained.
+            SpecError: ``loss`` returned a dict without ``"loss"``.
+        """
+        if self.loss is None:
+            raise ConfigError(f"Backbone {self.name!r} declares no loss, so it cannot be trained.")
+        result = self.loss(outputs, batch)
+        if not isinstance(result, Mapping):
+            return {"loss": result}
+        if "loss" not in result:
+            raise SpecError(f"BackboneSpec {self.name!r}: loss() returned a dict without the 'loss' entry (the total).")
+        return dict(result)
+
+    def task_loss(self, outputs: Any, batch: Mapping[str, Any]) -> Any:
+        """The scalar total of :meth:`loss_terms`."""
+        return self.loss_terms(outputs, batch)["loss"]
+
+    def predictions(self, outputs: Any, batch: Mapping[str, Any]) -> Any:
+        """What metrics read: :attr:`predict`, or the outputs themselves when it is ``None``."""
+        if self.predict is not None:
+            return self.predict(outputs, batch)
+        return outputs
 
     def __post_init__(self) -> None:
         validate_slug(self.name, "BackboneSpec.name")

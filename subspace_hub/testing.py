@@ -27,7 +27,12 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from subspace_hub.errors import ConformanceError, SubspaceHubError
+from subspace_hub.adapters import attach_adapter, load_adapter, merge_adapter, save_adapter
+from subspace_hub.backbones import build_backbone, build_info
+from subspace_hub.data.sources import pick_split
+from subspace_hub.errors import ConfigError, ConformanceError, SpecError, SubspaceHubError
+from subspace_hub.interchange import REQUIRED_KEYS
+from subspace_hub.plugins import get_host, list_plugins
 from subspace_hub.specs import AdapterSpec, BackboneSpec, DatasetSpec, MetricSpec
 
 __all__ = [
@@ -55,8 +60,6 @@ def _spec(kind: str, spec_type: type, value: Any) -> Any:
     if isinstance(value, spec_type):
         return value
     if isinstance(value, str):
-        from subspace_hub.plugins import get_host
-
         return get_host().get(kind, value)
     raise TypeError(f"expected a {kind} name or {spec_type.__name__}, got {type(value).__name__}")
 
@@ -92,25 +95,10 @@ def _assert_finite(what: str, value: Any, label: str) -> None:
 
 
 def _build(spec: BackboneSpec, config: Any, device: Any = None) -> Any:
-    import contextlib
-
-    import torch
-
-    from subspace_hub.backbones.loading import BUILD_INFO_ATTR, BuildInfo, resolve_config
-
-    resolved = resolve_config(spec, config)
-    with torch.device(device) if device is not None else contextlib.nullcontext():
-        model = spec.build(dict(resolved))
-    if not isinstance(model, torch.nn.Module):
-        raise _fail(f"backbone {spec.name!r}", f"build() returned {type(model).__name__}, not a torch.nn.Module")
-    setattr(model, BUILD_INFO_ATTR, BuildInfo(spec.name, resolved))
-    return model
-
-
-def _run(spec: BackboneSpec, model: Any, batch: Mapping[str, Any]) -> Any:
-    if spec.forward is not None:
-        return spec.forward(model, batch)
-    return model(batch["images"])
+    try:
+        return build_backbone(spec, config, device=device)
+    except ConfigError as exc:
+        raise _fail(f"backbone {spec.name!r}", str(exc)) from exc
 
 
 def check_backbone_builds(backbone: str | BackboneSpec, config: Any = None) -> Any:
@@ -160,10 +148,10 @@ def check_backbone_runs(backbone: str | BackboneSpec, config: Any = None) -> Any
     model = _build(spec, config).eval()
     batch = spec.example_batch(model)
     with torch.no_grad():
-        outputs = _run(spec, model, batch)
+        outputs = spec.run(model, batch)
     _assert_finite(what, outputs, "outputs")
     if spec.predict is not None:
-        predictions = spec.predict(outputs, batch)
+        predictions = spec.predictions(outputs, batch)
         if not isinstance(predictions, Mapping):
             raise _fail(what, f"predict() returned {type(predictions).__name__}, not a mapping")
         _assert_finite(what, predictions, "predictions")
@@ -185,10 +173,10 @@ def check_backbone_loss(backbone: str | BackboneSpec, config: Any = None) -> Non
     model = _build(spec, config).train()
     frozen = set(freeze_modules(model, spec.frozen))
     batch = spec.example_batch(model)
-    result = spec.loss(_run(spec, model, batch), batch)
-    if isinstance(result, Mapping) and "loss" not in result:
-        raise _fail(what, "loss() returned a dict without the 'loss' entry")
-    total = result["loss"] if isinstance(result, Mapping) else result
+    try:
+        total = spec.task_loss(spec.run(model, batch), batch)
+    except SpecError as exc:
+        raise _fail(what, str(exc)) from exc
     if not isinstance(total, torch.Tensor) or total.ndim != 0:
         raise _fail(what, "the loss must be a scalar tensor")
     if not bool(total.isfinite()):
@@ -216,8 +204,6 @@ def check_backbone_checkpoint(backbone: str | BackboneSpec, config: Any = None) 
     what = f"backbone {spec.name!r}"
     model = _build(spec, config).eval()
     with tempfile.TemporaryDirectory() as folder:
-        from subspace_hub.backbones import build_info
-
         save_checkpoint(model, folder, build_info(model).config)
         fresh = _build(spec, read_config(folder)).eval()
         state = read_state_dict(folder)
@@ -228,8 +214,8 @@ def check_backbone_checkpoint(backbone: str | BackboneSpec, config: Any = None) 
         return
     batch = spec.example_batch(model)
     with torch.no_grad():
-        expected = list(_tensors(_run(spec, model, batch)))
-        actual = list(_tensors(_run(spec, fresh, batch)))
+        expected = list(_tensors(spec.run(model, batch)))
+        actual = list(_tensors(spec.run(fresh, batch)))
     for (path, a), (_, b) in zip(expected, actual, strict=True):
         if not torch.equal(a, b):
             raise _fail(
@@ -297,16 +283,14 @@ def check_adapter(adapter: str | AdapterSpec, backbone: str = "reference", confi
     batch = backbone_spec.example_batch(base)
     model.eval()
     with torch.no_grad():
-        before = [t.clone() for _, t in _tensors(_run(backbone_spec, model, batch))]
+        before = [t.clone() for _, t in _tensors(backbone_spec.run(model, batch))]
     model.train()
-    result = backbone_spec.loss(_run(backbone_spec, model, batch), batch)
-    total = result["loss"] if isinstance(result, Mapping) else result
-    total.backward()
+    backbone_spec.task_loss(backbone_spec.run(model, batch), batch).backward()
     optimizer = torch.optim.SGD([p for _, p in trainable], lr=1e-2)
     optimizer.step()
     model.eval()
     with torch.no_grad():
-        after = [t for _, t in _tensors(_run(backbone_spec, model, batch))]
+        after = [t for _, t in _tensors(backbone_spec.run(model, batch))]
     if all(torch.equal(a, b) for a, b in zip(before, after, strict=True)):
         raise _fail(what, "an optimiser step on the trainable parameters does not change the outputs")
 
@@ -351,8 +335,6 @@ def check_adapter_lifecycle(
     """
     import torch
 
-    from subspace_hub.adapters import attach_adapter, load_adapter, merge_adapter, save_adapter
-
     spec = _spec("adapter", AdapterSpec, adapter)
     what = f"adapter {spec.name!r} on backbone {backbone!r}"
     backbone_spec = _spec("backbone", BackboneSpec, backbone)
@@ -364,13 +346,12 @@ def check_adapter_lifecycle(
         return _build(backbone_spec, config)
 
     def task_loss(model: Any) -> Any:
-        result = backbone_spec.loss(_run(backbone_spec, model, batch), batch)
-        return result["loss"] if isinstance(result, Mapping) else result
+        return backbone_spec.task_loss(backbone_spec.run(model, batch), batch)
 
     def outputs(model: Any) -> list[tuple[str, Any]]:
         model.eval()
         with torch.no_grad():
-            return [(path, t.clone()) for path, t in _tensors(_run(backbone_spec, model, batch))]
+            return [(path, t.clone()) for path, t in _tensors(backbone_spec.run(model, batch))]
 
     base = fresh_base()
     batch = backbone_spec.example_batch(base)
@@ -466,16 +447,6 @@ def check_metric(metric: str | MetricSpec) -> None:
 
 # -- datasets -----------------------------------------------------------------------------------------------
 
-_REQUIRED_SAMPLE_KEYS = ("scene_id", "images", "depth", "mask", "intrinsics", "extrinsics")
-
-
-def _first_sample(loaded: Any) -> Mapping[str, Any]:
-    if hasattr(loaded, "keys") and not hasattr(loaded, "features") and not isinstance(loaded, Mapping):
-        loaded = loaded[next(iter(loaded.keys()))]
-    if isinstance(loaded, Mapping) and not any(k in loaded for k in _REQUIRED_SAMPLE_KEYS):
-        loaded = next(iter(loaded.values()))  # a DatasetDict-like mapping of splits
-    return next(iter(loaded))
-
 
 def check_dataset(dataset: str | DatasetSpec, **load_options: Any) -> Mapping[str, Any]:
     """``load`` yields samples in the interchange format with consistent shapes and valid values; returns the
@@ -484,8 +455,8 @@ def check_dataset(dataset: str | DatasetSpec, **load_options: Any) -> Mapping[st
 
     spec = _spec("dataset", DatasetSpec, dataset)
     what = f"dataset {spec.name!r}"
-    sample = _first_sample(spec.load(**load_options))
-    missing = [k for k in _REQUIRED_SAMPLE_KEYS if k not in sample]
+    sample = next(iter(pick_split(spec.load(**load_options), source=what, first=True)))
+    missing = [k for k in REQUIRED_KEYS if k not in sample]
     if missing:
         raise _fail(what, f"samples lack {missing}")
     depth = np.asarray(sample["depth"])
@@ -525,7 +496,6 @@ def check_plugin(name: str) -> None:
     Backbones are checked with their default preset and adapters on the builtin ``reference`` backbone; datasets
     with ``load()`` and no options.
     """
-    from subspace_hub.plugins import list_plugins
 
     infos = [p for p in list_plugins() if p.name == name]
     if not infos:
@@ -609,7 +579,6 @@ class PluginTests:
     plugin: str
 
     def test_plugin_is_installed(self) -> None:
-        from subspace_hub.plugins import list_plugins
 
         names = {p.name: p for p in list_plugins()}
         assert self.plugin in names, f"plugin {self.plugin!r} not found; installed: {sorted(names)}"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import subspace_hub
-from subspace_hub.adapters import MARKER_FILE, AttachedAdapter, attached_method
+from subspace_hub.adapters import MARKER_FILE, attached_method
 from subspace_hub.adapters.report import count_parameters, group_of, parameter_report
 from subspace_hub.cli import main
 from subspace_hub.errors import CheckpointNotFoundError, ConfigError
@@ -66,7 +66,8 @@ def test_lora_defaults_and_options():
     config = model.peft_config["default"]
     assert config.r == 4 and config.lora_alpha == 8  # scale 2, as the paper
     assert sorted(config.target_modules) == ["blocks.1.attn.qkv"]
-    assert attached_method(model) == AttachedAdapter("lora", {"rank": 4, "targets": "qkv", "layers": [1]})
+    record = attached_method(model)
+    assert (record.method, record.options) == ("lora", {"rank": 4, "targets": "qkv", "layers": [1]})
     trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
     assert trainable == [
         "base_model.model.blocks.1.attn.qkv.lora_A.default.weight",

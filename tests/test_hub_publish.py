@@ -20,9 +20,9 @@ from subspace_hub import SubspaceAdapter
 from subspace_hub.cli import main
 from subspace_hub.errors import ConfigError
 from subspace_hub.hub import push_folder
-from subspace_hub.hub.auth import TokenBook
-from subspace_hub.hub.registry import check_bundle, load_entry
 from subspace_hub.hub.server import RegistryServer
+from subspace_hub.hub.server.auth import TokenBook
+from subspace_hub.publishing.entries import check_bundle, load_entry
 from subspace_hub.subspaces import SubspaceBundle, extract_bundle
 
 ENTRY = {
@@ -138,7 +138,7 @@ def test_push_and_pull_on_the_embedded_default(project, tmp_path, capsys, monkey
     pushed = adapter.push_to_hub("org/trained", tag="v0.1.0")
     assert "embedded registry" in pushed.describe()
     again = SubspaceAdapter.from_pretrained("org/trained", revision="v0.1.0")
-    assert again.info["attributes"] == ["texture", "geometry"]
+    assert again.trained and again.config.attributes == ["texture", "geometry"]
 
 
 def test_push_refuses_a_bundle_that_does_not_fit_its_entry(project, server, tmp_path, monkeypatch):
@@ -150,7 +150,7 @@ def test_push_refuses_a_bundle_that_does_not_fit_its_entry(project, server, tmp_
     assert check_bundle(entry, SubspaceBundle.load(tmp_path / "wrong")) == [
         "the bundle was extracted with d=5, the entry says 2"
     ]
-    from subspace_hub.hub.publish import push
+    from subspace_hub.publishing.publish import push
 
     with pytest.raises(
         ConfigError, match="does not match registry entry ref-tex-geo: the bundle was extracted with d=5"

@@ -19,9 +19,9 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-from subspace_hub.hub.auth import TokenBook
 from subspace_hub.hub.server import RegistryServer
-from subspace_hub.hub.storage import RepoStore
+from subspace_hub.hub.server.auth import TokenBook
+from subspace_hub.hub.server.storage import RepoStore
 
 
 @pytest.fixture(autouse=True)

@@ -177,7 +177,7 @@ def test_evaluate_backbone_scores_match_direct_computation(tiny_dataset):
     import datasets
 
     from subspace_hub.data import sample_to_batch
-    from subspace_hub.metrics.runner import evaluate_backbone
+    from subspace_hub.pipelines.evaluate import evaluate_backbone
 
     torch.manual_seed(0)
     model = subspace_hub.load_backbone("reference", config={"patch_size": 8})

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import sys
+import types
 
 import pytest
 import torch
 
 import subspace_hub
-from subspace_hub import plugins
+from subspace_hub import hookspecs, plugins
 from subspace_hub.errors import PluginConflictError, PluginLoadError, PluginWarning, UnknownComponentError
 
 BROKEN_IMPORT = "import subspace_hub\nraise RuntimeError('the plugin is broken at import')\n"
@@ -281,3 +282,49 @@ def test_plugin_that_exits_at_import_does_not_kill_the_host(distributions):
     distributions.add("subspace-hub-exit", "subspace_hub_exit", "import sys\nsys.exit(3)\n")
     with pytest.warns(PluginWarning, match="SystemExit"):
         assert "reference" in subspace_hub.list_components("backbone")
+
+
+def test_a_new_hook_argument_reaches_the_implementations_that_name_it(tmp_path, monkeypatch):
+    """The hookspec promise: adding an argument to a hook breaks no plugin; a plugin that names it receives it."""
+    specs = tmp_path / "evolved_hookspecs.py"
+    specs.write_text(
+        "from subspace_hub.hookspecs import hookspec, register_adapters, register_backbones, register_datasets\n"
+        "@hookspec\n"
+        "def register_metrics(register, settings):\n"
+        '    """register_metrics with a new argument, as a later version of subspace-hub may add."""\n'
+    )
+    plugin = tmp_path / "settings_plugin.py"
+    plugin.write_text(
+        "from subspace_hub import MetricSpec, hookimpl\n"
+        "@hookimpl\n"
+        "def register_metrics(register, settings):\n"
+        "    register(MetricSpec(settings['name'], lambda p, g: 0.0, higher_is_better=False))\n"
+        "@hookimpl\n"
+        "def register_backbones(register):\n"  # an implementation written before the argument existed
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugins.ENV_EXTRA_PLUGINS, "settings_plugin")
+    import evolved_hookspecs
+
+    host = plugins.PluginHost(specs=evolved_hookspecs, hook_arguments={"settings": {"name": "from-settings"}})
+    assert "from-settings" in host.components("metric")
+    assert "abs_rel" in host.components("metric")  # the builtins, which name only `register`, still load
+    assert {p.name: p for p in host.plugins()}["settings_plugin"].hooks == ("register_backbones", "register_metrics")
+    sys.modules.pop("evolved_hookspecs", None)
+    sys.modules.pop("settings_plugin", None)
+
+
+def test_a_hook_argument_the_host_does_not_provide_is_named():
+    """A host that does not provide an argument its specification declares says which one, at load."""
+    evolved = types.ModuleType("evolved")
+
+    @hookspecs.hookspec
+    def register_metrics(register, settings):
+        """register_metrics with an argument this host does not provide."""
+
+    evolved.register_metrics = register_metrics
+    for name in ("register_adapters", "register_backbones", "register_datasets"):
+        setattr(evolved, name, getattr(hookspecs, name))
+    with pytest.raises(PluginLoadError, match=r"register_metrics has argument\(s\) \['settings'\]"):
+        plugins.PluginHost(specs=evolved).load()

@@ -11,7 +11,7 @@ import subspace_hub
 
 def test_quickstart_runs_every_stage(tmp_path, monkeypatch):
     from subspace_hub import plugins
-    from subspace_hub.quickstart import format_summary, run
+    from subspace_hub.pipelines.quickstart import format_summary, run
 
     monkeypatch.delenv(plugins.ENV_LOAD_PLUGINS, raising=False)  # the VGGT plugin is installed next to the core
     plugins.reset_host()

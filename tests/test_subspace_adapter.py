@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import subspace_hub
 from subspace_hub import SubspaceAdapter
 from subspace_hub.adapters.report import parameter_report
-from subspace_hub.adapters.subspace import ADAPTER_CONFIG, SubspaceLayer
+from subspace_hub.adapters.subspace import CONFIG_FILE, SubspaceLayer
 from subspace_hub.errors import CheckpointNotFoundError, ConfigError, ShapeMismatchError
 from subspace_hub.subspaces import SubspaceBundle, extract_bundle
 from subspace_hub.testing import check_adapter_lifecycle
@@ -75,7 +75,7 @@ def test_dependent_columns_are_dropped_and_reported(bundle, tmp_path):
     assert "cores: 6x6 on 5, 4x4 on 1 module(s); 196 trainable core parameters" in adapter.report()
     assert any("dropped 2 output" in line for line in parameter_report(model).notes)
     adapter.save_pretrained(tmp_path / "run")
-    config = json.loads((tmp_path / "run" / ADAPTER_CONFIG).read_text())
+    config = json.loads((tmp_path / "run" / CONFIG_FILE).read_text())
     assert config["modules"][module] == {
         "attributes": ["texture", "geometry"],
         "core": [4, 4],
@@ -148,7 +148,7 @@ def test_trains_saves_reloads_and_merges_with_lora_on_the_rest(bundle, tmp_path)
     cores = [n for n in trainable if n.endswith(".core")]
     lora = [n for n in trainable if ".lora_" in n]
     assert len(cores) == 6 and len(lora) == 2 * 6 and len(trainable) == 12 + 6  # proj and fc2 of 3 blocks get LoRA
-    assert "LoRA rank 2 on 6 modules without bases" in model.subspace_hub_subspace_adapter.report()
+    assert "LoRA rank 2 on 6 modules without bases" in SubspaceAdapter.of(model).report()
 
 
 def test_save_pretrained_records_provenance_and_reloads_the_trained_state(bundle, tmp_path):
@@ -165,7 +165,7 @@ def test_save_pretrained_records_provenance_and_reloads_the_trained_state(bundle
         "subspace_config.json",
         "subspaces.safetensors",
     ]
-    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    config = json.loads((folder / CONFIG_FILE).read_text())
     assert config["library_version"] == subspace_hub.__version__ and config["scale"] == 2.0
     assert config["backbone"]["name"] == "reference" and config["backbone"]["config"]["depth"] == 3
     assert config["attributes"] == ["texture", "geometry"]
@@ -206,7 +206,7 @@ def test_a_trained_adapter_restores_its_own_modules_and_lora(bundle, tmp_path):
     restored = SubspaceAdapter.from_pretrained(tmp_path / "run")
     again = restored.attach(pretrained())
     assert sorted(restored.layers) == ["blocks.0.attn.qkv", "blocks.1.attn.qkv", "blocks.2.attn.qkv"]
-    assert restored.lora["modules"] == ["blocks.0.attn.proj", "blocks.1.attn.proj", "blocks.2.attn.proj"]
+    assert restored.lora.modules == ["blocks.0.attn.proj", "blocks.1.attn.proj", "blocks.2.attn.proj"]
     assert torch.equal(depth(again), expected)
     fresh = SubspaceAdapter.from_pretrained(tmp_path / "run").attach(pretrained(), attributes=["texture"])
-    assert all(not layer.core.any() for layer in fresh.subspace_hub_subspace_adapter.layers.values())  # a new start
+    assert all(not layer.core.any() for layer in SubspaceAdapter.of(fresh).layers.values())  # a new start

@@ -4,6 +4,8 @@
 >>> subspace_hub.save_adapter(model, "runs/lora")  # doctest: +SKIP
 >>> model = subspace_hub.load_adapter("runs/lora")  # rebuilds the backbone it was trained on  # doctest: +SKIP
 >>> merged = subspace_hub.merge_adapter(model)  # doctest: +SKIP
+
+What is attached, with which options, on which backbone, is the model's :class:`~subspace_hub.provenance.ModelRecord`.
 """
 
 from __future__ import annotations
@@ -11,30 +13,21 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from subspace_hub._version import __version__
 from subspace_hub.errors import CheckpointNotFoundError, ConfigError
+from subspace_hub.fileio import atomic_write
 from subspace_hub.plugins import get_adapter_spec
-
-ADAPTER_ATTR = "subspace_hub_adapter"
-"""Attribute of an adapted model recording the attached method (an :class:`AttachedAdapter`)."""
+from subspace_hub.provenance import BuildInfo, ModelRecord, forget_adapter, own_record, record_of
 
 MARKER_FILE = "subspace_hub_adapter.json"
 """Written by :func:`save_adapter` next to the method's own files: the method, its options, the backbone."""
 
 
-@dataclass(frozen=True)
-class AttachedAdapter:
-    """Which method is attached to a model, and with which (JSON-serialisable) options."""
-
-    method: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that survive a JSON round trip (a bundle object, say, does not and is left out)."""
     out = {}
     for key, value in options.items():
         try:
@@ -43,6 +36,20 @@ def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
             continue
         out[key] = value
     return out
+
+
+def _check_options(method: str, attach: Any, options: dict[str, Any]) -> None:
+    """Refuse options the method's ``attach`` does not take, naming those it does."""
+    parameters = inspect.signature(attach).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = [p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL][1:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"Adapter {method!r} does not take option(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(accepted) or 'none'}."
+        )
 
 
 def attach_adapter(model: Any, method: str, **options: Any) -> Any:
@@ -61,54 +68,40 @@ def attach_adapter(model: Any, method: str, **options: Any) -> Any:
         ConfigError: the options do not fit the method or the model.
     """
     spec = get_adapter_spec(method)
-    signature = inspect.signature(spec.attach)
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-    if not takes_any:
-        accepted = [n for n, p in signature.parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL][1:]
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise ConfigError(
-                f"Adapter {method!r} does not take option(s) {', '.join(unknown)}; it takes: "
-                f"{', '.join(accepted) or 'none'}."
-            )
+    _check_options(method, spec.attach, options)
     adapted = spec.attach(model, **options)
-    adapted.__dict__[ADAPTER_ATTR] = AttachedAdapter(method, _jsonable(options))
+    record = own_record(adapted)
+    record.method, record.options = method, _jsonable(options)
     return adapted
 
 
-def attached_method(model: Any) -> AttachedAdapter:
-    """The :class:`AttachedAdapter` of a model made by :func:`attach_adapter` or :func:`load_adapter`."""
-    state = getattr(model, "__dict__", {}).get(ADAPTER_ATTR)
-    if state is None:
+def attached_method(model: Any) -> ModelRecord:
+    """The record of a model made by :func:`attach_adapter` or :func:`load_adapter`: ``method``, ``options``,
+    ``build``.
+
+    Raises:
+        ConfigError: no adapter is attached to ``model``.
+    """
+    record = record_of(model)
+    if record is None or record.method is None:
         raise ConfigError("This model has no adapter attached by subspace_hub.attach_adapter or load_adapter.")
-    return state
+    return record
 
 
 def save_adapter(model: Any, folder: str | os.PathLike[str]) -> Path:
     """Save what the attached method needs to rebuild the adapted model, plus a marker with the method, its
     options and the backbone it adapts."""
-    from subspace_hub.backbones import build_info
-    from subspace_hub.fileio import atomic_write
-
-    state = attached_method(model)
-    spec = get_adapter_spec(state.method)
+    record = attached_method(model)
+    spec = get_adapter_spec(record.method)
     if spec.save is None:
-        raise ConfigError(f"Adapter {state.method!r} does not support saving.")
+        raise ConfigError(f"Adapter {record.method!r} does not support saving.")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     spec.save(model, folder)
-    info = build_info(model)
     marker = {
-        "method": state.method,
-        "options": state.options,
-        "backbone": None
-        if info is None
-        else {
-            "name": info.backbone,
-            "config": dict(info.config),
-            "pretrained": info.pretrained,
-            "revision": info.revision,
-        },
+        "method": record.method,
+        "options": record.options,
+        "backbone": None if record.build is None else record.build.to_dict(),
         "library_version": __version__,
     }
     atomic_write(folder / MARKER_FILE, lambda p: p.write_text(json.dumps(marker, indent=2) + "\n"))
@@ -124,6 +117,8 @@ def load_adapter(folder: str | os.PathLike[str], model: Any = None) -> Any:
             pretrained weights) with :func:`subspace_hub.load_backbone`. Required when the backbone had random
             initial weights.
     """
+    from subspace_hub.backbones import rebuild_backbone
+
     folder = Path(folder)
     marker_path = folder / MARKER_FILE
     if not marker_path.is_file():
@@ -135,38 +130,24 @@ def load_adapter(folder: str | os.PathLike[str], model: Any = None) -> Any:
     if spec.load is None:
         raise ConfigError(f"Adapter {marker['method']!r} does not support loading.")
     if model is None:
-        backbone = marker.get("backbone")
-        if not backbone:
+        if not marker.get("backbone"):
             raise ConfigError(f"{folder} does not record its backbone; pass model=<a freshly built backbone>.")
-        if backbone.get("pretrained") is None:
-            # Rebuilding would draw new random weights, and the adapter would sit on the wrong base.
-            raise ConfigError(
-                f"{folder} was trained on a {backbone['name']!r} backbone with random initial weights (no "
-                "pretrained=), "
-                "which cannot be rebuilt; pass model=<that backbone> to load_adapter."
-            )
-        from subspace_hub.backbones import load_backbone
-
-        model = load_backbone(
-            backbone["name"],
-            config=backbone["config"],
-            pretrained=backbone["pretrained"],
-            revision=backbone["revision"],
-        )
+        model = rebuild_backbone(BuildInfo.from_dict(marker["backbone"]), what=str(folder))
     adapted = spec.load(model, folder)
-    adapted.__dict__[ADAPTER_ATTR] = AttachedAdapter(marker["method"], marker.get("options", {}))
+    record = own_record(adapted)
+    record.method, record.options = marker["method"], marker.get("options", {})
     return adapted
 
 
 def merge_adapter(model: Any) -> Any:
     """Fold the attached adapter into the backbone weights; returns the plain backbone (no inference overhead)."""
-    state = attached_method(model)
-    spec = get_adapter_spec(state.method)
+    record = attached_method(model)
+    spec = get_adapter_spec(record.method)
     if spec.merge is None:
-        raise ConfigError(f"Adapter {state.method!r} does not support merging.")
+        raise ConfigError(f"Adapter {record.method!r} does not support merging.")
     merged = spec.merge(model)
-    getattr(merged, "__dict__", {}).pop(ADAPTER_ATTR, None)
+    forget_adapter(merged)
     return merged
 
 
-__all__ = ["AttachedAdapter", "attach_adapter", "attached_method", "load_adapter", "merge_adapter", "save_adapter"]
+__all__ = ["MARKER_FILE", "attach_adapter", "attached_method", "load_adapter", "merge_adapter", "save_adapter"]

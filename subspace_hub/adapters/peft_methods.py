@@ -19,9 +19,11 @@ module-name regexes, ``layers=`` to select blocks) and handed to PEFT as exact m
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,7 @@ from torch import nn
 
 from subspace_hub.adapters.targets import resolve_targets
 from subspace_hub.errors import ConfigError
-
-_PISSA_INITIAL = "subspace_hub_pissa_initial"
+from subspace_hub.provenance import own_record, record_of
 
 
 def _targets(
@@ -45,7 +46,7 @@ def _targets(
             warnings.warn(
                 f"{method} adapts Linear layers only; {len(names) - len(kept)} Conv2d target(s) stay frozen "
                 f"(e.g. {next(n for n in names if n not in kept)}).",
-                stacklevel=4,
+                stacklevel=5,
             )
         if not kept:
             raise ConfigError(f"{method} adapts Linear layers only, and none of the targets is one.")
@@ -54,8 +55,31 @@ def _targets(
 
 
 def _check_rank(rank: int, what: str = "rank") -> None:
-    if not isinstance(rank, int) or rank < 1:
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise ConfigError(f"{what} must be a positive integer, got {rank!r}.")
+
+
+def _peft_model(
+    model: nn.Module,
+    method: str,
+    config_class: str,
+    *,
+    targets: Any,
+    layers: Iterable[int] | None,
+    peft_options: dict[str, Any] | None,
+    linear_only: bool = False,
+    min_width: int | None = None,
+    **config: Any,
+) -> nn.Module:
+    """The one way every method here attaches: resolve the targets (Linear layers only, or those at least
+    ``min_width`` wide, where the method needs it), build PEFT's ``config_class`` with them and wrap the model."""
+    import peft
+
+    names = _targets(model, targets, layers, method, linear_only=linear_only)
+    if min_width is not None:
+        names = _wide_enough(model, names, min_width, method)
+    peft_config = getattr(peft, config_class)(target_modules=names, **config, **(peft_options or {}))
+    return peft.get_peft_model(model, peft_config)
 
 
 def attach_lora(
@@ -70,18 +94,27 @@ def attach_lora(
     peft_options: dict[str, Any] | None = None,
 ) -> nn.Module:
     """LoRA on the targets: ``dW = (alpha / rank) * B @ A``, B zero-initialised. Returns a ``PeftModel``."""
-    from peft import LoraConfig, get_peft_model
-
     _check_rank(rank)
-    config = LoraConfig(
+    return _peft_model(
+        model,
+        "lora",
+        "LoraConfig",
+        targets=targets,
+        layers=layers,
+        peft_options=peft_options,
         r=rank,
         lora_alpha=2 * rank if alpha is None else alpha,
         lora_dropout=dropout,
         use_rslora=use_rslora,
-        target_modules=_targets(model, targets, layers, "lora"),
-        **(peft_options or {}),
     )
-    return get_peft_model(model, config)
+
+
+@dataclass(frozen=True)
+class PissaInitial:
+    """The adapter state right after PiSSA's initialisation (PEFT's state-dict keys, CPU tensors): what PEFT
+    needs at save time to turn the trained adapter into a portable LoRA. Kept in the model's record."""
+
+    tensors: dict[str, torch.Tensor]
 
 
 def attach_pissa(
@@ -99,21 +132,13 @@ def attach_pissa(
     PEFT initialises Linear layers (``LoraLayer.pissa_init``); it has no PiSSA for convolutions, so Conv2d targets
     (VGGT's DPT head) get the same initialisation on the flattened kernel ``(out, in * kh * kw)``.
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model_state_dict
     from peft.tuners.lora import LoraLayer
     from peft.tuners.lora.layer import Conv2d as LoraConv2d
 
-    _check_rank(rank)
     init = "pissa" if niter is None else f"pissa_niter_{int(niter)}"
-    # PEFT builds plain LoRA layers (its default init), then every target is re-initialised from its SVD.
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=2 * rank if alpha is None else alpha,
-        init_lora_weights=True,
-        target_modules=_targets(model, targets, layers, "pissa"),
-        **(peft_options or {}),
-    )
-    peft_model = get_peft_model(model, config)
+    # Plain LoRA layers first (PEFT's default init), then every target is re-initialised from its SVD.
+    peft_model = attach_lora(model, targets=targets, layers=layers, rank=rank, alpha=alpha, peft_options=peft_options)
     with torch.no_grad():
         for module in peft_model.modules():
             if isinstance(module, LoraConv2d):
@@ -121,10 +146,9 @@ def attach_pissa(
             elif isinstance(module, LoraLayer):
                 module.pissa_init("default", init)
     # Keep the untouched initial adapter: PEFT converts the trained one against it into a portable LoRA.
-    initial = tempfile.TemporaryDirectory(prefix="subspace-hub-pissa-")
-    peft_model.save_pretrained(str(Path(initial.name) / "initial"))
-    config.init_lora_weights = init
-    peft_model.__dict__[_PISSA_INITIAL] = initial
+    initial = get_peft_model_state_dict(peft_model, adapter_name="default")
+    own_record(peft_model).state = PissaInitial({k: v.detach().cpu().clone() for k, v in initial.items()})
+    peft_model.peft_config["default"].init_lora_weights = init
     return peft_model
 
 
@@ -170,8 +194,6 @@ def attach_adalora(
     ``total_step`` (the number of training steps) is required. By default rank allocation runs between the first
     10% (``tinit``) and the last 20% (``tfinal``) of the steps.
     """
-    from peft import AdaLoraConfig, get_peft_model
-
     if total_step is None or total_step <= 0:
         raise ConfigError(
             "adalora needs total_step=<number of training steps>: it schedules its rank budget over them."
@@ -184,7 +206,13 @@ def attach_adalora(
         raise ConfigError(
             f"adalora needs tinit < total_step - tfinal, got tinit={tinit}, tfinal={tfinal}, total_step={total_step}."
         )
-    config = AdaLoraConfig(
+    return _peft_model(
+        model,
+        "adalora",
+        "AdaLoraConfig",
+        targets=targets,
+        layers=layers,
+        peft_options=peft_options,
         init_r=init_rank,
         target_r=rank,
         lora_alpha=2 * init_rank if alpha is None else alpha,
@@ -193,10 +221,7 @@ def attach_adalora(
         deltaT=delta_t,
         total_step=total_step,
         orth_reg_weight=orth_reg_weight,
-        target_modules=_targets(model, targets, layers, "adalora"),
-        **(peft_options or {}),
     )
-    return get_peft_model(model, config)
 
 
 def attach_psv(
@@ -210,36 +235,39 @@ def attach_psv(
     peft_options: dict[str, Any] | None = None,
 ) -> nn.Module:
     """PSV: frozen top-``rank`` singular vectors of each weight with a trainable ``rank x rank`` core."""
-    from peft import PsoftConfig, get_peft_model
-
     _check_rank(rank)
-    config = PsoftConfig(
+    return _peft_model(
+        model,
+        "psv",
+        "PsoftConfig",
+        targets=targets,
+        layers=layers,
+        peft_options=peft_options,
+        linear_only=True,
+        min_width=rank,  # a rank-r singular basis needs r dimensions on both sides
         r=rank,
         psoft_alpha=2 * rank if alpha is None else alpha,
         psoft_orth=False,
         psoft_mag_a=False,
         psoft_mag_b=False,
         psoft_svd=svd,
-        target_modules=_fitting_rank(model, _targets(model, targets, layers, "psv", linear_only=True), rank),
-        **(peft_options or {}),
     )
-    return get_peft_model(model, config)
 
 
-def _fitting_rank(model: nn.Module, names: list[str], rank: int) -> list[str]:
-    """The targets with ``rank <= min(out, in)``: a rank-r singular basis needs that many dimensions."""
+def _wide_enough(model: nn.Module, names: list[str], rank: int, method: str) -> list[str]:
+    """The targets with ``rank <= min(out, in)``; the others stay frozen, with a warning that names them."""
     modules = dict(model.named_modules())
     small = [n for n in names if min(modules[n].weight.shape) < rank]
     if small:
         shapes = ", ".join(f"{n} ({modules[n].in_features} -> {modules[n].out_features})" for n in small[:3])
         warnings.warn(
-            f"psv rank {rank} exceeds min(in, out) of {len(small)} target(s), which stay frozen: {shapes}"
+            f"{method} rank {rank} exceeds min(in, out) of {len(small)} target(s), which stay frozen: {shapes}"
             + (f" (+{len(small) - 3} more)" if len(small) > 3 else ""),
-            stacklevel=4,
+            stacklevel=5,
         )
     kept = [n for n in names if n not in small]
     if not kept:
-        raise ConfigError(f"psv rank {rank} exceeds min(in, out) of every target; choose a smaller rank.")
+        raise ConfigError(f"{method} rank {rank} exceeds min(in, out) of every target; choose a smaller rank.")
     return kept
 
 
@@ -260,17 +288,30 @@ def _is_adalora(config: Any) -> bool:
 
 def save_peft(model: nn.Module, folder: str | Path) -> None:
     """``PeftModel.save_pretrained``; PiSSA adapters are converted to a portable LoRA of rank 2r."""
-    initial = model.__dict__.get(_PISSA_INITIAL)
+    record = record_of(model)
+    initial = record.state if record is not None and isinstance(record.state, PissaInitial) else None
     with warnings.catch_warnings():
         if initial is not None:
             warnings.filterwarnings("ignore", message=_PEFT_NOISE["pissa_save"])
-            model.save_pretrained(
-                str(folder), path_initial_model_for_weight_conversion=str(Path(initial.name) / "initial")
-            )
+            with tempfile.TemporaryDirectory(prefix="subspace-hub-pissa-") as scratch:
+                reference = _write_pissa_initial(model, initial, Path(scratch) / "initial")
+                model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=str(reference))
         else:
             if _is_adalora(model.peft_config["default"]):
                 warnings.filterwarnings("ignore", message=_PEFT_NOISE["adalora_save"])
             model.save_pretrained(str(folder))
+
+
+def _write_pissa_initial(model: nn.Module, initial: PissaInitial, folder: Path) -> Path:
+    """The initial PiSSA adapter as PEFT saves adapters (config with the plain-LoRA init + weights), for
+    ``path_initial_model_for_weight_conversion``."""
+    from safetensors.torch import save_file
+
+    config = copy.copy(model.peft_config["default"])
+    config.init_lora_weights = True  # the initial adapter is loaded as a plain LoRA next to the trained one
+    config.save_pretrained(str(folder))
+    save_file(initial.tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+    return folder
 
 
 def load_peft(base_model: nn.Module, folder: str | Path, *, trainable: bool = True) -> nn.Module:

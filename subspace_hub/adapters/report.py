@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
+
+from subspace_hub.adapters import attach_adapter
+from subspace_hub.adapters.subspace import SubspaceAdapter
+from subspace_hub.backbones import load_backbone
+from subspace_hub.provenance import record_of
+from subspace_hub.tables import format_table
 
 # What wrappers add to parameter names; stripped so groups read like the backbone's own modules.
 _WRAPPER_PARTS = re.compile(
@@ -34,8 +41,6 @@ class ParameterReport:
         return sum(n for _, n in self.groups.values())
 
     def format(self) -> str:
-        from subspace_hub.cli._output import format_table
-
         rows = [
             (g, f"{t:,}", f"{n:,}", f"{100 * t / n:.2f}%" if n else "-") for g, (t, n) in sorted(self.groups.items())
         ]
@@ -65,16 +70,12 @@ def parameter_report(model: nn.Module) -> ParameterReport:
         entry[1] += param.numel()
         if param.requires_grad:
             entry[0] += param.numel()
-    from subspace_hub.adapters import ADAPTER_ATTR
-    from subspace_hub.adapters.subspace import ATTACHED_ATTR
-
-    attached = getattr(model, "__dict__", {})
-    state = attached.get(ADAPTER_ATTR)
-    subspace = attached.get(ATTACHED_ATTR)
-    notes = subspace.report().splitlines() if subspace is not None else []
-    return ParameterReport(
-        {g: (t, n) for g, (t, n) in groups.items()}, method=getattr(state, "method", None), notes=notes
+    record = record_of(model)
+    method = record.method if record is not None else None
+    notes = (
+        record.state.report().splitlines() if record is not None and isinstance(record.state, SubspaceAdapter) else []
     )
+    return ParameterReport({g: (t, n) for g, (t, n) in groups.items()}, method=method, notes=notes)
 
 
 def count_parameters(
@@ -93,11 +94,6 @@ def count_parameters(
         config: Backbone preset, file or dict (see :func:`subspace_hub.load_backbone`).
         options: Adapter options, or a function of the built model returning them (e.g. a bundle made for it).
     """
-    import warnings
-
-    from subspace_hub.adapters import attach_adapter
-    from subspace_hub.backbones import load_backbone
-
     model = load_backbone(backbone, config=config, device="meta")
     if method is None:
         return parameter_report(model)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from subspace_hub.errors import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError
-from subspace_hub.fileio import atomic_write
+from subspace_hub.fileio import atomic_write, read_json_object
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -32,15 +32,7 @@ _MAX_LISTED = 12
 def read_config(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The dict in ``folder/config.json``, or ``None`` if the folder has none."""
     path = Path(folder) / CONFIG_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"Cannot read {path}: {exc}. Fix or delete the file.") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}.")
-    return data
+    return read_json_object(path) if path.is_file() else None
 
 
 def read_state_dict(location: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

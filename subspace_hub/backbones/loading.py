@@ -10,51 +10,19 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from subspace_hub.configuration import to_dict
 from subspace_hub.errors import CheckpointNotFoundError, ConfigError
+from subspace_hub.hub import download, is_repo_id
 from subspace_hub.plugins import get_backbone_spec
+from subspace_hub.provenance import BuildInfo, build_info, own_record, pretrained_reference
 from subspace_hub.specs import BackboneSpec
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-BUILD_INFO_ATTR = "subspace_hub_build"
-"""Attribute under which :func:`load_backbone` records how a model was built (a :class:`BuildInfo`)."""
-
-
-@dataclass(frozen=True)
-class BuildInfo:
-    """How a backbone model was made; adapters read it to find target groups and record provenance."""
-
-    backbone: str
-    """The backbone name."""
-
-    config: Mapping[str, Any] = field(default_factory=dict)
-    """The config dict passed to ``build``."""
-
-    pretrained: str | None = None
-    """The local folder or Hub repo the weights came from, ``None`` for random weights."""
-
-    revision: str | None = None
-    """The Hub revision asked for, if any."""
-
-
-def build_info(model: Any) -> BuildInfo | None:
-    """The :class:`BuildInfo` of a model made by :func:`load_backbone`, looking through wrappers such as
-    ``PeftModel`` (``base_model``) and PEFT tuners (``model``); ``None`` for any other model."""
-    for _ in range(8):  # a few wrapper levels at most
-        info = getattr(model, "__dict__", {}).get(BUILD_INFO_ATTR)
-        if info is not None:
-            return info
-        children = getattr(model, "_modules", None) or {}
-        model = children.get("base_model") or children.get("model")
-        if model is None:
-            return None
-    return None
 
 
 def spec_of(model: Any) -> BackboneSpec | None:
@@ -87,8 +55,6 @@ def resolve_config(spec: BackboneSpec, config: Any = None, checkpoint: Path | No
             f"({', '.join(spec.presets) or 'the backbone has none'}) and not a .json/.yaml file."
         )
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        from subspace_hub.configuration import to_dict
-
         return to_dict(config)
     if isinstance(config, Mapping):
         return dict(config)
@@ -126,8 +92,6 @@ def resolve_pretrained(pretrained: str | os.PathLike[str], revision: str | None 
             raise ConfigError(f"revision={revision!r} only applies to Hub repos, but {path} is a local path.")
         return path
     text = os.fspath(pretrained)
-    from subspace_hub.hub import download, is_repo_id
-
     if not is_repo_id(text):
         raise CheckpointNotFoundError(
             f"No checkpoint at {path}: the path does not exist and is not a Hub repo id (org/name)."
@@ -167,17 +131,12 @@ def load_backbone(
 
     >>> model = load_backbone("reference", config="tiny")  # doctest: +SKIP
     """
-    import torch
-
     from subspace_hub.backbones.checkpoint import load_state_dict_strict, read_state_dict
 
     spec = get_backbone_spec(name)
     checkpoint = resolve_pretrained(pretrained, revision) if pretrained is not None else None
-    resolved = resolve_config(spec, config, checkpoint)
-    with torch.device(device) if device is not None else contextlib.nullcontext():
-        model = spec.build(dict(resolved))
-    if not isinstance(model, torch.nn.Module):
-        raise ConfigError(f"Backbone {name!r}: build() returned {type(model).__name__}, not a torch.nn.Module.")
+    reference = None if pretrained is None else pretrained_reference(pretrained)
+    model = build_backbone(spec, config, device=device, checkpoint=checkpoint, pretrained=reference, revision=revision)
     if checkpoint is not None:
         state = read_state_dict(checkpoint)
         if spec.convert_state_dict is not None:
@@ -185,12 +144,49 @@ def load_backbone(
         load_state_dict_strict(model, state, source=f"Checkpoint {os.fspath(pretrained)!r}")
     if dtype is not None:
         model.to(dtype=dtype)
-    setattr(
-        model,
-        BUILD_INFO_ATTR,
-        BuildInfo(name, resolved, None if pretrained is None else os.fspath(pretrained), revision),
-    )
     return model
+
+
+def build_backbone(
+    spec: BackboneSpec,
+    config: Any = None,
+    *,
+    device: str | torch.device | None = None,
+    checkpoint: Path | None = None,
+    pretrained: str | None = None,
+    revision: str | None = None,
+) -> nn.Module:
+    """``spec.build`` on the resolved config (see :func:`resolve_config`), on ``device``, with the model's
+    provenance recorded; the weights stay as built. :func:`load_backbone` is this plus a registry lookup and the
+    pretrained weights.
+
+    Raises:
+        ConfigError: the config is not valid, or ``build`` did not return an ``nn.Module``.
+    """
+    import torch
+
+    resolved = resolve_config(spec, config, checkpoint)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        model = spec.build(dict(resolved))
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"Backbone {spec.name!r}: build() returned {type(model).__name__}, not a torch.nn.Module.")
+    own_record(model).build = BuildInfo(spec.name, resolved, pretrained, revision)
+    return model
+
+
+def rebuild_backbone(info: BuildInfo, *, what: str) -> nn.Module:
+    """The backbone ``info`` records, rebuilt with :func:`load_backbone` (for reloading a saved adapter).
+
+    Raises:
+        ConfigError: the backbone had random initial weights, which cannot be rebuilt: the adapter would sit on
+            another base (``what`` names the saved thing in the message).
+    """
+    if info.pretrained is None:
+        raise ConfigError(
+            f"{what} was trained on a {info.backbone!r} backbone with random initial weights (no pretrained=), "
+            "which cannot be rebuilt; pass model=<that backbone>."
+        )
+    return load_backbone(info.backbone, config=dict(info.config), pretrained=info.pretrained, revision=info.revision)
 
 
 def save_backbone(model: nn.Module, folder: str | os.PathLike[str]) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from subspace_hub.data.choices import CAMERA_MODES, FAMILIES
 from subspace_hub.errors import ConfigError
 
 
@@ -23,7 +24,7 @@ def data() -> None:
 
 
 @data.command("generate")
-@click.argument("family", type=click.Choice(["texture", "geometry", "camera", "lighting"]))
+@click.argument("family", type=click.Choice(FAMILIES))
 @click.option(
     "--out",
     required=True,
@@ -37,7 +38,7 @@ def data() -> None:
 @click.option(
     "--camera",
     "camera_mode",
-    type=click.Choice(["standard", "orbit", "micro"]),
+    type=click.Choice(CAMERA_MODES),
     default="standard",
     show_default=True,
     help="Camera placement.",
@@ -98,22 +99,22 @@ def generate(
 
     height, width = _resolution(resolution)
     spec = GenerationSpec(
-        family,
-        count,
-        scenes,
-        views,
-        height,
-        width,
-        camera_mode,
-        seed,
-        test_fraction,
-        mesh_resolution,
-        texture_size,
-        texture_pool,
-        texture_folder,
-        shadows,
-        views_per_record,
-        scenes_per_shard,
+        family=family,
+        datasets=count,
+        scenes=scenes,
+        views=views,
+        height=height,
+        width=width,
+        camera_mode=camera_mode,
+        seed=seed,
+        test_fraction=test_fraction,
+        mesh_resolution=mesh_resolution,
+        texture_size=texture_size,
+        texture_pool=texture_pool,
+        texture_folder=texture_folder,
+        shadows=shadows,
+        views_per_record=views_per_record,
+        scenes_per_shard=scenes_per_shard,
     )
     folder = run(spec, out, workers=workers, device=device, progress=not quiet)
     click.echo(f"Wrote {count} {family} dataset(s) x {scenes} scenes x {views} views to {folder}")

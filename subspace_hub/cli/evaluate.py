@@ -87,10 +87,10 @@ def evaluate(
     from subspace_hub.adapters import load_adapter
     from subspace_hub.backbones import load_backbone
     from subspace_hub.cli._backbone import backbone_config
-    from subspace_hub.cli._output import format_table
     from subspace_hub.data import load_samples
-    from subspace_hub.metrics.runner import evaluate_backbone
+    from subspace_hub.pipelines.evaluate import evaluate_backbone
     from subspace_hub.plugins import get_backbone_spec, get_metric
+    from subspace_hub.tables import format_table
 
     spec = get_backbone_spec(backbone)
     specs = [get_metric(name) for name in (metrics or DEFAULT_METRICS)]

@@ -18,7 +18,7 @@ import click
 @click.option("--repo", "repo_id", default=None, help="Publish under another repo id than the entry's.")
 def push(name, version, bundle, folder, repo_id) -> None:
     """Publish the bundle of registry entry NAME with its model card, tagged v<version>."""
-    from subspace_hub.hub.publish import push as run
+    from subspace_hub.publishing.publish import push as run
 
     pushed = run(name, version=version, registry=folder, bundle=bundle, repo_id=repo_id)
     click.echo(f"Pushed {pushed.describe()}")
@@ -34,7 +34,7 @@ def push(name, version, bundle, folder, repo_id) -> None:
 def pull(repo_id, revision, is_dataset, out) -> None:
     """Download REPO_ID from the configured endpoint and print where it lies."""
     from subspace_hub.hub import endpoint
-    from subspace_hub.hub.publish import pull as run
+    from subspace_hub.publishing.publish import pull as run
 
     folder = run(repo_id, revision=revision, repo_type="dataset" if is_dataset else "model", out=out)
     click.echo(f"Pulled {repo_id}{'@' + revision if revision else ''} from {endpoint().describe()} to {folder}")

@@ -7,7 +7,9 @@ from typing import Any
 import click
 
 from subspace_hub.cli._backbone import backbone_config
+from subspace_hub.cli._output import echo_json
 from subspace_hub.errors import ConfigError
+from subspace_hub.tables import format_table
 
 
 def _rows(targets, lora_ranks, psv_ranks, subspace_dims, attributes, bundle, subspace_targets, rest_lora_rank):
@@ -125,7 +127,6 @@ def params(
           --lora-rank 16 --lora-rank 64 --subspace-dim 16 --subspace-targets aggregator --rest-lora-rank 16
     """
     from subspace_hub.adapters.report import count_parameters
-    from subspace_hub.cli._output import echo_json, format_table
 
     names = [a.strip() for a in attributes.split(",") if a.strip()]
     if not names:

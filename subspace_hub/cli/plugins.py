@@ -6,9 +6,10 @@ import warnings
 
 import click
 
-from subspace_hub.cli._output import echo_json, format_table
+from subspace_hub.cli._output import echo_json
 from subspace_hub.errors import PluginWarning
 from subspace_hub.plugins import HOOK_OF_KIND, list_plugins
+from subspace_hub.tables import format_table
 
 
 @click.command("plugins")

@@ -20,7 +20,7 @@ import click
 def quickstart(out, steps, loras, seed, quiet) -> None:
     """Generate texture/geometry datasets, train LoRA ensembles, extract subspaces, fine-tune inside them vs LoRA,
     evaluate, and publish the bundle to the configured registry (by default the embedded one)."""
-    from subspace_hub.quickstart import format_summary, run
+    from subspace_hub.pipelines.quickstart import format_summary, run
 
     if quiet:
         from huggingface_hub.utils import disable_progress_bars

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
+from pathlib import Path
 
 import click
 
-from subspace_hub.cli._output import echo_json, format_table
+from subspace_hub.cli._output import echo_json
+from subspace_hub.tables import format_table
 
 
 @click.group("registry")
@@ -73,7 +76,7 @@ def serve(root, host, port, anonymous_read, upload_mode, max_file_size, log_file
 @click.option("--read", "read", multiple=True, help="Namespaces whose private repos it may read (default: all).")
 def token(user, root, write, read) -> None:
     """Create a token for USER and print it (only its hash is stored)."""
-    from subspace_hub.hub.auth import TokenBook
+    from subspace_hub.hub.server.auth import TokenBook
 
     click.echo(TokenBook.load(root).add(user, write=tuple(write), read=tuple(read) or ("*",)))
 
@@ -83,7 +86,7 @@ def token(user, root, write, read) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_(folder, as_json) -> None:
     """The entries of the registry folder."""
-    from subspace_hub.hub.registry import list_entries
+    from subspace_hub.publishing.entries import list_entries
 
     entries = list_entries(folder)
     if as_json:
@@ -108,11 +111,9 @@ def list_(folder, as_json) -> None:
 @click.option("--registry", "folder", default="registry", show_default=True, type=click.Path(file_okay=False))
 def show(name, folder) -> None:
     """One entry, resolved with its defaults."""
-    import dataclasses
-
     import yaml
 
-    from subspace_hub.hub.registry import load_entry
+    from subspace_hub.publishing.entries import load_entry
 
     entry, base = load_entry(name, folder)
     data = dataclasses.asdict(entry)
@@ -128,15 +129,13 @@ def show(name, folder) -> None:
 def validate(names, folder, bundles) -> None:
     """Check entries (all by default) against the schema; exit 1 if any is invalid."""
     from subspace_hub.errors import ConfigError
-    from subspace_hub.hub.registry import check_bundle, list_entries, load_entry
+    from subspace_hub.publishing.entries import check_bundle, list_entries, load_entry
 
     targets = [load_entry(n, folder) for n in names] if names else None
     results = [(e, p, err) for e, p, err in list_entries(folder) if targets is None or e in [t[0] for t in targets]]
     failed = 0
     for entry, path, error in results:
         if error is None and bundles and entry is not None:
-            from pathlib import Path
-
             from subspace_hub.subspaces import SubspaceBundle
 
             built = entry.bundle_path(Path(path).resolve().parent.parent)

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from subspace_hub.data.choices import CAMERA_MODES
 from subspace_hub.errors import ConfigError
-
-MODES: tuple[str, ...] = ("standard", "orbit", "micro")
 
 
 @dataclass
@@ -203,4 +202,4 @@ def sample_path(
         return orbit(rng, room, views, valid)
     if mode == "micro":
         return micro(rng, room, views, valid, objects)
-    raise ConfigError(f"Unknown camera mode {mode!r}; choose from {', '.join(MODES)}.")
+    raise ConfigError(f"Unknown camera mode {mode!r}; choose from {', '.join(CAMERA_MODES)}.")

@@ -23,19 +23,23 @@ from __future__ import annotations
 import io
 import json
 import math
+import multiprocessing
 import os
-import threading
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from subspace_hub._version import __version__
-from subspace_hub.data.families import FAMILIES, DatasetRecipe
+from subspace_hub.data.families import FAMILIES, SEED_KEYS, DatasetRecipe
 from subspace_hub.errors import ConfigError
+from subspace_hub.fileio import atomic_write
+from subspace_hub.templates import DATASET_CARD
 
 RECIPE_FILE = "recipe.json"
 LICENSE = "cc0-1.0"
@@ -145,10 +149,7 @@ def features(spec: GenerationSpec) -> Any:
             "normals": datasets.Array4D((None, h, w, 3), "float32"),
             "intrinsics": datasets.Array3D((None, 3, 3), "float32"),
             "extrinsics": datasets.Array3D((None, 3, 4), "float32"),
-            "seeds": {
-                k: datasets.Value("int64")
-                for k in ("room_seed", "objects_seed", "texture_seed", "camera_seed", "lighting_seed")
-            },
+            "seeds": {k: datasets.Value("int64") for k in SEED_KEYS},
         }
     )
 
@@ -206,13 +207,9 @@ def write_rows(spec: GenerationSpec, shard: Shard, rows: list[dict[str, Any]], r
     encoded = [{**row, "images": [_png(image) for image in row["images"]]} for row in rows]
     target = shard.path(root)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     datasets.disable_progress_bars()
-    try:
-        datasets.Dataset.from_list(encoded, features=features(spec)).to_parquet(str(temporary))
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    table = datasets.Dataset.from_list(encoded, features=features(spec))
+    atomic_write(target, lambda tmp: table.to_parquet(str(tmp)))
     return len(shard.scenes) * spec.views
 
 
@@ -234,15 +231,9 @@ def _generate_on_gpu(
 ) -> None:
     """The GPU pipeline: worker processes build scenes ahead, the GPU renders them in order, threads encode
     and write shards (PNG and parquet writing release the GIL)."""
-    import multiprocessing
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
     jobs = [(shard, number) for shard in todo for number in shard.scenes]
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
     with (
-        ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as builders,
+        _worker_pool(workers) as builders,
         ThreadPoolExecutor(max(2, workers // 2)) as writers,
     ):
         ahead: deque = deque()
@@ -292,6 +283,16 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # one process per core; torch's own threads would oversubscribe
 
 
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for scene building and rendering, each running torch single-threaded.
+
+    Fork where there is one (Linux): spawn would re-import the caller's ``__main__``; single-threaded torch in the
+    workers keeps a forked child away from the parent's OpenMP pool.
+    """
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_init)
+
+
 def _run_shard(args: tuple[GenerationSpec, Shard, str]) -> tuple[Shard, int]:
     spec, shard, root = args
     return shard, write_shard(spec, shard, Path(root))
@@ -325,8 +326,6 @@ def generate(
             raise ConfigError(
                 f"{root} already holds datasets of another recipe ({RECIPE_FILE}); choose another folder or delete it."
             )
-    from subspace_hub.fileio import atomic_write
-
     atomic_write(recipe_path, lambda p: p.write_text(json.dumps(wanted, indent=2) + "\n"))
     for stale in root.glob("*/.*.tmp"):
         stale.unlink()
@@ -343,15 +342,7 @@ def generate(
             for shard in todo:
                 bar.update(write_shard(spec, shard, root, backend=backend, device=device))
         else:
-            import multiprocessing
-
-            # fork where there is one (Linux): spawn would re-import the caller's __main__; workers run torch
-            # single-threaded, which keeps a forked child away from the parent's OpenMP pool.
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            context = multiprocessing.get_context(method)
-            with ProcessPoolExecutor(
-                max_workers=workers or os.cpu_count(), mp_context=context, initializer=_worker_init
-            ) as pool:
+            with _worker_pool(workers or os.cpu_count() or 1) as pool:
                 for _, views in pool.map(_run_shard, [(spec, s, str(root)) for s in todo]):
                     bar.update(views)
     write_card(spec, root)
@@ -359,79 +350,41 @@ def generate(
 
 
 def write_card(spec: GenerationSpec, root: Path) -> Path:
-    """README.md with the `configs:` header the Hub and ``datasets`` read, and every parameter."""
-    import yaml
+    """README.md from :data:`subspace_hub.templates.DATASET_CARD`: the ``configs:`` header the Hub and ``datasets``
+    read, the licence, how to load it and every generation parameter."""
+    from huggingface_hub import DatasetCard, DatasetCardData
 
-    splits = spec.splits()
-    configs = [
-        {
-            "config_name": spec.dataset(i).name,
-            "data_files": [{"split": split, "path": f"{spec.dataset(i).name}/{split}-*.parquet"} for split in splits],
-        }
-        for i in range(spec.datasets)
-    ]
-    header = {
-        "license": LICENSE,
-        "pretty_name": f"subspace-hub synthetic {spec.family} family",
-        "tags": ["synthetic", "multi-view", "depth", "3d", "megasynth", "subspace-hub", f"attribute-{spec.family}"],
-        "task_categories": ["depth-estimation"],
-        "configs": configs,
-    }
-    recipes = []
-    for i in range(spec.datasets):
-        d = spec.dataset(i)
-        fixed = {
-            k: v
-            for k, v in d.fixed_seeds().items()
-            if not (spec.family == "texture" and k == "texture_seed")
-            and not (spec.family == "geometry" and k == "objects_seed")
-            and not (spec.family == "camera" and k == "camera_seed")
-            and not (spec.family == "lighting" and k == "lighting_seed")
-        }
-        recipes.append(f"| `{d.name}` | {', '.join(f'{k}={v}' for k, v in fixed.items())} |")
-    body = f"""
-# Synthetic `{spec.family}` datasets (subspace-hub)
-
-{spec.datasets} dataset(s) of MegaSynth-style procedural rooms in which only the **{spec.family}** attribute
-varies from scene to scene; geometry, textures, camera paths and lighting other than {spec.family} are held fixed
-within a dataset and re-drawn across datasets. Generated by subspace-hub {__version__} (`subspace-hub data generate`).
-
-## Load
-
-```python
-import datasets
-
-ds = datasets.load_dataset("<this folder or repo>", "{spec.dataset(0).name}", split="train")
-scene = ds.with_format("numpy")[0]   # images [S, H, W, 3], depth [S, H, W], mask, normals, intrinsics, extrinsics
-```
-
-Each row is one scene ({spec.views} views of {spec.height} x {spec.width}, `{spec.camera_mode}` cameras): PNG images,
-z-depth in scene units (0 where nothing is hit), a hit mask, world-frame unit normals facing the camera, pixel
-intrinsics and camera-from-world extrinsics in OpenCV axes; `seeds` rebuild the scene exactly.
-
-## Recipe
-
-| config | seeds shared by its scenes |
-|---|---|
-{chr(10).join(recipes)}
-
-```yaml
-{yaml.safe_dump(spec.to_dict(), sort_keys=False).strip()}
-```
-
-Rendering: Embree ray casting (CPU) or a BVH kernel (GPU) through pixel centres, so depth, mask and normals are
-exact for the mesh; direct lighting (ambient, key light, point lights, hard shadows), procedural textures.
-
-## Licence
-
-{LICENSE}: the content is procedural{"" if spec.texture_folder is None else "; textures come from a user folder and keep that folder's licence"}. The layouts
-follow MegaSynth (Jiang et al., CVPR 2025), whose numbers are documented in subspace-hub's reference notes.
-"""
-    text = "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n" + body
-    from subspace_hub.fileio import atomic_write
-
+    recipes = [spec.dataset(i) for i in range(spec.datasets)]
+    data = DatasetCardData(
+        license=LICENSE,
+        pretty_name=f"subspace-hub synthetic {spec.family} family",
+        tags=["synthetic", "multi-view", "depth", "3d", "megasynth", "subspace-hub", f"attribute-{spec.family}"],
+        task_categories=["depth-estimation"],
+        configs=[
+            {
+                "config_name": d.name,
+                "data_files": [{"split": split, "path": f"{d.name}/{split}-*.parquet"} for split in spec.splits()],
+            }
+            for d in recipes
+        ],
+    )
+    card = DatasetCard.from_template(
+        data,
+        template_path=str(DATASET_CARD),
+        family=spec.family,
+        datasets=spec.datasets,
+        first_config=recipes[0].name,
+        views=spec.views,
+        height=spec.height,
+        width=spec.width,
+        camera_mode=spec.camera_mode,
+        shared_seeds={d.name: ", ".join(f"{k}={v}" for k, v in d.shared_seeds().items()) for d in recipes},
+        recipe=yaml.safe_dump(spec.to_dict(), sort_keys=False).strip(),
+        texture_folder=spec.texture_folder,
+        subspace_hub_version=__version__,
+    )
     path = root / "README.md"
-    atomic_write(path, lambda p: p.write_text(text))
+    atomic_write(path, lambda p: p.write_text(str(card)))
     return path
 
 

@@ -21,16 +21,19 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from subspace_hub.data.choices import FAMILIES
 from subspace_hub.data.scene import SceneRecipe
 from subspace_hub.errors import ConfigError
 
-FAMILIES: tuple[str, ...] = ("texture", "geometry", "camera", "lighting")
-_ATTRIBUTE_SEEDS = {
+SEED_KEYS: tuple[str, ...] = ("room_seed", "objects_seed", "texture_seed", "camera_seed", "lighting_seed")
+"""The five seeds of a scene (:class:`~subspace_hub.data.scene.SceneRecipe`)."""
+ATTRIBUTE_SEEDS: dict[str, tuple[str, ...]] = {
     "texture": ("texture_seed",),
     "geometry": ("objects_seed",),
     "camera": ("camera_seed",),
     "lighting": ("lighting_seed",),
 }
+"""Family -> the seeds its datasets draw anew for every scene (the attribute that varies)."""
 
 
 def derive_seed(*parts: Any) -> int:
@@ -66,18 +69,20 @@ class DatasetRecipe:
         return f"{self.family}-{self.index:03d}"
 
     def fixed_seeds(self) -> dict[str, int]:
-        """The seeds every scene of this dataset shares."""
-        return {
-            key: derive_seed(self.seed, self.family, self.index, key)
-            for key in ("room_seed", "objects_seed", "texture_seed", "camera_seed", "lighting_seed")
-        }
+        """The dataset-level value of every seed (the varying ones are re-drawn per scene, see :meth:`scene`)."""
+        return {key: derive_seed(self.seed, self.family, self.index, key) for key in SEED_KEYS}
+
+    def shared_seeds(self) -> dict[str, int]:
+        """The seeds every scene of this dataset shares: all but the family's own attribute seeds."""
+        varying = ATTRIBUTE_SEEDS[self.family]
+        return {key: value for key, value in self.fixed_seeds().items() if key not in varying}
 
     def scene(self, number: int) -> SceneRecipe:
         """Recipe of scene ``number`` (0-based): the family's attribute seed is drawn per scene."""
         if not 0 <= number < self.scenes:
             raise ConfigError(f"Scene {number} is outside 0..{self.scenes - 1}.")
         seeds = self.fixed_seeds()
-        for key in _ATTRIBUTE_SEEDS[self.family]:
+        for key in ATTRIBUTE_SEEDS[self.family]:
             seeds[key] = derive_seed(self.seed, self.family, self.index, key, "scene", number)
         return SceneRecipe(
             **seeds,

@@ -17,6 +17,7 @@ z-depth directly.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -106,8 +107,6 @@ _POOLS: dict[int, Any] = {}
 def _pool(threads: int) -> Any:
     """A thread pool per size, shared by all Embree casters of the process."""
     if threads not in _POOLS:
-        from concurrent.futures import ThreadPoolExecutor
-
         _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="embree")
     return _POOLS[threads]
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from subspace_hub.data.cameras import MODES, CameraPath, sample_path
+from subspace_hub.data.cameras import CameraPath, sample_path
+from subspace_hub.data.choices import CAMERA_MODES
 from subspace_hub.data.layout import Layout, layout_mesh, primitive_count, sample_layout, sample_shell
 from subspace_hub.data.lights import Lighting, Materials, sample_lighting, sample_materials
 from subspace_hub.data.shapes import Mesh
@@ -43,8 +44,8 @@ class SceneRecipe:
     texture_folder: str | None = None
 
     def __post_init__(self) -> None:
-        if self.camera_mode not in MODES:
-            raise ConfigError(f"Unknown camera mode {self.camera_mode!r}; choose from {', '.join(MODES)}.")
+        if self.camera_mode not in CAMERA_MODES:
+            raise ConfigError(f"Unknown camera mode {self.camera_mode!r}; choose from {', '.join(CAMERA_MODES)}.")
         if self.views < 1:
             raise ConfigError(f"views must be at least 1, got {self.views}.")
         if not 1 <= self.mesh_resolution <= 64:

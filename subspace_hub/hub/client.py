@@ -1,33 +1,38 @@
-"""Where Hub calls go, and the calls themselves: huggingface_hub is the one client for every endpoint.
+"""Hub calls through huggingface_hub, the one client for every endpoint: :class:`HubClient`.
+
+A client is bound to one endpoint and token. :meth:`HubClient.from_environment` picks them the documented way:
 
 - ``SUBSPACE_HUB_ENDPOINT`` set: that URL (a registry server of this project, or ``https://huggingface.co``),
   with ``SUBSPACE_HUB_TOKEN`` (or huggingface_hub's own token) for writes;
 - unset: the embedded registry under ``SUBSPACE_HUB_HOME`` (default ``~/.cache/subspace-hub``), served by the same
   server code on 127.0.0.1 from a thread of this process, with a local token created on first use. No network.
+
+The module functions (:func:`download`, :func:`push_folder`, :func:`load_dataset`, ...) call a client made that
+way at the moment of the call, so a test or a script that changes the environment is followed; code that talks
+to a given endpoint makes its own ``HubClient(url, token)``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
-import re
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from subspace_hub.errors import CheckpointNotFoundError, SubspaceHubError
+from subspace_hub.errors import CheckpointNotFoundError, HubUnavailableError, PublishError
+from subspace_hub.fileio import atomic_write
+from subspace_hub.hub.repo_id import parse_repo_id
 
 ENDPOINT_ENV = "SUBSPACE_HUB_ENDPOINT"
 TOKEN_ENV = "SUBSPACE_HUB_TOKEN"
 HOME_ENV = "SUBSPACE_HUB_HOME"
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _LOCAL_USER = "local"
-
-
-class HubUnavailableError(SubspaceHubError):
-    """The Hub endpoint cannot be reached or refused the request."""
 
 
 def home() -> Path:
@@ -37,124 +42,44 @@ def home() -> Path:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """Where Hub calls go: a base URL, the token sent with them, and whether it is the embedded registry."""
+
     url: str
-    token: str | None
-    embedded: bool
+    token: str | None = None
+    embedded_root: Path | None = None
+    """The registry folder when this is the embedded registry of this process, else ``None``."""
+
+    @property
+    def embedded(self) -> bool:
+        return self.embedded_root is not None
 
     def describe(self) -> str:
-        return f"the embedded registry at {home() / 'registry'}" if self.embedded else self.url
+        return f"the embedded registry at {self.embedded_root}" if self.embedded_root is not None else self.url
 
 
 _embedded: dict[Path, tuple[Any, str]] = {}
 _embedded_lock = threading.Lock()
 
 
-def embedded_registry() -> tuple[str, str]:
-    """Start (once per process and root) the registry over ``SUBSPACE_HUB_HOME/registry``; (url, token)."""
-    from subspace_hub.hub.auth import TokenBook
+def embedded_registry(root: Path | None = None) -> Endpoint:
+    """Start (once per process and root) the registry server over ``root`` (default ``SUBSPACE_HUB_HOME/registry``)
+    on 127.0.0.1 and return its endpoint, with the local token that may write every namespace."""
     from subspace_hub.hub.server import RegistryServer
+    from subspace_hub.hub.server.auth import TokenBook
 
-    root = home() / "registry"
+    root = (root or home() / "registry").resolve()
     with _embedded_lock:
         if root not in _embedded:
             root.mkdir(parents=True, exist_ok=True)
             token_file = root / "local-token"
             if not token_file.is_file():
-                from subspace_hub.fileio import atomic_write
-
                 token = TokenBook.load(root).add(_LOCAL_USER, write=("*",))
                 atomic_write(token_file, lambda p: p.write_text(token), mode=0o600)
             server = RegistryServer(root, "127.0.0.1", 0)
             server.start()
             _embedded[root] = (server, token_file.read_text().strip())
         server, token = _embedded[root]
-    return server.url, token
-
-
-def endpoint() -> Endpoint:
-    """The endpoint every Hub call of subspace-hub uses (see the module docstring)."""
-    url = os.environ.get(ENDPOINT_ENV)
-    if url:
-        return Endpoint(url.rstrip("/"), os.environ.get(TOKEN_ENV) or None, False)
-    url, token = embedded_registry()
-    return Endpoint(url, token, True)
-
-
-def _prepare_client(url: str) -> None:
-    """Our registry never offers Xet; stop huggingface_hub from switching LFS uploads to it."""
-    if "huggingface.co" not in url:
-        from huggingface_hub import constants
-
-        constants.HF_HUB_DISABLE_XET = True
-
-
-def api(target: Endpoint | None = None) -> Any:
-    """A ``huggingface_hub.HfApi`` for ``target`` (default: :func:`endpoint`)."""
-    from huggingface_hub import HfApi
-
-    target = target or endpoint()
-    _prepare_client(target.url)
-    return HfApi(endpoint=target.url, token=target.token)
-
-
-def is_repo_id(text: str) -> bool:
-    """Whether ``text`` has the ``namespace/name`` form of a Hub repo id."""
-    return bool(_REPO_ID.fullmatch(text))
-
-
-@contextlib.contextmanager
-def _translated(repo_id: str, revision: str | None, target: Endpoint) -> Iterator[None]:
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    hint = (
-        ""
-        if not target.embedded
-        else f" (looked in {target.describe()}; set {ENDPOINT_ENV}=https://huggingface.co for the public Hub)"
-    )
-    try:
-        yield
-    except RevisionNotFoundError as exc:
-        raise CheckpointNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}{hint}.") from exc
-    except RepositoryNotFoundError as exc:
-        raise CheckpointNotFoundError(f"No Hub repo {repo_id!r} (or no access to it; check your token){hint}.") from exc
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise CheckpointNotFoundError(f"Cannot download {repo_id!r} from {target.describe()}: {exc}") from exc
-
-
-def download(
-    repo_id: str,
-    revision: str | None = None,
-    *,
-    allow_patterns: Sequence[str] | None = None,
-    repo_type: str = "model",
-    local_dir: str | os.PathLike[str] | None = None,
-) -> Path:
-    """A local snapshot of ``repo_id`` at ``revision`` (only files matching ``allow_patterns``).
-
-    Raises:
-        CheckpointNotFoundError: the repo or revision does not exist, or cannot be reached.
-    """
-    import huggingface_hub
-
-    target = endpoint()
-    _prepare_client(target.url)
-    with _translated(repo_id, revision, target):
-        return Path(
-            huggingface_hub.snapshot_download(
-                repo_id,
-                revision=revision,
-                repo_type=repo_type,
-                allow_patterns=list(allow_patterns) if allow_patterns else None,
-                endpoint=target.url,
-                token=target.token,
-                local_dir=local_dir,
-            )
-        )
+    return Endpoint(server.url, token, root)
 
 
 @dataclass(frozen=True)
@@ -172,131 +97,263 @@ class Pushed:
         return f"{where} (commit {self.commit[:12]}, {self.repo_type} repo) on {self.endpoint.describe()}"
 
 
-def push_folder(
-    folder: str | os.PathLike[str],
-    repo_id: str,
-    *,
-    repo_type: str = "model",
-    tag: str | None = None,
-    message: str | None = None,
-    private: bool = False,
-    allow_existing_tag: bool = False,
-) -> Pushed:
-    """Upload ``folder`` as one commit on ``main`` of ``repo_id`` (created if needed) and tag it.
+class HubClient:
+    """huggingface_hub calls against one endpoint.
 
-    Raises:
-        SubspaceHubError: the tag already exists (a published version is never rewritten), or the endpoint
-            refused the push.
+    Args:
+        endpoint: Base URL of a Hub-compatible server (``https://huggingface.co``, ``http://lab:8080``), or an
+            :class:`Endpoint`.
+        token: Sent with every call; ``None`` reads public repos only (or uses huggingface_hub's own token).
+
+    >>> client = HubClient("http://127.0.0.1:8080", token="shub_...")  # doctest: +SKIP
+    >>> folder = client.download("my-lab/vggt-texture", revision="v1.0.0")  # doctest: +SKIP
     """
-    from huggingface_hub import CommitOperationAdd
-    from huggingface_hub.errors import HfHubHTTPError
 
-    target = endpoint()
-    client = api(target)
-    folder = Path(folder)
-    try:
-        client.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-        if tag is not None:
-            existing = {t.name for t in client.list_repo_refs(repo_id, repo_type=repo_type).tags}
-            if tag in existing and not allow_existing_tag:
-                raise SubspaceHubError(
-                    f"{repo_id} already has a tag {tag!r} on {target.describe()}; published versions are immutable, "
-                    "choose a new version."
-                )
-        operations = [
-            CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+    def __init__(self, endpoint: str | Endpoint, token: str | None = None) -> None:
+        if isinstance(endpoint, Endpoint):
+            self.endpoint = endpoint if token is None else Endpoint(endpoint.url, token, endpoint.embedded_root)
+        else:
+            self.endpoint = Endpoint(endpoint.rstrip("/"), token)
+
+    @classmethod
+    def from_environment(cls) -> HubClient:
+        """The client the module docstring describes: ``SUBSPACE_HUB_ENDPOINT``, else the embedded registry."""
+        url = os.environ.get(ENDPOINT_ENV)
+        if url:
+            return cls(url, os.environ.get(TOKEN_ENV) or None)
+        return cls(embedded_registry())
+
+    def __repr__(self) -> str:
+        return f"HubClient({self.endpoint.describe()!r})"
+
+    def describe(self) -> str:
+        return self.endpoint.describe()
+
+    @property
+    def api(self) -> Any:
+        """A ``huggingface_hub.HfApi`` for this endpoint and token."""
+        from huggingface_hub import HfApi
+
+        self._prepare()
+        return HfApi(endpoint=self.endpoint.url, token=self.endpoint.token)
+
+    def _prepare(self) -> None:
+        """Our registry never offers Xet; stop huggingface_hub from switching LFS uploads to it."""
+        if "huggingface.co" not in self.endpoint.url:
+            from huggingface_hub import constants
+
+            constants.HF_HUB_DISABLE_XET = True
+
+    @contextlib.contextmanager
+    def _translated(self, repo_id: str, revision: str | None) -> Iterator[None]:
+        """huggingface_hub's download errors -> :class:`CheckpointNotFoundError` that says where we looked."""
+        from huggingface_hub.errors import (
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        hint = ""
+        if self.endpoint.embedded:
+            hint = f" (looked in {self.describe()}; set {ENDPOINT_ENV}=https://huggingface.co for the public Hub)"
+        try:
+            yield
+        except RevisionNotFoundError as exc:
+            raise CheckpointNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}{hint}.") from exc
+        except RepositoryNotFoundError as exc:
+            raise CheckpointNotFoundError(
+                f"No Hub repo {repo_id!r} (or no access to it; check your token){hint}."
+            ) from exc
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+            raise CheckpointNotFoundError(f"Cannot download {repo_id!r} from {self.describe()}: {exc}") from exc
+
+    def download(
+        self,
+        repo_id: str,
+        revision: str | None = None,
+        *,
+        allow_patterns: Sequence[str] | None = None,
+        repo_type: str = "model",
+        local_dir: str | os.PathLike[str] | None = None,
+    ) -> Path:
+        """A local snapshot of ``repo_id`` at ``revision`` (only files matching ``allow_patterns``).
+
+        Raises:
+            InvalidRepoIdError: ``repo_id`` is not ``namespace/name``.
+            CheckpointNotFoundError: the repo or revision does not exist, or cannot be reached.
+        """
+        import huggingface_hub
+
+        parse_repo_id(repo_id)
+        self._prepare()
+        with self._translated(repo_id, revision):
+            folder = huggingface_hub.snapshot_download(
+                repo_id,
+                revision=revision,
+                repo_type=repo_type,
+                allow_patterns=list(allow_patterns) if allow_patterns else None,
+                endpoint=self.endpoint.url,
+                token=self.endpoint.token,
+                local_dir=local_dir,
+            )
+        return Path(folder)
+
+    def push_folder(
+        self,
+        folder: str | os.PathLike[str],
+        repo_id: str,
+        *,
+        repo_type: str = "model",
+        tag: str | None = None,
+        message: str | None = None,
+        private: bool = False,
+        allow_existing_tag: bool = False,
+    ) -> Pushed:
+        """Upload ``folder`` as one commit on ``main`` of ``repo_id`` (created if needed) and tag it.
+
+        Files and folders whose names start with ``.`` are left out.
+
+        Raises:
+            PublishError: the tag already exists (a published version is never rewritten).
+            HubUnavailableError: the endpoint refused the push or cannot be reached.
+        """
+        from huggingface_hub import CommitOperationAdd
+        from huggingface_hub.errors import HfHubHTTPError
+
+        parse_repo_id(repo_id)
+        client = self.api
+        folder = Path(folder)
+        files = [
+            path
             for path in sorted(folder.rglob("*"))
             if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
         ]
-        info = client.create_commit(
-            repo_id, operations, commit_message=message or f"Upload {folder.name}", repo_type=repo_type
+        operations = [CommitOperationAdd(path.relative_to(folder).as_posix(), str(path)) for path in files]
+        try:
+            client.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+            if tag is not None and not allow_existing_tag:
+                existing = {t.name for t in client.list_repo_refs(repo_id, repo_type=repo_type).tags}
+                if tag in existing:
+                    raise PublishError(
+                        f"{repo_id} already has a tag {tag!r} on {self.describe()}; published versions are "
+                        "immutable, choose a new version."
+                    )
+            message = message or f"Upload {folder.name}"
+            info = client.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type)
+            if tag is not None:
+                client.create_tag(repo_id, tag=tag, revision=info.oid, repo_type=repo_type, exist_ok=allow_existing_tag)
+        except HfHubHTTPError as exc:
+            raise HubUnavailableError(f"Pushing {repo_id} to {self.describe()} failed: {exc}") from exc
+        return Pushed(repo_id, repo_type, info.oid, tag, self.endpoint)
+
+    def load_dataset(
+        self,
+        repo_id: str,
+        config: str | None = None,
+        *,
+        split: str | None = None,
+        revision: str | None = None,
+        streaming: bool = False,
+        **options: Any,
+    ) -> Any:
+        """``datasets.load_dataset`` on a dataset repo of this endpoint.
+
+        Without ``streaming`` the repo is downloaded first. With it, the config's parquet files (from the repo
+        card's ``configs:``) are streamed over HTTP with Range requests from the endpoint's resolve URLs pinned to
+        the revision's commit: this works in any process, whatever endpoint ``datasets`` read at import.
+        """
+        import datasets
+
+        if not streaming:
+            folder = self.download(repo_id, revision, repo_type="dataset")
+            return datasets.load_dataset(str(folder), config, split=split, **options)
+        from huggingface_hub import DatasetCard, hf_hub_download
+
+        client = self.api
+        with self._translated(repo_id, revision):
+            sha = client.dataset_info(repo_id, revision=revision).sha
+            readme = hf_hub_download(
+                repo_id,
+                "README.md",
+                repo_type="dataset",
+                revision=sha,
+                endpoint=self.endpoint.url,
+                token=self.endpoint.token,
+            )
+            files = client.list_repo_files(repo_id, repo_type="dataset", revision=sha)
+        header = DatasetCard.load(readme).data.to_dict()
+        configs = {c["config_name"]: c for c in header.get("configs") or []}
+        if not configs:
+            raise CheckpointNotFoundError(
+                f"Dataset repo {repo_id!r} declares no configs in its README; stream it with datasets directly."
+            )
+        name = config or next(iter(configs))
+        if name not in configs:
+            raise CheckpointNotFoundError(
+                f"Dataset repo {repo_id!r} has no config {name!r}; it has {', '.join(configs)}."
+            )
+        base = f"{self.endpoint.url}/datasets/{repo_id}/resolve/{sha}/"
+        data_files = {
+            item["split"]: [base + f for f in sorted(files) if fnmatch.fnmatch(f, item["path"])]
+            for item in configs[name]["data_files"]
+        }
+        token = self.endpoint.token
+        storage = {"client_kwargs": {"headers": {"Authorization": f"Bearer {token}"}}} if token else None
+        return datasets.load_dataset(
+            "parquet", data_files=data_files, split=split, streaming=True, storage_options=storage, **options
         )
-        commit = info.oid
-        if tag is not None:
-            client.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type, exist_ok=allow_existing_tag)
-    except HfHubHTTPError as exc:
-        raise HubUnavailableError(f"Pushing {repo_id} to {target.describe()} failed: {exc}") from exc
-    return Pushed(repo_id, repo_type, commit, tag, target)
+
+    def configure_libraries(self) -> Endpoint:
+        """Point this process's huggingface_hub, datasets, transformers and PEFT at this endpoint, so calls like
+        ``PeftModel.from_pretrained("org/x")`` reach it; returns the endpoint. Those libraries read
+        ``HF_ENDPOINT`` at import; this sets the values they derive from it. For a separate program, exporting
+        ``HF_ENDPOINT`` (and ``HF_HUB_DISABLE_XET=1``) before it starts is the plain way."""
+        from huggingface_hub import constants, hf_api
+
+        url = self.endpoint.url
+        self._prepare()
+        # The values huggingface_hub derives from HF_ENDPOINT at import time.
+        constants.ENDPOINT = url
+        constants.HUGGINGFACE_CO_URL_TEMPLATE = url + "/{repo_id}/resolve/{revision}/{filename}"
+        constants.HF_URL_HOSTS = frozenset(constants.HF_URL_HOSTS | {urlsplit(url).hostname})
+        hf_api.api.endpoint = url  # the module-level client behind file_exists, model_info, ...
+        os.environ["HF_ENDPOINT"] = url
+        if self.endpoint.token:
+            os.environ["HF_TOKEN"] = self.endpoint.token
+        if "datasets" in sys.modules:  # datasets keeps its own copy, read at its import
+            sys.modules["datasets"].config.HF_ENDPOINT = url
+        return self.endpoint
+
+
+# -- the module functions: the client the environment configures, at the moment of the call ---------------------
+
+
+def default_client() -> HubClient:
+    """:meth:`HubClient.from_environment`, which every module function below uses."""
+    return HubClient.from_environment()
+
+
+def endpoint() -> Endpoint:
+    """The endpoint of :func:`default_client`."""
+    return default_client().endpoint
+
+
+def download(repo_id: str, revision: str | None = None, **options: Any) -> Path:
+    """:meth:`HubClient.download` on :func:`default_client`."""
+    return default_client().download(repo_id, revision, **options)
+
+
+def push_folder(folder: str | os.PathLike[str], repo_id: str, **options: Any) -> Pushed:
+    """:meth:`HubClient.push_folder` on :func:`default_client`."""
+    return default_client().push_folder(folder, repo_id, **options)
+
+
+def load_dataset(repo_id: str, config: str | None = None, **options: Any) -> Any:
+    """:meth:`HubClient.load_dataset` on :func:`default_client`."""
+    return default_client().load_dataset(repo_id, config, **options)
 
 
 def configure_clients() -> Endpoint:
-    """Point this process's huggingface_hub, datasets, transformers and PEFT at the configured endpoint, so calls
-    like ``PeftModel.from_pretrained("org/x")`` reach the registry; returns the endpoint. Those libraries read
-    ``HF_ENDPOINT`` at import; this sets the values they derive from it. For a separate program, exporting
-    ``HF_ENDPOINT`` (and ``HF_HUB_DISABLE_XET=1``) before it starts is the plain way."""
-    from urllib.parse import urlsplit
-
-    from huggingface_hub import constants
-
-    target = endpoint()
-    _prepare_client(target.url)
-    # The values huggingface_hub derives from HF_ENDPOINT at import time.
-    constants.ENDPOINT = target.url
-    constants.HUGGINGFACE_CO_URL_TEMPLATE = target.url + "/{repo_id}/resolve/{revision}/{filename}"
-    constants.HF_URL_HOSTS = frozenset(constants.HF_URL_HOSTS | {urlsplit(target.url).hostname})
-    from huggingface_hub import hf_api
-
-    hf_api.api.endpoint = target.url  # the module-level client behind file_exists, model_info, ...
-    os.environ["HF_ENDPOINT"] = target.url
-    if target.token:
-        os.environ["HF_TOKEN"] = target.token
-    import sys
-
-    if "datasets" in sys.modules:
-        sys.modules["datasets"].config.HF_ENDPOINT = target.url
-    return target
-
-
-def load_dataset(
-    repo_id: str,
-    config: str | None = None,
-    *,
-    split: str | None = None,
-    revision: str | None = None,
-    streaming: bool = False,
-    **options: Any,
-) -> Any:
-    """``datasets.load_dataset`` on a dataset repo of the configured endpoint.
-
-    Without ``streaming`` huggingface_hub downloads the repo first. With it, the config's parquet files (from the
-    repo card's ``configs:``) are streamed over HTTP with Range requests from the endpoint's resolve URLs pinned
-    to the revision's commit: this works in any process, whatever endpoint datasets read at import.
-    """
-    import datasets
-
-    target = endpoint()
-    if not streaming:
-        folder = download(repo_id, revision, repo_type="dataset")
-        return datasets.load_dataset(str(folder), config, split=split, **options)
-    import fnmatch
-
-    import yaml
-    from huggingface_hub import hf_hub_download
-
-    client = api(target)
-    with _translated(repo_id, revision, target):
-        sha = client.dataset_info(repo_id, revision=revision).sha
-        readme = Path(
-            hf_hub_download(
-                repo_id, "README.md", repo_type="dataset", revision=sha, endpoint=target.url, token=target.token
-            )
-        ).read_text()
-        files = client.list_repo_files(repo_id, repo_type="dataset", revision=sha)
-    header = yaml.safe_load(readme.split("---")[1]) if readme.startswith("---") else {}
-    configs = {c["config_name"]: c for c in (header or {}).get("configs", [])}
-    if not configs:
-        raise CheckpointNotFoundError(
-            f"Dataset repo {repo_id!r} declares no configs in its README; stream it with datasets directly."
-        )
-    name = config or next(iter(configs))
-    if name not in configs:
-        raise CheckpointNotFoundError(f"Dataset repo {repo_id!r} has no config {name!r}; it has {', '.join(configs)}.")
-    base = f"{target.url}/datasets/{repo_id}/resolve/{sha}/"
-    data_files = {
-        item["split"]: [base + f for f in sorted(files) if fnmatch.fnmatch(f, item["path"])]
-        for item in configs[name]["data_files"]
-    }
-    storage = {"client_kwargs": {"headers": {"Authorization": f"Bearer {target.token}"}}} if target.token else None
-    return datasets.load_dataset(
-        "parquet", data_files=data_files, split=split, streaming=True, storage_options=storage, **options
-    )
+    """:meth:`HubClient.configure_libraries` on :func:`default_client`."""
+    return default_client().configure_libraries()

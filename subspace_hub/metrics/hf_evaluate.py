@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from subspace_hub.errors import UnknownComponentError
+from subspace_hub.metrics.aggregate import mean_over_samples
 
 MODULES_DIR = Path(__file__).parent / "evaluate_modules"
 
@@ -94,15 +95,12 @@ def _base() -> type:
                 from subspace_hub.metrics.reconstruction import point_cloud_metrics as compute
             else:
                 compute = spec.compute
-            values, weights = [], []
+            values = []
             for pred, ref in zip(predictions, references, strict=True):
                 pred, ref = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
                 result = compute(pred, ref, **options)
                 values.append(result if isinstance(result, dict) else {self.metric_name: result})
-                weights.append(float(result.get("valid_pixels", 1)) if isinstance(result, dict) else 1.0)
-            total = sum(weights)
-            keys = spec.outputs or (self.metric_name,)
-            return {k: sum(w * v[k] for w, v in zip(weights, values, strict=True)) / total for k in keys}
+            return mean_over_samples(values, spec.outputs or (self.metric_name,))
 
     return SubspaceHubMetric
 

@@ -8,9 +8,9 @@ from subspace_hub.subspaces.allocation import allocate_dims, effective_rank, ene
 from subspace_hub.subspaces.analysis import module_group, orthogonality_eigenvalues, principal_angles
 from subspace_hub.subspaces.bundle import ModuleSubspace, SubspaceBundle
 from subspace_hub.subspaces.combine import CombinedBasis, combine_bases
-from subspace_hub.subspaces.extract import extract_bundle
 from subspace_hub.subspaces.extraction import FactorCores, SharedSubspace, reduce_factors, shared_subspace
 from subspace_hub.subspaces.lora_io import LoraCheckpoint, load_lora
+from subspace_hub.subspaces.mining import extract_bundle
 
 __all__ = [
     "CombinedBasis",

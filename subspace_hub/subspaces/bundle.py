@@ -22,7 +22,7 @@ import torch
 
 from subspace_hub._version import __version__
 from subspace_hub.errors import CheckpointError, CheckpointNotFoundError
-from subspace_hub.fileio import atomic_write
+from subspace_hub.fileio import atomic_write, check_format_version, read_json_object
 from subspace_hub.specs import validate_slug
 
 BASES_FILE = "subspaces.safetensors"
@@ -136,12 +136,8 @@ class SubspaceBundle:
                 f"{folder} is not a subspace bundle: expected {CONFIG_FILE} and {BASES_FILE} "
                 "(made by `subspace-hub extract` or SubspaceBundle.save)."
             )
-        config = json.loads(config_path.read_text())
-        if config.get("format_version", 0) > FORMAT_VERSION:
-            raise CheckpointError(
-                f"{folder} uses bundle format {config['format_version']}; this subspace-hub reads up to "
-                f"{FORMAT_VERSION}. Upgrade subspace-hub."
-            )
+        config = read_json_object(config_path)
+        check_format_version(config, FORMAT_VERSION, source=str(folder), what="subspace bundle")
         try:
             tensors = load_file(str(bases_path))
         except Exception as exc:

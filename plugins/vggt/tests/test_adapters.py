@@ -11,7 +11,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 import subspace_hub
-from subspace_hub.adapters.subspace import SubspaceLayer
+from subspace_hub.adapters.subspace import SubspaceAdapter, SubspaceLayer
 from subspace_hub.adapters.targets import resolve_targets
 from subspace_hub.cli import main
 from subspace_hub.subspaces import extract_bundle
@@ -68,9 +68,9 @@ def test_subspace_in_the_paper_setting(bundle):
     assert {n: tuple(m.core.shape) for n, m in layers.items() if tuple(m.core.shape) != (4, 4)} == {
         "depth_head.scratch.output_conv2.2": (2, 4)
     }
-    adapter = model.subspace_hub_subspace_adapter
+    adapter = SubspaceAdapter.of(model)
     assert "depth_head.scratch.output_conv2.2: dropped 2 output / 0 input columns as dependent" in adapter.report()
-    assert adapter.lora["modules"] and all(m.startswith(("camera_head", "depth_head")) for m in adapter.lora["modules"])
+    assert adapter.lora.modules and all(m.startswith(("camera_head", "depth_head")) for m in adapter.lora.modules)
     losses = check_adapter_lifecycle("subspace", "vggt", "vggt-tiny", bundle=bundle, lora_rank=2)
     assert losses["loss_after"] < losses["loss_before"]
 

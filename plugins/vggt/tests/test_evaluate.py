@@ -9,7 +9,7 @@ import torch
 
 import subspace_hub
 from subspace_hub.metrics import depth_metrics, reconstruction_metrics
-from subspace_hub.metrics.runner import evaluate_backbone
+from subspace_hub.pipelines.evaluate import evaluate_backbone
 
 
 def test_vggt_tiny_is_scored_with_the_protocol():

@@ -14,7 +14,7 @@ LoRA settings), how the subspaces were extracted, where the built bundle lies, a
     backbone: {name: vggt, repo: facebook/VGGT-1B, revision: main, config: vggt-1b}
     attributes:
       texture:
-        dataset: {family: texture, datasets: 8, scenes: 64, views: 24, resolution: 128, camera: micro, seed: 0}
+        dataset: {family: texture, datasets: 8, scenes: 64, views: 24, height: 518, width: 518, camera_mode: micro}
         lora: {count: 8, rank: 16, alpha: 32, targets: [aggregator], steps: 2000, lr: 0.0001}
     extraction: {d: 16, allocation: uniform, alpha: 1.0, mode: mean}
     card: cards/texture-geometry-microbaseline.md
@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from subspace_hub.data.export import GenerationSpec
 from subspace_hub.errors import ConfigError
+from subspace_hub.hub.repo_id import is_repo_id
+from subspace_hub.specs import is_slug
 
 _SEMVER = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
-_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 REGISTRY_DIR = "registry"
 
 
@@ -48,21 +49,6 @@ class BackboneRef:
 
 
 @dataclass(frozen=True)
-class DatasetRecipeRef:
-    """The synthetic data of one attribute (``subspace-hub data generate`` arguments)."""
-
-    family: str
-    datasets: int = 1
-    scenes: int = 64
-    views: int = 24
-    resolution: int = 128
-    camera: str = "standard"
-    seed: int = 0
-    repo: str | None = None
-    """Dataset repo where the generated data is published, if it is."""
-
-
-@dataclass(frozen=True)
 class LoraRecipe:
     count: int = 8
     rank: int = 16
@@ -74,8 +60,11 @@ class LoraRecipe:
 
 @dataclass(frozen=True)
 class AttributeRecipe:
-    dataset: DatasetRecipeRef
+    dataset: GenerationSpec
+    """The attribute's synthetic datasets, in the schema of ``subspace-hub data generate``."""
     lora: LoraRecipe = field(default_factory=LoraRecipe)
+    dataset_repo: str | None = None
+    """Dataset repo where the generated data is published, if it is (the card lists it)."""
 
 
 @dataclass(frozen=True)
@@ -121,9 +110,11 @@ class RegistryEntry:
 
 def _validate(entry: RegistryEntry, source: str) -> None:
     problems = []
-    if not _NAME.fullmatch(entry.name):
-        problems.append(f"name {entry.name!r} must be a lowercase slug (letters, digits, '-')")
-    if not _REPO.fullmatch(entry.repo_id):
+    if not is_slug(entry.name):
+        problems.append(
+            f"name {entry.name!r} must be a lowercase slug (letters and digits joined by single '-' or '_')"
+        )
+    if not is_repo_id(entry.repo_id):
         problems.append(f"repo_id {entry.repo_id!r} must look like namespace/name")
     if not _SEMVER.fullmatch(entry.version):
         problems.append(f"version {entry.version!r} must be semantic, e.g. 1.0.0")
@@ -132,13 +123,8 @@ def _validate(entry: RegistryEntry, source: str) -> None:
     if not entry.attributes:
         problems.append("attributes must name at least one attribute")
     for attribute, recipe in entry.attributes.items():
-        if not _NAME.fullmatch(attribute):
+        if not is_slug(attribute):
             problems.append(f"attribute {attribute!r} must be a lowercase slug")
-        if recipe.dataset.family not in ("texture", "geometry", "camera", "lighting"):
-            problems.append(
-                f"attributes.{attribute}.dataset.family {recipe.dataset.family!r} must be texture, geometry, camera "
-                "or lighting"
-            )
         if recipe.lora.count < 2 or recipe.lora.rank < 1:
             problems.append(f"attributes.{attribute}.lora needs count >= 2 and rank >= 1")
     if entry.extraction.d < 1:

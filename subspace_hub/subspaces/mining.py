@@ -9,19 +9,23 @@ spectrum.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from subspace_hub.errors import ConfigError, ShapeMismatchError
 from subspace_hub.specs import validate_slug
 from subspace_hub.subspaces.allocation import Strategy, allocate_dims
 from subspace_hub.subspaces.bundle import ModuleSubspace, SubspaceBundle
-from subspace_hub.subspaces.extraction import FactorCores, Mode, reduce_factors, shared_subspace
+from subspace_hub.subspaces.extraction import Mode, reduce_factors, shared_subspace
 from subspace_hub.subspaces.lora_io import LoraCheckpoint, LoraSource, expand_sources, load_lora
 
 
@@ -36,10 +40,30 @@ def _threads_per_worker(workers: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _span(factors: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> int:
-    """Dimensions the LoRAs of one module span at most: min(sum of ranks, out, in)."""
-    b, a = factors[0]
-    return min(sum(f[0].shape[1] for f in factors), b.shape[0], a.shape[1])
+@dataclass(frozen=True)
+class _Ensemble:
+    """The LoRAs of one attribute, module by module."""
+
+    checkpoints: list[LoraCheckpoint]
+
+    def factors(self, module: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [c.factors[module] for c in self.checkpoints]
+
+    def span(self, module: str) -> int:
+        """Dimensions the LoRAs of ``module`` span at most: min(sum of ranks, out, in)."""
+        factors = self.factors(module)
+        b, a = factors[0]
+        return min(sum(f[0].shape[1] for f in factors), b.shape[0], a.shape[1])
+
+    def first_spectrum(self, module: str) -> tuple[torch.Tensor, int]:
+        """The singular values of the mean update (what non-uniform allocations rank) and how many there can be."""
+        cores = reduce_factors(self.factors(module))
+        return torch.linalg.svdvals(cores.K.mean(dim=0)), min(cores.K.shape[1:])
+
+    def subspace(self, module: str, d: int, **options: Any) -> ModuleSubspace:
+        """:func:`shared_subspace` of ``module`` with ``d`` dimensions, as a :class:`ModuleSubspace`."""
+        result = shared_subspace(reduce_factors(self.factors(module)), d, **options)
+        return ModuleSubspace(**{f.name: getattr(result, f.name) for f in dataclasses.fields(ModuleSubspace)})
 
 
 def _load_attribute(attribute: str, sources: Sequence[LoraSource]) -> list[LoraCheckpoint]:
@@ -130,29 +154,20 @@ def extract_bundle(
         }
     )
     for attribute, sources in attributes.items():
-        checkpoints = _load_attribute(attribute, sources)
-        modules = sorted(checkpoints[0].factors)
+        ensemble = _Ensemble(_load_attribute(attribute, sources))
+        modules = sorted(ensemble.checkpoints[0].factors)
         if compiled is not None:
             modules = [m for m in modules if any(c.fullmatch(m) for c in compiled)]
             if not modules:
                 raise ConfigError(
                     f"Attribute {attribute!r}: no adapted module matches the targets {list(targets or [])}."
                 )
-        bundle.info["sources"][attribute] = [c.source for c in checkpoints]
-
-        def factors_of(module: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-            return [c.factors[module] for c in checkpoints]
-
-        def spectrum_and_size(module: str) -> tuple[torch.Tensor, int]:
-            cores = reduce_factors(factors_of(module))
-            mean = cores.K.mean(dim=0)
-            return torch.linalg.svdvals(mean), min(cores.K.shape[1:])
-
+        bundle.info["sources"][attribute] = [c.source for c in ensemble.checkpoints]
         with _threads_per_worker(workers), ThreadPoolExecutor(max_workers=workers) as pool:
             if allocation == "uniform":
-                dims = {m: min(d, _span(factors_of(m))) for m in modules}
+                dims = {m: min(d, ensemble.span(m)) for m in modules}
             else:
-                results = dict(zip(modules, pool.map(spectrum_and_size, modules), strict=True))
+                results = dict(zip(modules, pool.map(ensemble.first_spectrum, modules), strict=True))
                 dims = allocate_dims(
                     {m: r[0] for m, r in results.items()},
                     allocation,
@@ -163,28 +178,9 @@ def extract_bundle(
                     available={m: r[1] for m, r in results.items()},
                 )
             todo = [m for m in modules if dims[m] > 0]
-
-            def run(module: str) -> tuple[str, ModuleSubspace]:
-                cores: FactorCores = reduce_factors(factors_of(module))
-                result = shared_subspace(cores, dims[module], alpha=alpha, mode=mode, max_iter=max_iter, tol=tol)
-                return module, ModuleSubspace(
-                    U=result.U,
-                    V=result.V,
-                    S=result.S,
-                    spectrum=result.spectrum,
-                    weights=result.weights,
-                    residuals=result.residuals,
-                    iterations=result.iterations,
-                    converged=result.converged,
-                )
-
-            subspaces: dict[str, ModuleSubspace] = {}
-            results_iter = pool.map(run, todo)
+            solve = functools.partial(ensemble.subspace, alpha=alpha, mode=mode, max_iter=max_iter, tol=tol)
+            found = pool.map(solve, todo, [dims[m] for m in todo])
             if progress:
-                from tqdm.auto import tqdm
-
-                results_iter = tqdm(results_iter, total=len(todo), desc=f"extract {attribute}", unit="module")
-            for module, subspace in results_iter:
-                subspaces[module] = subspace
-        bundle.attributes[attribute] = {m: subspaces[m] for m in todo}
+                found = tqdm(found, total=len(todo), desc=f"extract {attribute}", unit="module")
+            bundle.attributes[attribute] = dict(zip(todo, found, strict=True))
     return bundle

@@ -1,26 +1,37 @@
-"""One interchange record -> the tensors backbones and metrics consume (DESIGN.md, Conventions).
+"""The multi-view sample of the ecosystem (DESIGN.md, Conventions), and its conversion to tensors.
 
 A record holds ``scene_id``, ``images`` (S RGB images: PIL images as ``datasets`` decodes them, or arrays
-[S, H, W, 3] uint8 / [S, 3, H, W] float in [0, 1]), ``depth`` [S, H, W] (0 where invalid), ``mask`` [S, H, W],
-``intrinsics`` [S, 3, 3], ``extrinsics`` [S, 3, 4] and optionally ``normals`` [S, H, W, 3] and ``world_points``
-[S, H, W, 3]. Other keys pass through untouched.
+[S, H, W, 3] uint8 / [S, 3, H, W] float in [0, 1]), ``depth`` [S, H, W] (scene units, 0 where invalid), ``mask``
+[S, H, W], ``intrinsics`` [S, 3, 3] (pixels), ``extrinsics`` [S, 3, 4] (camera-from-world, OpenCV axes) and
+optionally ``normals`` [S, H, W, 3] and ``world_points`` [S, H, W, 3]. Other keys pass through untouched.
+
+Datasets, metrics and backbones all read this module; it imports numpy and torch only to convert.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from subspace_hub.errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
+REQUIRED_KEYS: tuple[str, ...] = ("scene_id", "images", "depth", "mask", "intrinsics", "extrinsics")
+"""The keys every record of a dataset holds."""
+OPTIONAL_KEYS: tuple[str, ...] = ("normals", "world_points")
+"""The keys a record may hold as well."""
+BATCH_KEYS: tuple[str, ...] = ("images", "depth", "intrinsics", "extrinsics")
+"""What :func:`sample_to_batch` needs: a missing ``mask`` is derived from ``depth > 0``, ``scene_id`` is optional."""
 FLOAT_KEYS = ("depth", "intrinsics", "extrinsics", "normals", "world_points", "landmarks")
 
 
 def images_to_tensor(images: Any) -> torch.Tensor:
     """S images -> float32 [S, 3, H, W] in [0, 1]."""
+    import numpy as np
+    import torch
+
     if isinstance(images, torch.Tensor):
         array = images
     elif isinstance(images, np.ndarray):
@@ -45,7 +56,10 @@ def images_to_tensor(images: Any) -> torch.Tensor:
 def sample_to_batch(sample: Mapping[str, Any], device: torch.device | str | None = None) -> dict[str, Any]:
     """A record -> tensors with a leading batch dimension of 1 (``images`` [1, S, 3, H, W], ``depth`` [1, S, H, W],
     ``mask`` bool [1, S, H, W], cameras [1, S, 3, 3|4], ...), on ``device``."""
-    missing = [k for k in ("images", "depth", "intrinsics", "extrinsics") if sample.get(k) is None]
+    import numpy as np
+    import torch
+
+    missing = [k for k in BATCH_KEYS if sample.get(k) is None]
     if missing:
         raise ConfigError(
             f"A sample in the interchange format needs {', '.join(missing)}; it has {', '.join(sorted(sample))}."

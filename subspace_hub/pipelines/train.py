@@ -4,13 +4,16 @@ own hooks (e.g. AdaLoRA's orthogonality regulariser and rank allocation)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from subspace_hub.errors import ConfigError
+from subspace_hub.plugins import get_adapter_spec
+from subspace_hub.provenance import record_of
 from subspace_hub.specs import BackboneSpec
 
 
@@ -21,7 +24,7 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _forever(batches: Iterable[Mapping[str, Any]]) -> Any:
+def _forever(batches: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
     """Iterate ``batches`` again and again (a DataLoader reshuffles and redraws views each pass)."""
     while True:
         empty = True
@@ -52,18 +55,15 @@ def fit(
     """Train the trainable parameters of ``model`` for ``steps`` steps over ``batches`` (cycled), e.g. a
     ``DataLoader`` of :class:`subspace_hub.data.ViewGroups`. The method attached with
     :func:`subspace_hub.attach_adapter` contributes its regulariser and after-step hook."""
-    from tqdm.auto import tqdm
-
-    from subspace_hub.adapters import ADAPTER_ATTR
-    from subspace_hub.plugins import get_adapter_spec
-
     if backbone.loss is None:
         raise ConfigError(f"Backbone {backbone.name!r} declares no loss, so it cannot be trained with fit().")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("No parameter of the model is trainable; attach an adapter first.")
-    state = getattr(model, "__dict__", {}).get(ADAPTER_ATTR)
-    method = get_adapter_spec(state.method) if state is not None else None
+    record = record_of(model)
+    method = get_adapter_spec(record.method) if record is not None and record.method is not None else None
+    regularizer = method.regularizer if method is not None else None
+    after_step = method.after_step if method is not None else None
     device = torch.device(device)
     model.to(device).train()
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -73,16 +73,14 @@ def fit(
     with tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
         for step in range(steps):
             batch = _to(next(source), device)
-            outputs = backbone.forward(model, batch) if backbone.forward is not None else model(batch["images"])
-            losses = backbone.loss(outputs, batch)
-            task = losses["loss"] if isinstance(losses, Mapping) else losses
-            total = task + method.regularizer(model) if method is not None and method.regularizer is not None else task
+            task = backbone.task_loss(backbone.run(model, batch), batch)
+            total = task + regularizer(model) if regularizer is not None else task
             total.backward()
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, clip)
             optimizer.step()
-            if method is not None and method.after_step is not None:
-                method.after_step(model, step)
+            if after_step is not None:
+                after_step(model, step)
             optimizer.zero_grad(set_to_none=True)
             result.losses.append(float(task.detach()))
             bar.set_postfix(loss=f"{result.losses[-1]:.4f}")

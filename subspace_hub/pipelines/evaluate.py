@@ -10,6 +10,8 @@ from typing import Any
 import torch
 
 from subspace_hub.errors import ConfigError, MetricInputError
+from subspace_hub.interchange import sample_to_batch
+from subspace_hub.metrics.aggregate import mean_over_samples
 from subspace_hub.specs import BackboneSpec, MetricSpec
 
 
@@ -28,11 +30,7 @@ class EvaluationReport:
             results = [scene["metrics"][spec.name] for scene in self.scenes if spec.name in scene["metrics"]]
             if not results:
                 continue
-            weights = [float(r.get("valid_pixels", 1.0)) for r in results]
-            keys = spec.outputs or (spec.name,)
-            out[spec.name] = {
-                k: sum(w * r[k] for w, r in zip(weights, results, strict=True)) / sum(weights) for k in keys
-            }
+            out[spec.name] = mean_over_samples(results, spec.outputs or (spec.name,))
         return out
 
     def rows(self) -> list[tuple[str, str, str, str]]:
@@ -79,7 +77,7 @@ def evaluate_backbone(
 
     Args:
         model: the backbone (adapted or merged), put in eval mode on ``device``.
-        backbone: its spec: ``forward`` (default ``model(images)``) and ``predict`` (default: the outputs).
+        backbone: its spec, whose :meth:`~BackboneSpec.run` and :meth:`~BackboneSpec.predictions` are used.
         samples: interchange records (see :func:`subspace_hub.data.sample_to_batch`).
         metrics: specs with ``inputs`` (how they read predictions and samples).
         options: per metric name, keyword arguments for its ``compute`` (e.g. ``{"depth": {"align": "median"}}``).
@@ -125,16 +123,13 @@ def _score_sample(
     autocast: bool,
 ) -> dict[str, Any]:
     """Predict one sample and score it with every metric: ``{"scene_id": ..., "metrics": {name: {output: value}}}``."""
-    from subspace_hub.data.interchange import sample_to_batch
-
     batch = sample_to_batch(sample, device)
     with (
         torch.no_grad(),
         torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast and torch.device(device).type == "cuda"),
     ):
-        outputs = backbone.forward(model, batch) if backbone.forward is not None else model(batch["images"])
-    predictions = backbone.predict(outputs, batch) if backbone.predict is not None else outputs
-    predictions, cpu_batch = _cpu(predictions), _cpu(batch)
+        outputs = backbone.run(model, batch)
+    predictions, cpu_batch = _cpu(backbone.predictions(outputs, batch)), _cpu(batch)
     scene: dict[str, Any] = {"scene_id": sample.get("scene_id", str(index)), "metrics": {}}
     for spec in metrics:
         try:

@@ -22,15 +22,25 @@ from typing import Any
 import torch
 import yaml
 
+import subspace_hub
+from subspace_hub.adapters.subspace import SubspaceAdapter
+from subspace_hub.configuration import to_dict
+from subspace_hub.data.export import GenerationSpec, generate
+from subspace_hub.data.views import ViewGroups
 from subspace_hub.errors import ConfigError
+from subspace_hub.pipelines.evaluate import evaluate_backbone
+from subspace_hub.pipelines.train import fit
+from subspace_hub.plugins import get_backbone_spec, get_metric
+from subspace_hub.publishing.publish import push
+from subspace_hub.subspaces import extract_bundle
+from subspace_hub.subspaces.report import write_report
+from subspace_hub.tables import format_table
 
 SIZE = (56, 84)  # 4 x 6 patches of 14 pixels
 
 
 def _loader(folder: Path, config: str, split: str, views: int, seed: int = 0):
     import datasets
-
-    from subspace_hub.data import ViewGroups
 
     rows = datasets.load_dataset(str(folder), config, split=split)
     return torch.utils.data.DataLoader(
@@ -42,7 +52,6 @@ def _loader(folder: Path, config: str, split: str, views: int, seed: int = 0):
 
 
 def _backbone(base: Path) -> Any:
-    import subspace_hub
 
     return subspace_hub.load_backbone("vggt", pretrained=base)
 
@@ -59,13 +68,6 @@ def run(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the pipeline into ``out`` and return its figures (also written to ``out/summary.json``)."""
-    import subspace_hub
-    from subspace_hub.data.export import GenerationSpec, generate
-    from subspace_hub.metrics.runner import evaluate_backbone
-    from subspace_hub.plugins import get_backbone_spec, get_metric
-    from subspace_hub.subspaces import extract_bundle
-    from subspace_hub.subspaces.report import write_report
-    from subspace_hub.train import fit
 
     if "vggt" not in subspace_hub.list_components("backbone"):
         raise ConfigError(
@@ -87,14 +89,15 @@ def run(
         "texture_size": 64,
         "texture_pool": 8,
     }
-    folders = {}
+    folders, recipes = {}, {}
     for family, count, family_seed in (
         ("texture", loras, seed),
         ("geometry", loras, seed + 1),
         ("lighting", 1, seed + 2),
     ):
+        recipes[family] = GenerationSpec(family, datasets=count, seed=family_seed, test_fraction=0.34, **common)
         folders[family] = generate(
-            GenerationSpec(family, datasets=count, seed=family_seed, test_fraction=0.34, **common),
+            recipes[family],
             out / "data" / family,
             workers=1,
             progress=progress,
@@ -163,8 +166,6 @@ def run(
     summary["fine_tuning"] = scores
 
     log("6/6 publishing the bundle with its registry entry and card")
-    from subspace_hub import SubspaceAdapter
-    from subspace_hub.hub.publish import push
 
     registry = out / "registry"
     (registry / "registry").mkdir(parents=True, exist_ok=True)
@@ -177,7 +178,7 @@ def run(
         "backbone": {"name": "vggt", "config": "vggt-tiny"},
         "attributes": {
             a: {
-                "dataset": {"family": a, "datasets": loras, "scenes": scenes, "views": views, "resolution": SIZE[0]},
+                "dataset": to_dict(recipes[a]),
                 "lora": {"count": loras, "rank": 4, "targets": ["aggregator"], "steps": steps, "lr": 3e-3},
             }
             for a in ("texture", "geometry")
@@ -192,14 +193,14 @@ def run(
     )
     pushed = push("quickstart-texture-geometry", registry=registry / "registry")
     pulled = SubspaceAdapter.from_pretrained(pushed.repo_id, revision=pushed.tag)
-    assert pulled.bundle.dims() == bundle.dims(), "the pulled bundle differs from the pushed one"
+    if pulled.bundle.dims() != bundle.dims():
+        raise ConfigError(f"The bundle pulled back from {pushed.describe()} differs from the one pushed.")
     summary["published"] = pushed.describe()
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    from subspace_hub.cli._output import format_table
 
     rows = []
     for name, scores in summary["fine_tuning"].items():

@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 
 from subspace_hub.errors import ConfigError
-from subspace_hub.hub.client import Pushed, download, push_folder
-from subspace_hub.hub.registry import REGISTRY_DIR, check_bundle, load_entry
+from subspace_hub.hub.client import HubClient, Pushed, default_client
+from subspace_hub.publishing.entries import REGISTRY_DIR, check_bundle, load_entry
 
 
 def stage(
@@ -25,7 +25,7 @@ def stage(
 ) -> Path:
     """Write the repo contents of entry ``name`` into ``out``: the bundle files, README.md (the card),
     ``figures/`` and the entry itself (``registry.yaml``). Raises :class:`ConfigError` on any mismatch."""
-    from subspace_hub.hub.cards import render_card
+    from subspace_hub.publishing.cards import render_card
     from subspace_hub.subspaces import SubspaceBundle
     from subspace_hub.subspaces.report import write_report
 
@@ -49,9 +49,8 @@ def stage(
         if item.is_file() and item.name != "README.md":
             shutil.copy2(item, out / item.name)
     report = write_report(built, out / "figures", progress=False)
-    figures = sorted(
-        f"figures/{f}" for f in report.get("files", []) if str(f).endswith(".png")
-    )  # paths relative to figures/
+    # write_report lists its files relative to figures/; the card links them from the repo root
+    figures = sorted(f"figures/{f}" for f in report.get("files", []) if str(f).endswith(".png"))
     (out / "README.md").write_text(render_card(entry, built, card_path.read_text(), figures))
     registry_file = Path(registry) / f"{name}.yaml"
     shutil.copy2(registry_file, out / "registry.yaml")
@@ -65,13 +64,15 @@ def push(
     registry: str | os.PathLike[str] = REGISTRY_DIR,
     bundle: str | os.PathLike[str] | None = None,
     repo_id: str | None = None,
+    client: HubClient | None = None,
 ) -> Pushed:
-    """Publish entry ``name`` as ``repo_id`` (default: the entry's) tagged ``v<version>`` (default: the entry's)."""
+    """Publish entry ``name`` as ``repo_id`` (default: the entry's) tagged ``v<version>`` (default: the entry's),
+    through ``client`` (default: :func:`subspace_hub.hub.default_client`)."""
     entry, _ = load_entry(name, registry)
     version = version or entry.version
     with tempfile.TemporaryDirectory(prefix=f"subspace-hub-push-{name}-") as scratch:
         folder = stage(name, registry=registry, bundle=bundle, out=scratch)
-        return push_folder(
+        return (client or default_client()).push_folder(
             folder,
             repo_id or entry.repo_id,
             tag=f"v{version.removeprefix('v')}",
@@ -80,7 +81,12 @@ def push(
 
 
 def pull(
-    repo_id: str, *, revision: str | None = None, repo_type: str = "model", out: str | os.PathLike[str] | None = None
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    repo_type: str = "model",
+    out: str | os.PathLike[str] | None = None,
+    client: HubClient | None = None,
 ) -> Path:
     """Download a repo (default: into the huggingface_hub cache); returns the folder."""
-    return download(repo_id, revision, repo_type=repo_type, local_dir=out)
+    return (client or default_client()).download(repo_id, revision, repo_type=repo_type, local_dir=out)

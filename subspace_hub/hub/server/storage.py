@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -34,16 +35,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from subspace_hub.errors import SubspaceHubError
+from subspace_hub.errors import InvalidRepoIdError, SubspaceHubError
+from subspace_hub.fileio import atomic_write
+from subspace_hub.hub.repo_id import parse_repo_id
 
 REPO_TYPES = ("model", "dataset", "space")
-_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _CHUNK = 1 << 20
 
 
-class HubError(SubspaceHubError):
-    """A request the registry refuses; ``status`` and ``code`` become the HTTP answer."""
+class ApiError(SubspaceHubError):
+    """A request the registry server refuses; ``status`` and ``code`` become the HTTP answer (never raised to a
+    client: :mod:`subspace_hub.hub.client` turns HTTP errors into :class:`subspace_hub.errors.HubError`)."""
 
     status = 400
     code: str | None = None
@@ -56,48 +59,43 @@ class HubError(SubspaceHubError):
             self.code = code
 
 
-class RepoNotFound(HubError):
+class RepoNotFound(ApiError):
     status, code = 404, "RepoNotFound"
 
 
-class RevisionNotFound(HubError):
+class RevisionNotFound(ApiError):
     status, code = 404, "RevisionNotFound"
 
 
-class EntryNotFound(HubError):
+class EntryNotFound(ApiError):
     status, code = 404, "EntryNotFound"
 
 
-class Conflict(HubError):
+class Conflict(ApiError):
     status = 409
 
 
-class CorruptBlob(HubError):
+class CorruptBlob(ApiError):
     status = 500
 
 
 def validate_repo_id(repo_id: str) -> tuple[str, str]:
-    """``namespace/name`` -> (namespace, name); each part 1-96 of letters, digits, ``.``, ``_``, ``-``, starting and
-    ending with a letter or digit, without ``..``."""
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_PART.fullmatch(p) and ".." not in p for p in parts):
-        raise HubError(
-            f"Invalid repo id {repo_id!r}: use namespace/name with letters, digits, '.', '_' and '-'.",
-            400,
-            "InvalidRepoId",
-        )
-    return parts[0], parts[1]
+    """``namespace/name`` -> (namespace, name) by :func:`subspace_hub.hub.repo_id.parse_repo_id`; a refusal is a 400."""
+    try:
+        return parse_repo_id(repo_id)
+    except InvalidRepoIdError as exc:
+        raise ApiError(str(exc), 400, "InvalidRepoId") from None
 
 
 def validate_path(path: str) -> str:
     """A file path inside a repo: relative, ``/``-separated, no ``..``, ``.`` or empty segments, no ``.git``."""
     if not path or len(path) > 1000 or path.startswith("/") or "\\" in path or "\x00" in path:
-        raise HubError(
+        raise ApiError(
             f"Invalid path {path!r}: paths are relative, '/'-separated and at most 1000 characters.", 400, "InvalidPath"
         )
     segments = path.split("/")
     if any(s in ("", ".", "..") for s in segments) or ".git" in segments:
-        raise HubError(f"Invalid path {path!r}: no empty, '.', '..' or '.git' segments.", 400, "InvalidPath")
+        raise ApiError(f"Invalid path {path!r}: no empty, '.', '..' or '.git' segments.", 400, "InvalidPath")
     return path
 
 
@@ -110,7 +108,7 @@ def validate_ref_name(name: str) -> str:
         or any(c in name for c in " ~^:?*[\\\x00")
         or name.endswith((".", "/", ".lock"))
     ):
-        raise HubError(f"Invalid branch or tag name {name!r}.", 400, "InvalidRef")
+        raise ApiError(f"Invalid branch or tag name {name!r}.", 400, "InvalidRef")
     return name
 
 
@@ -189,7 +187,7 @@ class BlobStore:
         """Store bytes from a file-like ``stream`` (``size`` bytes) or an iterable of chunks; returns (sha256, size).
 
         Raises:
-            HubError: the content does not hash to ``expected_sha256``, is shorter than ``size`` or larger than
+            ApiError: the content does not hash to ``expected_sha256``, is shorter than ``size`` or larger than
                 ``max_size``. Nothing is stored then.
         """
         sha256 = hashlib.sha256()
@@ -202,7 +200,7 @@ class BlobStore:
                 for chunk in _chunks(stream, size):
                     written += len(chunk)
                     if max_size is not None and written > max_size:
-                        raise HubError(f"Upload larger than the limit of {max_size} bytes.", 413, "TooLarge")
+                        raise ApiError(f"Upload larger than the limit of {max_size} bytes.", 413, "TooLarge")
                     sha256.update(chunk)
                     if sha1 is not None:
                         sha1.update(chunk)
@@ -210,10 +208,10 @@ class BlobStore:
                 out.flush()
                 os.fsync(out.fileno())
             if size is not None and written != size:
-                raise HubError(f"Upload ended after {written} of {size} bytes.", 400, "Truncated")
+                raise ApiError(f"Upload ended after {written} of {size} bytes.", 400, "Truncated")
             digest = sha256.hexdigest()
             if expected_sha256 is not None and digest != expected_sha256:
-                raise HubError(f"Upload hashes to {digest}, not {expected_sha256}.", 400, "HashMismatch")
+                raise ApiError(f"Upload hashes to {digest}, not {expected_sha256}.", 400, "HashMismatch")
             final = self.path(digest)
             final.parent.mkdir(parents=True, exist_ok=True)
             if not final.is_file():
@@ -292,7 +290,7 @@ class RepoStore:
 
     def repo_dir(self, repo_type: str, repo_id: str) -> Path:
         if repo_type not in REPO_TYPES:
-            raise HubError(f"Unknown repo type {repo_type!r}; use model, dataset or space.", 400)
+            raise ApiError(f"Unknown repo type {repo_type!r}; use model, dataset or space.", 400)
         namespace, name = validate_repo_id(repo_id)
         return self.root / "repos" / repo_type / namespace / name
 
@@ -332,8 +330,6 @@ class RepoStore:
             return commit.id
 
     def delete_repo(self, repo_type: str, repo_id: str) -> None:
-        import shutil
-
         directory = self._require(repo_type, repo_id)
         with self.locked(directory):
             graveyard = self.root / "tmp" / f"deleted-{uuid.uuid4().hex}"
@@ -453,7 +449,7 @@ class RepoStore:
                 raise RevisionNotFound(f"No branch {branch!r} in {repo_id}.")
             head = refs["branches"][branch]
             if parent is not None and not head.startswith(parent):
-                raise HubError(
+                raise ApiError(
                     f"The branch {branch} moved: its head is {head}, the commit was based on {parent}. Pull and retry.",
                     412,
                     "ParentMismatch",
@@ -491,7 +487,7 @@ class RepoStore:
                 if name not in table:
                     raise RevisionNotFound(f"No {kind} {name!r} in {repo_id}.")
                 if kind == "branch" and name == "main":
-                    raise HubError("The main branch cannot be deleted.", 403)
+                    raise ApiError("The main branch cannot be deleted.", 403)
                 del table[name]
             else:
                 commit_id = self.resolve(repo_type, repo_id, target)
@@ -503,9 +499,4 @@ class RepoStore:
 
 def _atomic_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(temporary, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=1)))

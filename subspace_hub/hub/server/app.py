@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from subspace_hub.hub.auth import TokenBook, User
-from subspace_hub.hub.storage import (
+from subspace_hub.hub.server.auth import TokenBook, User
+from subspace_hub.hub.server.storage import (
     REPO_TYPES,
+    ApiError,
     Conflict,
     EntryNotFound,
-    HubError,
     Operation,
     RepoStore,
     validate_path,
@@ -177,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self, limit: int) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         if length > limit:
-            raise HubError(f"Request body of {length} bytes exceeds the limit of {limit}.", 413, "TooLarge")
+            raise ApiError(f"Request body of {length} bytes exceeds the limit of {limit}.", 413, "TooLarge")
         self._body_read = True
         return self.rfile.read(length) if length else b""
 
@@ -186,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             return json.loads(raw or b"{}")
         except json.JSONDecodeError as exc:
-            raise HubError(f"Request body is not JSON: {exc}", 400) from None
+            raise ApiError(f"Request body is not JSON: {exc}", 400) from None
 
     def _send(
         self,
@@ -209,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(data).encode(), headers)
 
-    def _error(self, error: HubError, headers: dict[str, str] | None = None) -> None:
+    def _error(self, error: ApiError, headers: dict[str, str] | None = None) -> None:
         extra = dict(headers or {})
         if error.code:
             extra["X-Error-Code"] = error.code
@@ -220,13 +220,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._start()
         try:
             self._route()
-        except HubError as error:
+        except ApiError as error:
             self._error(error, getattr(error, "headers", None))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as error:
             log.exception("internal error")
-            self._error(HubError(f"Internal error: {type(error).__name__}: {error}", 500))
+            self._error(ApiError(f"Internal error: {type(error).__name__}: {error}", 500))
         finally:
             try:
                 self._finish()
@@ -242,16 +242,16 @@ class _Handler(BaseHTTPRequestHandler):
         token = header[7:].strip() if header.lower().startswith("bearer ") else None
         user = self.registry.tokens.user(token)
         if token and user is None:
-            raise HubError("Invalid user token.", 401, "InvalidToken")
+            raise ApiError("Invalid user token.", 401, "InvalidToken")
         self._user = user
         return user
 
     def _require_write(self, namespace: str) -> User:
         user = self._authenticate()
         if user is None:
-            raise HubError("Writing needs a token (Authorization: Bearer ...).", 401, "Unauthorized")
+            raise ApiError("Writing needs a token (Authorization: Bearer ...).", 401, "Unauthorized")
         if not user.can_write(namespace):
-            raise HubError(f"User {user.name!r} may not write to namespace {namespace!r}.", 403, "Forbidden")
+            raise ApiError(f"User {user.name!r} may not write to namespace {namespace!r}.", 403, "Forbidden")
         return user
 
     def _require_read(self, repo_type: str, repo_id: str) -> None:
@@ -262,9 +262,9 @@ class _Handler(BaseHTTPRequestHandler):
         ).get("private")
         if user is None and (private or not self.registry.anonymous_read):
             # Like the Hub: a repo one cannot see does not exist.
-            raise HubError(f"Repository {repo_id} not found (or it needs a token).", 401, "RepoNotFound")
+            raise ApiError(f"Repository {repo_id} not found (or it needs a token).", 401, "RepoNotFound")
         if user is not None and private and not user.can_read(namespace):
-            raise HubError(f"Repository {repo_id} not found.", 404, "RepoNotFound")
+            raise ApiError(f"Repository {repo_id} not found.", 404, "RepoNotFound")
 
     # -- routing ----------------------------------------------------------------------------------------------------
 
@@ -288,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) >= 5 and parts[2] == "resolve" and method in ("GET", "HEAD"):
             repo_id = f"{unquote(parts[0])}/{unquote(parts[1])}"
             return self._resolve(repo_type, repo_id, unquote(parts[3]), "/".join(unquote(p) for p in parts[4:]))
-        raise HubError(f"No route for {method} {self.path}.", 404)
+        raise ApiError(f"No route for {method} {self.path}.", 404)
 
     def _route_api(self, parts: list[str], method: str) -> None:
         if parts == ["whoami-v2"] and method == "GET":
@@ -325,14 +325,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._paths_info(repo_type, repo_id, argument or "main")
             if action == "commits" and method == "GET":
                 return self._commits(repo_type, repo_id, argument or "main")
-        raise HubError(f"No route for {method} {self.path}.", 404)
+        raise ApiError(f"No route for {method} {self.path}.", 404)
 
     # -- account and repos ------------------------------------------------------------------------------------------
 
     def _whoami(self) -> None:
         user = self._authenticate()
         if user is None:
-            raise HubError("Invalid user token.", 401, "Unauthorized")
+            raise ApiError("Invalid user token.", 401, "Unauthorized")
         role = "write" if user.write else "read"
         self._json(
             {
@@ -344,9 +344,13 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
 
-    def _repo_url(self, repo_type: str, repo_id: str) -> str:
+    def _base_url(self) -> str:
+        """``http://host:port`` as the client addressed us (its Host header), for URLs we hand back."""
         host = self.headers.get("Host") or "{}:{}".format(*self.registry.httpd.server_address[:2])
-        return f"http://{host}/{_PREFIX[repo_type]}{repo_id}"
+        return f"http://{host}"
+
+    def _repo_url(self, repo_type: str, repo_id: str) -> str:
+        return f"{self._base_url()}/{_PREFIX[repo_type]}{repo_id}"
 
     def _create_repo(self) -> None:
         body = self._json_body()
@@ -467,7 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
         store = self.registry.store
         try:
             files = store.commit(repo_type, repo_id, store.resolve(repo_type, repo_id, revision)).files
-        except HubError:
+        except ApiError:
             files = {}
         answers = []
         for item in body.get("files", []):
@@ -486,7 +490,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._require_write(repo_id.split("/")[0])
         else:
             self._require_read(repo_type, repo_id)
-        host = self.headers.get("Host") or "{}:{}".format(*self.registry.httpd.server_address[:2])
+        base_url = self._base_url()
         objects = []
         for obj in body.get("objects", []):
             oid, size = str(obj.get("oid", "")), int(obj.get("size", 0))
@@ -503,7 +507,7 @@ class _Handler(BaseHTTPRequestHandler):
                 signature = self.registry.sign(oid, size, expires)
                 entry["actions"] = {
                     "upload": {
-                        "href": f"http://{host}/lfs-upload/{oid}?size={size}&expires={expires}&sig={signature}",
+                        "href": f"{base_url}/lfs-upload/{oid}?size={size}&expires={expires}&sig={signature}",
                         "header": {},
                         "expires_in": 3600,
                     }
@@ -526,12 +530,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._query["sig"][0],
             )
         except (KeyError, ValueError, IndexError):
-            raise HubError("Upload URL lacks its signature.", 403, "Forbidden") from None
+            raise ApiError("Upload URL lacks its signature.", 403, "Forbidden") from None
         if expires < time.time() or not hmac.compare_digest(signature, self.registry.sign(oid, size, expires)):
-            raise HubError("Upload URL signature is invalid or expired.", 403, "Forbidden")
+            raise ApiError("Upload URL signature is invalid or expired.", 403, "Forbidden")
         length = int(self.headers.get("Content-Length") or -1)
         if length != size:
-            raise HubError(f"Upload of {oid} must be {size} bytes, the request carries {length}.", 400)
+            raise ApiError(f"Upload of {oid} must be {size} bytes, the request carries {length}.", 400)
         self._body_read = True  # the store reads it
         self.registry.store.blobs.write(self.rfile, size, expected_sha256=oid, max_size=self.registry.max_file_size)
         self._json({})
@@ -539,7 +543,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _commit(self, repo_type: str, repo_id: str, revision: str) -> None:
         user = self._require_write(repo_id.split("/")[0])
         if self._query.get("create_pr", ["0"])[0] not in ("0", "false", "False", ""):
-            raise HubError("Pull requests are not supported by this registry; commit to a branch.", 400)
+            raise ApiError("Pull requests are not supported by this registry; commit to a branch.", 400)
         raw = self._body(self.registry.max_commit_size)
         header: dict[str, Any] = {}
         operations: list[Operation] = []
@@ -558,7 +562,7 @@ class _Handler(BaseHTTPRequestHandler):
                     else value["content"].encode()
                 )
                 if len(data) > self.registry.max_file_size:
-                    raise HubError(f"{value['path']} exceeds the size limit.", 413, "TooLarge")
+                    raise ApiError(f"{value['path']} exceeds the size limit.", 413, "TooLarge")
                 digest, _ = blobs.put_bytes(data)
                 operations.append(Operation("add", validate_path(value["path"]), digest, False))
             elif key == "lfsFile":
@@ -568,10 +572,10 @@ class _Handler(BaseHTTPRequestHandler):
             elif key == "deletedFolder":
                 operations.append(Operation("delete_folder", value["path"]))
             else:
-                raise HubError(f"Unsupported commit operation {key!r}.", 400)
+                raise ApiError(f"Unsupported commit operation {key!r}.", 400)
         parent = header.get("parentCommit")
         if parent is not None and not re.fullmatch(r"[0-9a-fA-F]{5,40}", parent):
-            raise HubError(f"Invalid parentCommit {parent!r}.", 400)
+            raise ApiError(f"Invalid parentCommit {parent!r}.", 400)
         commit = self.registry.store.create_commit(
             repo_type,
             repo_id,
@@ -632,8 +636,9 @@ class _Handler(BaseHTTPRequestHandler):
         if start + limit < len(entries):
             query = {k: v[0] for k, v in self._query.items()}
             query["cursor"] = str(start + limit)
-            host = self.headers.get("Host") or "{}:{}".format(*self.registry.httpd.server_address[:2])
-            url = f"http://{host}{urlsplit(self.path).path}?" + "&".join(f"{k}={quote(v)}" for k, v in query.items())
+            url = f"{self._base_url()}{urlsplit(self.path).path}?" + "&".join(
+                f"{k}={quote(v)}" for k, v in query.items()
+            )
             headers["Link"] = f'<{url}>; rel="next"'
         self._json(page, headers=headers)
 
@@ -698,7 +703,7 @@ class _Handler(BaseHTTPRequestHandler):
         if range_header and entry.size:
             match = re.fullmatch(r"bytes=(\d*)-(\d*)", range_header.strip())
             if not match or (not match[1] and not match[2]):
-                raise HubError(f"Unsupported Range {range_header!r}.", 416)
+                raise ApiError(f"Unsupported Range {range_header!r}.", 416)
             if match[1]:
                 start = int(match[1])
                 end = min(int(match[2]), entry.size - 1) if match[2] else entry.size - 1

@@ -1,0 +1,77 @@
+"""Finding samples: a registered dataset, a folder written by ``datasets`` or a Hub dataset repo."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from subspace_hub.errors import ConfigError
+from subspace_hub.hub import is_repo_id, load_dataset
+from subspace_hub.interchange import REQUIRED_KEYS
+from subspace_hub.plugins import get_host
+
+
+def pick_split(loaded: Any, split: str | None = None, *, source: str = "the dataset", first: bool = False) -> Any:
+    """One split of what a loader returned: a ``DatasetDict``-like mapping of splits, or already samples.
+
+    Args:
+        loaded: A mapping of split name -> samples, or the samples themselves (returned as they are).
+        split: The split to take; ``None`` takes the only one (or, with ``first``, the first one).
+        source: How error messages name the data.
+        first: Take the first split when several exist and none is named, instead of failing.
+
+    Raises:
+        ConfigError: ``split`` does not exist, or several exist and none was chosen.
+    """
+    is_split_mapping = hasattr(loaded, "keys") and not hasattr(loaded, "features")
+    if isinstance(loaded, Mapping) and any(key in loaded for key in REQUIRED_KEYS):
+        is_split_mapping = False  # one sample given as a dict, not a mapping of splits
+    if not is_split_mapping:
+        return loaded
+    splits = list(loaded.keys())
+    if split is None:
+        if len(splits) != 1 and not first:
+            raise ConfigError(f"{source} has splits {splits}; choose one with split=.")
+        split = splits[0]
+    if split not in splits:
+        raise ConfigError(f"{source} has no split {split!r}; it has {splits}.")
+    return loaded[split]
+
+
+def load_synthetic(path: str, config: str | None = None, split: str | None = None, **options: Any) -> Any:
+    """``datasets.load_dataset(path, config, split=split)`` on a folder made by ``subspace-hub data generate`` (or
+    its Hub repo); the first config when ``config`` is not given. The ``synthetic`` dataset's loader."""
+    import datasets
+
+    if config is None and Path(path).is_dir():
+        from subspace_hub.data.export import configs_of  # numpy and the scene code: only when needed
+
+        config = configs_of(path)[0]
+    return datasets.load_dataset(path, config, split=split, **options)
+
+
+def load_samples(
+    source: str, split: str | None = None, config: str | None = None, **options: Any
+) -> Iterable[Mapping[str, Any]]:
+    """Samples of ``source``: a registered dataset name (its ``load(**options)``), a folder saved with
+    ``datasets`` (``save_to_disk``) or holding data files (``config``: one of its configs), or a dataset repo
+    ``org/name`` on the configured Hub endpoint (see :mod:`subspace_hub.hub`)."""
+    host = get_host()
+    if source in host.components("dataset"):
+        return pick_split(host.get("dataset", source).load(**options), split, source=f"dataset {source!r}")
+    path = Path(source).expanduser()
+    if path.is_dir():
+        import datasets
+
+        if (
+            (path / "dataset_dict.json").is_file()
+            or (path / "dataset_info.json").is_file()
+            or (path / "state.json").is_file()
+        ):
+            return pick_split(datasets.load_from_disk(str(path)), split, source=str(path))
+        return pick_split(datasets.load_dataset(str(path), config, **options), split, source=str(path))
+    if is_repo_id(source):
+        return pick_split(load_dataset(source, config, **options), split, source=source)
+    known = ", ".join(host.components("dataset")) or "none registered"
+    raise ConfigError(f"No dataset {source!r}: not a registered dataset ({known}), a folder, or a Hub repo id.")

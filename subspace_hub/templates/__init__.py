@@ -1,0 +1,9 @@
+"""Jinja templates of the cards subspace-hub writes (rendered with huggingface_hub's ``RepoCard.from_template``)."""
+
+from pathlib import Path
+
+TEMPLATES = Path(__file__).parent
+MODEL_CARD = TEMPLATES / "subspace_model_card.md"
+"""The model card of a published subspace bundle."""
+DATASET_CARD = TEMPLATES / "synthetic_dataset_card.md"
+"""The dataset card of a generated synthetic attribute family."""
