@@ -206,3 +206,17 @@ def test_the_gpu_pipeline_writes_the_same_bytes(generated, tmp_path):
     parquet = sorted(str(p.relative_to(root)) for p in root.rglob("*.parquet"))
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet")) == parquet
     assert all(filecmp.cmp(root / f, out / f, shallow=False) for f in parquet)
+
+
+def test_two_folders_of_one_name_load_their_own_data(generated, tmp_path):
+    """`datasets` caches a local folder by its name and card configs; the recipe fingerprint in each config keeps
+    a folder of the same name but another recipe from reading the first one's cached arrow files."""
+    import datasets
+
+    spec, root = generated
+    other = GenerationSpec("lighting", datasets=1, seed=5, **{**SMALL, "scenes": 4})
+    generate(other, tmp_path / "lighting", workers=1, progress=False)
+    first = datasets.load_dataset(str(root), "lighting-000", split="train")
+    second = datasets.load_dataset(str(tmp_path / "lighting"), "lighting-000", split="train")
+    assert (len(first), len(second)) == (1, 2)  # 3 and 4 scenes, of which 2 are held out for testing
+    assert first.with_format("numpy")[0]["seeds"] != second.with_format("numpy")[0]["seeds"]

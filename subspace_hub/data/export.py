@@ -20,6 +20,7 @@ the order, the number of workers or interruptions.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -107,6 +108,11 @@ class GenerationSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": 1, "library": "subspace-hub", "library_version": __version__, **asdict(self)}
+
+    def fingerprint(self) -> str:
+        """16 hex digits of the sha256 of :meth:`to_dict`: the data is a function of the recipe, so equal
+        fingerprints mean equal bytes."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -364,6 +370,9 @@ def write_card(spec: GenerationSpec, root: Path) -> Path:
             {
                 "config_name": d.name,
                 "data_files": [{"split": split, "path": f"{d.name}/{split}-*.parquet"} for split in spec.splits()],
+                # `datasets` caches a local folder by its name and these config entries only, so two folders of the
+                # same name would share (stale) arrow caches; the recipe's fingerprint here tells them apart.
+                "description": f"{spec.family} dataset {d.name}, recipe {spec.fingerprint()}",
             }
             for d in recipes
         ],
