@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from subspace_hub.errors import ConfigError
 
 T = TypeVar("T")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, what: str | None = None) -> T:
@@ -116,6 +118,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return value
         return from_dict(hint, value, what=where)
     if hint is float:
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 (PyYAML) reads 1e-5, without a dot, as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {type(value).__name__} {value!r}.")
         return float(value)
@@ -155,6 +159,8 @@ def apply_overrides(config: Mapping[str, Any], overrides: typing.Iterable[str]) 
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"Cannot read the value of override {item!r}: {exc}") from exc
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         node = result
         *parents, leaf = key.split(".")
         for i, part in enumerate(parents):

@@ -232,10 +232,26 @@ class AdapterSpec:
     """``example_options(model) -> options`` that make ``attach`` work on any backbone in a smoke test (e.g. a
     small random subspace bundle); used by :func:`subspace_hub.testing.check_adapter`."""
 
+    training_state: Callable[[Any], Mapping[str, Any]] | None = None
+    """``training_state(model) -> {name: tensor}``: what the method keeps during training besides parameters and
+    optimizer (e.g. AdaLoRA's importance scores), so a checkpointed run resumes exactly."""
+
+    load_training_state: Callable[[Any, Mapping[str, Any]], None] | None = None
+    """``load_training_state(model, state)``: the inverse of :attr:`training_state`."""
+
     def __post_init__(self) -> None:
         validate_slug(self.name, "AdapterSpec.name")
         _require_callable("AdapterSpec", "attach", self.attach)
-        for fname in ("save", "load", "merge", "regularizer", "after_step", "example_options"):
+        for fname in (
+            "save",
+            "load",
+            "merge",
+            "regularizer",
+            "after_step",
+            "example_options",
+            "training_state",
+            "load_training_state",
+        ):
             _require_callable("AdapterSpec", fname, getattr(self, fname), optional=True)
 
 

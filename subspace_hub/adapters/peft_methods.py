@@ -348,6 +348,35 @@ def adalora_regularizer(model: nn.Module) -> torch.Tensor:
     return config.orth_reg_weight * torch.stack(terms).mean()
 
 
+def adalora_training_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The rank allocator's importance averages and, after the final allocation, the rank pattern: what AdaLoRA
+    keeps outside its parameters (names prefixed ``ipt.``, ``exp_avg_ipt.``, ``exp_avg_unc.``, ``rank_pattern.``)."""
+    allocator = model.base_model.rankallocator
+    state = {}
+    for field_name in ("ipt", "exp_avg_ipt", "exp_avg_unc"):
+        for name, value in getattr(allocator, field_name).items():
+            state[f"{field_name}.{name}"] = value
+    for name, mask in (model.peft_config["default"].rank_pattern or {}).items():
+        state[f"rank_pattern.{name}"] = torch.as_tensor(mask, dtype=torch.bool)
+    return state
+
+
+def adalora_load_training_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Restore what :func:`adalora_training_state` returned."""
+    allocator = model.base_model.rankallocator
+    device = next(model.parameters()).device
+    allocator.reset_ipt()
+    rank_pattern = {}
+    for key, value in state.items():
+        field_name, _, name = key.partition(".")
+        if field_name == "rank_pattern":
+            rank_pattern[name] = value.tolist()
+        else:
+            getattr(allocator, field_name)[name] = value.to(device)
+    if rank_pattern:
+        model.peft_config["default"].rank_pattern = rank_pattern
+
+
 def adalora_after_step(model: nn.Module, step: int) -> None:
     """AdaLoRA's rank allocation; call after ``optimizer.step()`` and before ``zero_grad()``."""
     model.base_model.update_and_allocate(step)

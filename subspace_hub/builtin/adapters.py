@@ -37,6 +37,8 @@ def register_adapters(register):
             description="AdaLoRA (adaptive rank budget) through PEFT",
             regularizer=peft_methods.adalora_regularizer,
             after_step=peft_methods.adalora_after_step,
+            training_state=peft_methods.adalora_training_state,
+            load_training_state=peft_methods.adalora_load_training_state,
             example_options=lambda model: {"total_step": 10, "rank": 2, "init_rank": 4},
             **peft_io,
         )

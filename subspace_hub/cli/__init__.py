@@ -20,6 +20,7 @@ from subspace_hub.cli.params import params
 from subspace_hub.cli.plugins import plugins
 from subspace_hub.cli.quickstart import quickstart
 from subspace_hub.cli.registry import registry
+from subspace_hub.cli.train import finetune, train
 from subspace_hub.errors import PluginWarning, SubspaceHubError
 
 DEBUG_ENV = "SUBSPACE_HUB_DEBUG"
@@ -34,7 +35,7 @@ def cli() -> None:
     """
 
 
-for _command in (plugins, quickstart, params, data, extract, analyze, evaluate, push, pull, registry):
+for _command in (plugins, quickstart, params, data, train, finetune, extract, analyze, evaluate, push, pull, registry):
     cli.add_command(_command)
 
 

@@ -52,26 +52,33 @@ def load_synthetic(path: str, config: str | None = None, split: str | None = Non
 
 
 def load_samples(
-    source: str, split: str | None = None, config: str | None = None, **options: Any
+    source: str, split: str | None = None, config: str | None = None, *, revision: str | None = None, **options: Any
 ) -> Iterable[Mapping[str, Any]]:
     """Samples of ``source``: a registered dataset name (its ``load(**options)``), a folder saved with
     ``datasets`` (``save_to_disk``) or holding data files (``config``: one of its configs), or a dataset repo
-    ``org/name`` on the configured Hub endpoint (see :mod:`subspace_hub.hub`)."""
+    ``org/name`` on the configured Hub endpoint (see :mod:`subspace_hub.hub`) at ``revision``.
+
+    Raises:
+        ConfigError: ``source`` is none of these, ``split`` is missing, or ``revision`` is given for a folder.
+    """
     host = get_host()
     if source in host.components("dataset"):
+        if revision is not None:
+            options["revision"] = revision
         return pick_split(host.get("dataset", source).load(**options), split, source=f"dataset {source!r}")
     path = Path(source).expanduser()
     if path.is_dir():
         import datasets
 
-        if (
-            (path / "dataset_dict.json").is_file()
-            or (path / "dataset_info.json").is_file()
-            or (path / "state.json").is_file()
-        ):
+        if revision is not None:
+            raise ConfigError(
+                f"A revision ({revision!r}) applies to Hub dataset repos, but {source} is a local folder."
+            )
+        saved = ("dataset_dict.json", "dataset_info.json", "state.json")
+        if any((path / name).is_file() for name in saved):
             return pick_split(datasets.load_from_disk(str(path)), split, source=str(path))
         return pick_split(datasets.load_dataset(str(path), config, **options), split, source=str(path))
     if is_repo_id(source):
-        return pick_split(load_dataset(source, config, **options), split, source=source)
+        return pick_split(load_dataset(source, config, revision=revision, **options), split, source=source)
     known = ", ".join(host.components("dataset")) or "none registered"
     raise ConfigError(f"No dataset {source!r}: not a registered dataset ({known}), a folder, or a Hub repo id.")

@@ -26,10 +26,10 @@ import subspace_hub
 from subspace_hub.adapters.subspace import SubspaceAdapter
 from subspace_hub.configuration import to_dict
 from subspace_hub.data.export import GenerationSpec, generate
-from subspace_hub.data.views import ViewGroups
 from subspace_hub.errors import ConfigError
+from subspace_hub.pipelines.config import DataConfig, OptimConfig, TrainConfig
 from subspace_hub.pipelines.evaluate import evaluate_backbone
-from subspace_hub.pipelines.train import fit
+from subspace_hub.pipelines.train import train
 from subspace_hub.plugins import get_backbone_spec, get_metric
 from subspace_hub.publishing.publish import push
 from subspace_hub.subspaces import extract_bundle
@@ -39,21 +39,42 @@ from subspace_hub.tables import format_table
 SIZE = (56, 84)  # 4 x 6 patches of 14 pixels
 
 
-def _loader(folder: Path, config: str, split: str, views: int, seed: int = 0):
-    import datasets
-
-    rows = datasets.load_dataset(str(folder), config, split=split)
-    return torch.utils.data.DataLoader(
-        ViewGroups(rows, views=views, seed=seed),
-        batch_size=1,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
 def _backbone(base: Path) -> Any:
-
     return subspace_hub.load_backbone("vggt", pretrained=base)
+
+
+def _train(
+    base: Path,
+    folder: Path,
+    config: str,
+    out: Path,
+    *,
+    method: str,
+    options: dict,
+    steps: int,
+    views: int,
+    seed: int,
+    progress: bool,
+) -> Any:
+    """One run of the training engine on one dataset config (no checkpoints between, no evaluation)."""
+    recipe = TrainConfig(
+        backbone="vggt",
+        pretrained=str(base),
+        method=method,
+        method_options=options,
+        data=DataConfig(
+            source=str(folder), config=config, min_views=views, max_views=views, max_images=views, test_split=None
+        ),
+        steps=steps,
+        seed=seed,
+        optim=OptimConfig(lr=3e-3, warmup=0.0),
+        checkpoint_every=steps,
+        keep_checkpoints=1,
+        tensorboard=False,
+    )
+    if (out / "adapter").is_dir():
+        return None
+    return train(recipe, out, resume=(out / "config.yaml").is_file(), progress=progress)
 
 
 def run(
@@ -112,24 +133,26 @@ def run(
     for attribute in ("texture", "geometry"):
         ensembles[attribute] = []
         for index in range(loras):
-            path = out / "loras" / attribute / f"lora-{index}"
-            if not (path / "adapter_model.safetensors").is_file():
-                torch.manual_seed(seed + index)
-                model = subspace_hub.attach_adapter(_backbone(base), "lora", rank=4, targets="aggregator")
-                result = fit(
-                    model,
-                    spec,
-                    _loader(folders[attribute], f"{attribute}-{index:03d}", "train", views, seed + index),
-                    steps=steps,
-                    lr=3e-3,
-                    progress=progress,
-                    desc=f"{attribute} lora {index}",
-                )
-                model.save_pretrained(str(path))
+            run_folder = out / "loras" / attribute / f"lora-{index}"
+            # distinct seeds across attributes too: LoRAs that share their A initialisation overlap by construction
+            member_seed = seed + 1000 * (1 + ("texture", "geometry").index(attribute)) + index
+            result = _train(
+                base,
+                folders[attribute],
+                f"{attribute}-{index:03d}",
+                run_folder,
+                method="lora",
+                options={"rank": 4, "targets": "aggregator"},
+                steps=steps,
+                views=views,
+                seed=member_seed,
+                progress=progress,
+            )
+            if result is not None:
                 summary.setdefault("lora_losses", {}).setdefault(attribute, []).append(
                     [result.losses[0], result.losses[-1]]
                 )
-            ensembles[attribute].append(path)
+            ensembles[attribute].append(run_folder / "adapter")
 
     log("3/6 extraction of the shared subspaces")
     bundle = extract_bundle(ensembles, d=2, progress=progress, info={"backbone": "vggt"})
@@ -138,22 +161,28 @@ def run(
     summary["subspaces"] = dict(bundle.summary())
 
     log("4/6 fine-tuning on the downstream data: subspace adapter vs LoRA")
-    downstream = _loader(folders["lighting"], "lighting-000", "train", views, seed)
     scores: dict[str, Any] = {}
     models: dict[str, Any] = {"pretrained": _backbone(base)}
-    torch.manual_seed(seed)
-    models["subspace"] = subspace_hub.attach_adapter(_backbone(base), "subspace", bundle=str(bundle_dir), lora_rank=2)
-    torch.manual_seed(seed)
-    models["lora"] = subspace_hub.attach_adapter(_backbone(base), "lora", rank=4)
-    for name in ("subspace", "lora"):
+    methods = {"subspace": ("subspace", {"bundle": str(bundle_dir), "lora_rank": 2}), "lora": ("lora", {"rank": 4})}
+    for name, (method, options) in methods.items():
+        run_folder = out / "finetune" / name
+        result = _train(
+            base,
+            folders["lighting"],
+            "lighting-000",
+            run_folder,
+            method=method,
+            options=options,
+            steps=steps,
+            views=views,
+            seed=seed,
+            progress=progress,
+        )
+        models[name] = subspace_hub.load_adapter(run_folder / "adapter")
         trainable = sum(p.numel() for p in models[name].parameters() if p.requires_grad)
-        result = fit(models[name], spec, downstream, steps=steps, lr=3e-3, progress=progress, desc=f"fine-tune {name}")
-        scores[name] = {
-            "trainable_parameters": trainable,
-            "loss_first": result.losses[0],
-            "loss_last": result.losses[-1],
-            "seconds": result.seconds,
-        }
+        scores[name] = {"trainable_parameters": trainable}
+        if result is not None:
+            scores[name].update(loss_first=result.losses[0], loss_last=result.losses[-1], seconds=result.seconds)
 
     log("5/6 evaluation on the downstream test split")
     import datasets

@@ -1,89 +1,469 @@
-"""A plain adapter training loop: the backbone spec's loss, AdamW, gradient clipping, and the attached method's
-own hooks (e.g. AdaLoRA's orthogonality regulariser and rank allocation)."""
+"""The training engine behind ``subspace-hub train`` and ``finetune``: any adapter method on any backbone that
+declares a loss, on accelerate (one code path for the CPU, one GPU and several), resumable exactly.
+
+A run writes into its folder::
+
+    run/
+      config.yaml          the resolved TrainConfig (a resumed run must match it)
+      metrics.csv          per logged step: loss and its terms, lr, grad norm, images/s, memory
+      tensorboard/         the same scalars for TensorBoard
+      checkpoints/         see :mod:`.checkpoints`; the newest ``keep_checkpoints`` are kept
+      adapter/             the trained adapter (subspace_hub.save_adapter: for ``full``, the whole checkpoint)
+      evaluation.json      registered metrics on the test split
+      loss.png, README.md  the loss curve and the run card
+
+With several processes (``accelerate launch`` or ``--num-processes``) each reads its own batches of the plan
+(batch ``n`` goes to process ``n % processes``), gradients are averaged by DDP, and process 0 writes.
+"""
 
 from __future__ import annotations
 
+import csv
+import inspect
+import io
+import json
+import math
+import random
+import resource
+import signal
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import yaml
 from tqdm.auto import tqdm
 
-from subspace_hub.errors import ConfigError
-from subspace_hub.plugins import get_adapter_spec
-from subspace_hub.provenance import record_of
-from subspace_hub.specs import BackboneSpec
+from subspace_hub.adapters import attach_adapter, save_adapter
+from subspace_hub.backbones import load_backbone
+from subspace_hub.configuration import to_dict
+from subspace_hub.data.sources import load_samples
+from subspace_hub.data.views import Batch, BatchPlan, ViewGroups, collate
+from subspace_hub.errors import ConfigError, SubspaceHubError
+from subspace_hub.fileio import atomic_write
+from subspace_hub.pipelines.checkpoints import (
+    Progress,
+    list_checkpoints,
+    load_checkpoint,
+    remove_partial_writes,
+    save_checkpoint,
+)
+from subspace_hub.pipelines.config import TrainConfig
+from subspace_hub.pipelines.evaluate import evaluate_backbone
+from subspace_hub.plugins import get_adapter_spec, get_backbone_spec, get_metric
+from subspace_hub.tables import format_table
+from subspace_hub.templates import RUN_CARD
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
+ADAPTER_FOLDER = "adapter"
+
+
+class TrainingInterrupted(SubspaceHubError):
+    """SIGTERM or SIGINT stopped a run after writing a checkpoint it resumes from."""
 
 
 @dataclass
-class TrainResult:
+class RunResult:
+    """What a finished (or stopped) run produced."""
+
+    run: Path
+    steps: int
+    """Optimizer steps done."""
     losses: list[float] = field(default_factory=list)
-    """Task loss per step (without the method's regulariser)."""
+    """Task loss of every step this process ran or resumed over (from ``metrics.csv``)."""
     seconds: float = 0.0
+    trainable_parameters: int = 0
+    evaluation: dict[str, dict[str, float]] | None = None
+    adapter: Path | None = None
 
 
-def _forever(batches: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-    """Iterate ``batches`` again and again (a DataLoader reshuffles and redraws views each pass)."""
-    while True:
-        empty = True
-        for batch in batches:
-            empty = False
-            yield batch
-        if empty:
-            raise ConfigError("The training data yielded no batch.")
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """The learning-rate multiplier of ``step`` (0-based): a linear warm-up from ``start_lr`` to ``lr`` over
+    ``warmup * steps`` steps, then a cosine decay to ``end_lr`` at the last step."""
+    optim = config.optim
+    warm = int(round(optim.warmup * config.steps))
+    if step < warm:
+        start = optim.start_lr / optim.lr
+        return start + (1.0 - start) * step / warm
+    span = max(1, config.steps - 1 - warm)
+    end = optim.end_lr / optim.lr
+    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / span)))
 
 
-def _to(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+def _memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kilobytes on Linux
 
 
-def fit(
-    model: torch.nn.Module,
-    backbone: BackboneSpec,
-    batches: Iterable[Mapping[str, Any]],
-    *,
-    steps: int,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    clip: float | None = 1.0,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    desc: str = "train",
-) -> TrainResult:
-    """Train the trainable parameters of ``model`` for ``steps`` steps over ``batches`` (cycled), e.g. a
-    ``DataLoader`` of :class:`subspace_hub.data.ViewGroups`. The method attached with
-    :func:`subspace_hub.attach_adapter` contributes its regulariser and after-step hook."""
-    if backbone.loss is None:
-        raise ConfigError(f"Backbone {backbone.name!r} declares no loss, so it cannot be trained with fit().")
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by the first SIGTERM/SIGINT (the second one acts as usual), in the main thread only."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """The backbone's ``gradient_checkpointing_enable()`` (the transformers convention), found through wrappers."""
+    for module in model.modules():
+        enable = getattr(type(module), "gradient_checkpointing_enable", None)
+        if enable is not None and not type(module).__module__.startswith("peft."):
+            module.gradient_checkpointing_enable()
+            return
+    raise ConfigError(
+        "gradient_checkpointing is on, but the backbone has no gradient_checkpointing_enable(); turn it off."
+    )
+
+
+class _MetricsLog:
+    """``metrics.csv`` (rewritten up to the resumed step when a run resumes) and TensorBoard scalars."""
+
+    def __init__(self, run: Path, *, resume_step: int, tensorboard: bool) -> None:
+        self.path = run / METRICS_FILE
+        self.rows: list[dict[str, float]] = []
+        if self.path.is_file():
+            with open(self.path, newline="") as f:
+                self.rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+            self.rows = [row for row in self.rows if row["step"] <= resume_step]
+            self._write()
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                warnings.warn("TensorBoard is not installed: scalars go to metrics.csv only.", stacklevel=3)
+            else:
+                self.writer = SummaryWriter(str(run / "tensorboard"), purge_step=resume_step + 1)
+
+    def _write(self) -> None:
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in row.items()} for row in self.rows)
+        atomic_write(self.path, lambda p: p.write_text(buffer.getvalue()))
+
+    def add(self, row: dict[str, float]) -> None:
+        self.rows.append(row)
+        self._write()
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self.writer.add_scalar(key, value, int(row["step"]))
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _prepare_run(run: Path, config: TrainConfig, resume: bool) -> Path | None:
+    """Check ``run`` against ``config``; returns the checkpoint to resume from (``None``: start afresh)."""
+    recorded = run / CONFIG_FILE
+    if recorded.is_file():
+        if not resume:
+            raise ConfigError(
+                f"{run} already holds a training run; pass --resume to continue it, or choose another output folder."
+            )
+        previous, wanted = yaml.safe_load(recorded.read_text()), to_dict(config)
+        changed = sorted(k for k in set(previous) | set(wanted) if previous.get(k) != wanted.get(k))
+        if changed:
+            raise ConfigError(
+                f"--resume continues {run} with the config it started with; these settings differ: "
+                f"{', '.join(changed)}. Resume without changing them, or start a new run."
+            )
+    elif resume:
+        raise ConfigError(f"Nothing to resume in {run}: it holds no training run ({CONFIG_FILE} is missing).")
+    remove_partial_writes(run)
+    checkpoints = list_checkpoints(run)
+    return checkpoints[-1] if resume and checkpoints else None
+
+
+def _attach(config: TrainConfig) -> torch.nn.Module:
+    """The backbone with the method attached, seeded so the adapter's initialisation follows ``config.seed``."""
+    _seed_everything(config.seed)
+    model = load_backbone(
+        config.backbone, config=config.backbone_config, pretrained=config.pretrained, revision=config.revision
+    )
+    options = dict(config.method_options)
+    if "total_step" in inspect.signature(get_adapter_spec(config.method).attach).parameters:
+        options.setdefault("total_step", config.steps)  # methods that schedule over the run (AdaLoRA)
+    model = attach_adapter(model, config.method, **options)
+    if config.gradient_checkpointing:
+        _enable_gradient_checkpointing(model)
+    return model
+
+
+def _training_data(config: TrainConfig) -> tuple[ViewGroups, BatchPlan]:
+    data = config.data
+    rows = load_samples(data.source, data.split, data.config, revision=data.revision)
+    if not hasattr(rows, "with_format"):
+        raise ConfigError(
+            f"Training needs random access to the samples of {data.source!r} (a datasets.Dataset); it returned "
+            f"{type(rows).__name__}."
+        )
+    groups = ViewGroups(rows, views=data.max_views, seed=config.seed)
+    plan = BatchPlan(len(groups), data.min_views, data.max_views, data.max_images, config.seed, groups.view_counts)
+    return groups, plan
+
+
+def _test_samples(config: TrainConfig) -> Any:
+    """The test split, or ``None`` when the source has none."""
+    data = config.data
+    if data.test_split is None:
+        return None
+    try:
+        return load_samples(data.source, data.test_split, data.config, revision=data.revision)
+    except ConfigError:
+        return None
+
+
+def _evaluate(model: torch.nn.Module, config: TrainConfig, samples: Any, device: torch.device) -> dict[str, Any]:
+    spec = get_backbone_spec(config.backbone)
+    metrics = [get_metric(name) for name in config.metrics]
+    was_training = model.training
+    report = evaluate_backbone(model, spec, samples, metrics, device=device, limit=config.eval_limit, progress=False)
+    model.train(was_training)
+    return report.summary()
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> RunResult:
+    """Run (or, with ``resume``, continue) the training ``config`` describes into the folder ``out``.
+
+    Raises:
+        ConfigError: a bad setting, an occupied folder without ``resume``, or a resume with another config.
+        TrainingInterrupted: SIGTERM/SIGINT stopped the run; its checkpoint is written.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
+
+    run = Path(out)
+    spec = get_backbone_spec(config.backbone)
+    if spec.loss is None:
+        raise ConfigError(f"Backbone {config.backbone!r} declares no loss, so it cannot be trained.")
+    cuda = torch.cuda.is_available()
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda and torch.cuda.is_bf16_supported())
+    accelerator = Accelerator(
+        mixed_precision="bf16" if bf16 else "no",
+        cpu=not cuda,
+        # Frozen subtrees are skipped by autograd, so DDP must not wait for their gradients.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    main = accelerator.is_main_process
+    shared = [str(_prepare_run(run, config, resume) or "") if main else ""]
+    resume_from = broadcast_object_list(shared)[0]  # every process resumes from the checkpoint process 0 found
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write(run / CONFIG_FILE, lambda p: p.write_text(config.to_yaml()))
+
+    model = _attach(config)
+    method = get_adapter_spec(config.method)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ConfigError("No parameter of the model is trainable; attach an adapter first.")
-    record = record_of(model)
-    method = get_adapter_spec(record.method) if record is not None and record.method is not None else None
-    regularizer = method.regularizer if method is not None else None
-    after_step = method.after_step if method is not None else None
-    device = torch.device(device)
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    result = TrainResult()
-    start = time.perf_counter()
-    source = _forever(batches)
-    with tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
-        for step in range(steps):
-            batch = _to(next(source), device)
-            task = backbone.task_loss(backbone.run(model, batch), batch)
-            total = task + regularizer(model) if regularizer is not None else task
-            total.backward()
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, clip)
+        raise ConfigError(f"Method {config.method!r} left no parameter of {config.backbone!r} trainable.")
+    trainable = sum(p.numel() for p in params)
+    groups, plan = _training_data(config)
+    optimizer = torch.optim.AdamW(
+        params, lr=config.optim.lr, weight_decay=config.optim.weight_decay, betas=config.optim.betas
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
+    progress_state = Progress(0, 0)
+    if resume_from:
+        progress_state, method_state = load_checkpoint(Path(resume_from), model, optimizer, scheduler)
+        if method_state and method.load_training_state is not None:
+            method.load_training_state(model, method_state)
+    # The scheduler is stepped here once per optimizer step, not by accelerate (which steps it once per process).
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    device = accelerator.device
+    log = _MetricsLog(run, resume_step=progress_state.step, tensorboard=config.tensorboard) if main else None
+    test_samples = _test_samples(config) if main else None
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    batches = (b for b in plan.iterate(progress_state.batches) if b.number % world == rank)
+
+    def next_batch() -> tuple[Batch, dict[str, Any]]:
+        batch = next(batches)
+        samples = collate([groups[(index, batch.views)] for index in batch.items])
+        return batch, {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in samples.items()}
+
+    started = time.perf_counter()
+    step, consumed = progress_state.step, progress_state.batches
+    prepared.train()
+    with (
+        _stop_on_signals() as stop,
+        tqdm(
+            total=config.steps,
+            initial=step,
+            desc=f"train {config.method}",
+            unit="step",
+            disable=not (progress and main),
+        ) as bar,
+    ):
+        while step < config.steps:
+            step_started = time.perf_counter()
+            images, terms_sum = 0, {}
+            for micro in range(config.accumulation):
+                batch, inputs = next_batch()
+                images += len(batch.items) * batch.views
+                sync = micro == config.accumulation - 1
+                with nullcontext() if sync else accelerator.no_sync(prepared):
+                    terms = spec.loss_terms(spec.run(prepared, inputs), inputs)
+                    total = terms["loss"]
+                    if method.regularizer is not None:
+                        total = total + method.regularizer(accelerator.unwrap_model(prepared))
+                    accelerator.backward(total / config.accumulation)
+                for key, value in terms.items():
+                    terms_sum[key] = terms_sum.get(key, 0.0) + float(value.detach()) / config.accumulation
+            consumed += config.accumulation * world
+            grad_norm = (
+                accelerator.clip_grad_norm_(params, config.optim.clip)
+                if config.optim.clip is not None
+                else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+            )
             optimizer.step()
-            if after_step is not None:
-                after_step(model, step)
+            if method.after_step is not None:
+                method.after_step(accelerator.unwrap_model(prepared), step)
             optimizer.zero_grad(set_to_none=True)
-            result.losses.append(float(task.detach()))
-            bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            step += 1
+            reduced = {
+                k: float(accelerator.reduce(torch.tensor(v, device=device), reduction="mean"))
+                for k, v in terms_sum.items()
+            }
+            if main and (step % config.log_every == 0 or step == config.steps):
+                seconds = time.perf_counter() - step_started
+                log.add(
+                    {
+                        "step": step,
+                        **reduced,
+                        "lr": lr,
+                        "grad_norm": float(grad_norm),
+                        "images_per_s": images * world / seconds,
+                        "memory_gib": _memory_gib(device),
+                    }
+                )
+            bar.set_postfix(loss=f"{reduced['loss']:.4f}")
             bar.update(1)
-    result.seconds = time.perf_counter() - start
+            stopping = stop.is_set()
+            if step % config.checkpoint_every == 0 or step == config.steps or stopping:
+                accelerator.wait_for_everyone()
+                if main:
+                    unwrapped = accelerator.unwrap_model(prepared)
+                    state = method.training_state(unwrapped) if method.training_state is not None else None
+                    save_checkpoint(
+                        run,
+                        Progress(step, consumed),
+                        unwrapped,
+                        optimizer.optimizer,
+                        scheduler,
+                        state,
+                        keep=config.keep_checkpoints,
+                    )
+            if main and config.eval_every and step % config.eval_every == 0 and test_samples is not None:
+                evaluation = _evaluate(accelerator.unwrap_model(prepared), config, test_samples, device)
+                log.add({"step": step, **{f"eval/{m}/{k}": v for m, out in evaluation.items() for k, v in out.items()}})
+            if stopping and step < config.steps:
+                if log is not None:
+                    log.close()
+                raise TrainingInterrupted(
+                    f"Stopped at step {step} of {config.steps} by a signal; the checkpoint is written. Resume with "
+                    f"`subspace-hub train --resume --out {run}` (or train(..., resume=True))."
+                )
+
+    accelerator.wait_for_everyone()
+    result = RunResult(run, step, seconds=time.perf_counter() - started, trainable_parameters=trainable)
+    if main:
+        model = accelerator.unwrap_model(prepared)
+        result.adapter = save_adapter(model, run / ADAPTER_FOLDER)
+        if test_samples is not None:
+            result.evaluation = _evaluate(model, config, test_samples, device)
+            atomic_write(run / "evaluation.json", lambda p: p.write_text(json.dumps(result.evaluation, indent=2)))
+        result.losses = [row["loss"] for row in log.rows if "loss" in row]
+        log.close()
+        write_run_card(run, config, log.rows, result)
     return result
+
+
+def plot_losses(rows: list[dict[str, float]], path: Path) -> Path:
+    """``loss.png``: the task loss (and its terms) against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.5), dpi=120)
+    steps = [row["step"] for row in rows if "loss" in row]
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k == "loss" or k.startswith("loss_")]
+    for key in keys:
+        axis.plot(steps, [row.get(key, math.nan) for row in rows if "loss" in row], label=key, lw=1)
+    axis.set_xlabel("step")
+    axis.set_ylabel("training loss")
+    axis.set_yscale("log" if all(row["loss"] > 0 for row in rows if "loss" in row) else "linear")
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def write_run_card(run: Path, config: TrainConfig, rows: list[dict[str, float]], result: RunResult) -> Path:
+    """The run's ``README.md`` (from :data:`subspace_hub.templates.RUN_CARD`) with ``loss.png``."""
+    import jinja2
+
+    losses = [row for row in rows if "loss" in row]
+    plot_losses(rows, run / "loss.png")
+    evaluation = [
+        (metric, key, f"{value:.6g}")
+        for metric, outputs in (result.evaluation or {}).items()
+        for key, value in outputs.items()
+    ]
+    text = jinja2.Template(RUN_CARD.read_text(encoding="utf-8")).render(
+        config=config,
+        trainable=f"{result.trainable_parameters:,}",
+        steps=result.steps,
+        first_loss=f"{losses[0]['loss']:.4f}" if losses else "-",
+        last_loss=f"{losses[-1]['loss']:.4f}" if losses else "-",
+        evaluation=format_table(("METRIC", "OUTPUT", "VALUE"), evaluation) if evaluation else "",
+        config_yaml=config.to_yaml().strip(),
+        adapter=ADAPTER_FOLDER,
+    )
+    path = run / "README.md"
+    atomic_write(path, lambda p: p.write_text(text))
+    return path
+
+
+def read_metrics(run: str | Path) -> list[dict[str, float]]:
+    """The rows of a run's ``metrics.csv``."""
+    with open(Path(run) / METRICS_FILE, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]

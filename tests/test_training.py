@@ -1,0 +1,235 @@
+"""The training engine: the schedule, the batch plan, the run folder, and exact resumption after SIGKILL, SIGTERM
+and a kill during a checkpoint write (CPU, the reference backbone on generated data)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import subspace_hub
+from subspace_hub.data.export import GenerationSpec, generate
+from subspace_hub.data.views import BatchPlan
+from subspace_hub.errors import CheckpointError, ConfigError
+from subspace_hub.pipelines.checkpoints import list_checkpoints
+from subspace_hub.pipelines.config import load_train_config
+from subspace_hub.pipelines.train import lr_factor, read_metrics, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Texture datasets at 32 x 40 pixels (multiples of the reference backbone's 8-pixel patches)."""
+    spec = GenerationSpec(
+        "texture",
+        datasets=1,
+        seed=3,
+        scenes=5,
+        views=4,
+        height=32,
+        width=40,
+        mesh_resolution=4,
+        texture_size=32,
+        texture_pool=4,
+        test_fraction=0.2,
+    )
+    return generate(spec, tmp_path_factory.mktemp("train-data") / "texture", workers=1, progress=False)
+
+
+def config(data, **changes):
+    fields = {
+        "backbone": "reference",
+        "backbone_config": {"depth": 2},
+        "method": "lora",
+        "method_options": {"rank": 2},
+        "data": {"source": str(data), "min_views": 2, "max_views": 4, "max_images": 8},
+        "steps": 8,
+        "checkpoint_every": 2,
+        "tensorboard": False,
+        "optim": {"lr": 1e-3, "warmup": 0.25},
+    }
+    return load_train_config(None, [], **{**fields, **changes})
+
+
+def cli_args(data, out, steps=12):
+    return [
+        "train", "reference", "--backbone-config", "tiny", "--option", "rank=2", "--data", str(data),
+        "--steps", str(steps), "--lr", "1e-3", "--views", "2-4", "--max-images", "8", "--checkpoint-every", "1",
+        "--no-tensorboard", "--quiet", "--out", str(out),
+    ]  # fmt: skip
+
+
+def adapter_tensors(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "adapter" / "adapter_model.safetensors"))
+
+
+def assert_same_run(first: Path, second: Path) -> None:
+    losses = [[row["loss"] for row in read_metrics(run)] for run in (first, second)]
+    assert len(losses[0]) == len(losses[1]) and max(abs(a - b) for a, b in zip(*losses, strict=True)) <= 1e-6
+    a, b = adapter_tensors(first), adapter_tensors(second)
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a if a[k].numel()) <= 1e-6
+
+
+def test_the_schedule_warms_up_from_1e_8_then_decays_by_cosine_to_1e_8():
+    cfg = load_train_config(None, [], backbone="reference", data={"source": "x"}, steps=100)
+    lrs = [cfg.optim.lr * lr_factor(step, cfg) for step in range(100)]
+    assert lrs[0] == pytest.approx(1e-8) and max(lrs) == pytest.approx(1e-5) and lrs.index(max(lrs)) == 5
+    assert all(a <= b for a, b in zip(lrs[:6], lrs[1:6], strict=False))  # warm-up: 5 % of the steps
+    assert all(a >= b for a, b in zip(lrs[5:], lrs[6:], strict=False))
+    assert lrs[-1] == pytest.approx(1e-8)
+    assert lrs[52] == pytest.approx(1e-8 + (1e-5 - 1e-8) * 0.5 * (1 + math.cos(math.pi * 47 / 94)))
+
+
+def test_the_batch_plan_is_deterministic_capped_and_resumable():
+    plan = BatchPlan(items=7, min_views=3, max_views=16, max_images=48, seed=1, view_counts=[16] * 6 + [5])
+    batches = [b for _, b in zip(range(40), plan, strict=False)]
+    assert all(3 <= b.views <= 16 and len(b.items) * b.views <= 48 for b in batches)
+    assert all(b.views <= 5 for b in batches if 6 in b.items)  # never more views than a scene holds
+    assert len({b.views for b in batches}) > 3  # the frames per sample vary
+    resumed = [b for _, b in zip(range(15), plan.iterate(25), strict=False)]
+    assert resumed == batches[25:40]
+    first_epoch = [i for b in batches for i in b.items][:7]
+    assert sorted(first_epoch) == list(range(7))  # an epoch visits every scene once
+
+
+def test_a_run_writes_its_folder_and_its_adapter_reloads(data, tmp_path):
+    result = train(config(data), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "metrics.csv", "loss.png", "README.md", "adapter", "evaluation.json", "checkpoints"} <= names
+    rows = read_metrics(run)
+    assert [row["step"] for row in rows] == list(range(1, 9))
+    assert {"loss", "depth_l1", "lr", "grad_norm", "images_per_s", "memory_gib"} <= set(rows[0])
+    assert rows[0]["lr"] == pytest.approx(1e-8) and rows[2]["lr"] == pytest.approx(1e-3)
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000006", "step-00000008"]  # the newest two
+    assert set(result.evaluation["depth"]) >= {"abs_rel", "delta_1"}
+    # rank 2 on qkv (32 -> 96), proj (32 -> 32), fc1 (32 -> 128) and fc2 (128 -> 32) of 2 blocks: 2 * 2 * 512
+    assert result.trainable_parameters == 2 * 2 * (128 + 64 + 160 + 160)
+    reloaded = subspace_hub.load_adapter(
+        run / "adapter", model=subspace_hub.load_backbone("reference", config={"depth": 2})
+    )
+    assert sum(p.numel() for p in reloaded.parameters() if p.requires_grad) == result.trainable_parameters
+    card = (run / "README.md").read_text()
+    assert "lora" in card and "![training loss](loss.png)" in card and "abs_rel" in card
+
+
+def test_resuming_from_a_middle_checkpoint_repeats_the_run_exactly(data, tmp_path):
+    """AdaLoRA included: its importance scores and rank pattern travel in the checkpoint."""
+    for method, options in (("lora", {"rank": 2}), ("adalora", {"rank": 2, "init_rank": 4})):
+        # 12 steps at lr 1e-2 move AdaLoRA's importance scores enough that a resume without them differs by 5e-6.
+        cfg = config(
+            data,
+            method=method,
+            method_options=options,
+            steps=12,
+            checkpoint_every=6,
+            keep_checkpoints=3,
+            optim={"lr": 1e-2},
+        )
+        whole, cut = tmp_path / f"{method}-whole", tmp_path / f"{method}-cut"
+        train(cfg, whole, progress=False)
+        train(cfg, cut, progress=False)
+        for later in list_checkpoints(cut)[1:]:  # as if the run had been killed after step 6
+            shutil.rmtree(later)
+        shutil.rmtree(cut / "adapter")
+        assert [p.name for p in list_checkpoints(cut)] == ["step-00000006"]
+        train(cfg, cut, resume=True, progress=False)
+        assert_same_run(whole, cut)
+
+
+def test_a_sigkilled_run_resumes_to_the_uninterrupted_result(data, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run([sys.executable, "-m", "subspace_hub", *cli_args(data, tmp_path / "whole")], env=env, check=True)
+    victim = subprocess.Popen([sys.executable, "-m", "subspace_hub", *cli_args(data, tmp_path / "killed")], env=env)
+    metrics, deadline = tmp_path / "killed" / "metrics.csv", time.time() + 120
+    while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 6):
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)  # at step 5 or a little later, maybe in the middle of a checkpoint write
+    assert victim.wait() == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "adapter").exists()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "subspace_hub", *cli_args(data, tmp_path / "killed"), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(tmp_path / "whole", tmp_path / "killed")
+
+
+def test_sigterm_stops_after_a_checkpoint_and_the_run_resumes(data, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = cli_args(data, tmp_path / "run", steps=200)
+    victim = subprocess.Popen([sys.executable, "-m", "subspace_hub", *args], env=env, stderr=subprocess.PIPE, text=True)
+    metrics, deadline = tmp_path / "run" / "metrics.csv", time.time() + 120
+    while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGTERM)
+    _, stderr = victim.communicate(timeout=120)
+    assert victim.returncode == 1 and "the checkpoint is written" in stderr and "--resume" in stderr
+    stopped = int(read_metrics(tmp_path / "run")[-1]["step"])
+    assert list_checkpoints(tmp_path / "run")[-1].name == f"step-{stopped:08d}" and stopped < 200
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_a_resumable_run(data, tmp_path):
+    cfg = config(data, steps=4)
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    whole = tmp_path / "whole"
+    shutil.copytree(run, whole)
+    # A kill while step 4 was being written: its files half there in the temporary folder, never renamed.
+    newest = list_checkpoints(run)[-1]
+    partial = newest.with_name(f".{newest.name}.tmp")
+    newest.rename(partial)
+    (partial / "model.safetensors").write_bytes(b"\x00" * 10)
+    (partial / "state.json").unlink()
+    shutil.rmtree(run / "adapter")
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000002"]
+    train(cfg, run, resume=True, progress=False)
+    assert not partial.exists()
+    assert_same_run(whole, run)
+
+
+def test_a_damaged_checkpoint_is_named(data, tmp_path):
+    cfg = config(data, steps=2)
+    train(cfg, tmp_path / "run", progress=False)
+    (list_checkpoints(tmp_path / "run")[-1] / "optimizer.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="Cannot read the checkpoint .*step-00000002"):
+        train(cfg, tmp_path / "run", resume=True, progress=False)
+
+
+def test_an_occupied_folder_and_a_changed_config_are_refused(data, tmp_path):
+    train(config(data, steps=2), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="already holds a training run; pass --resume"):
+        train(config(data, steps=2), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="these settings differ: optim"):
+        train(config(data, steps=2, optim={"lr": 0.5}), tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(ConfigError, match="Nothing to resume"):
+        train(config(data, steps=2), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_full_training_saves_a_backbone_checkpoint(data, tmp_path):
+    train(config(data, method="full", method_options={}, steps=2), tmp_path / "run", progress=False)
+    model = subspace_hub.load_backbone("reference", pretrained=tmp_path / "run" / "adapter")
+    assert isinstance(model, torch.nn.Module)
+
+
+def test_bad_settings_fail_before_any_work(data, tmp_path):
+    with pytest.raises(ConfigError, match="data.source is required"):
+        load_train_config(None, [], backbone="reference")
+    with pytest.raises(ConfigError, match="steps must be at least 1"):
+        config(data, steps=0)
+    with pytest.raises(ConfigError, match=r"Unknown training config field\(s\): 'stepz' \(did you mean 'steps'\?\)"):
+        load_train_config(None, ["stepz=3"], backbone="reference", data={"source": str(data)})
+    assert not (tmp_path / "run").exists()
