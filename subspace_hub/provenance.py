@@ -52,7 +52,7 @@ class BuildInfo:
 
 def pretrained_reference(pretrained: str | os.PathLike[str]) -> str:
     """What a record keeps of a ``pretrained=`` argument: an existing local path made absolute (so a saved adapter
-    finds it from any working directory), anything else (a Hub repo id) as given."""
+    finds it from any working directory), anything else (a Hub repo id, the name of shipped weights) as given."""
     text = os.fspath(pretrained)
     expanded = os.path.expanduser(text)
     return os.path.abspath(expanded) if os.path.exists(expanded) else text

@@ -96,6 +96,10 @@ class BackboneSpec:
     default_preset: str | None = None
     """The preset used when no config is given; ``None`` means ``build({})``."""
 
+    weights: Mapping[str, str] = field(default_factory=dict)
+    """Named pretrained weights: name -> a checkpoint folder (e.g. shipped with the plugin) or a Hub repo id;
+    ``load_backbone(name, pretrained="<weights name>")`` loads them."""
+
     target_groups: Mapping[str, str] = field(default_factory=dict)
     """Named groups of adapter targets: group name -> module-name regex. Every matched module must be an
     ``nn.Linear`` or ``nn.Conv2d``. Example: ``{"qkv": r"blocks\\.\\d+\\.attn\\.qkv"}``."""
@@ -173,6 +177,7 @@ class BackboneSpec:
             _require_callable("BackboneSpec", fname, getattr(self, fname), optional=True)
         object.__setattr__(self, "presets", _frozen_mapping({k: dict(v) for k, v in dict(self.presets).items()}))
         object.__setattr__(self, "target_groups", _frozen_mapping(self.target_groups))
+        object.__setattr__(self, "weights", _frozen_mapping(self.weights))
         object.__setattr__(self, "default_targets", tuple(self.default_targets))
         object.__setattr__(self, "frozen", tuple(self.frozen))
         if self.default_preset is not None and self.default_preset not in self.presets:

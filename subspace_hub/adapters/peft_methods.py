@@ -36,7 +36,12 @@ from subspace_hub.provenance import own_record, record_of
 
 
 def _targets(
-    model: nn.Module, targets: Any, layers: Iterable[int] | None, method: str, linear_only: bool = False
+    model: nn.Module,
+    targets: Any,
+    layers: Iterable[int] | None,
+    method: str,
+    linear_only: bool = False,
+    stacklevel: int = 2,
 ) -> list[str]:
     names = resolve_targets(model, targets, layers=layers)
     if linear_only:
@@ -46,7 +51,7 @@ def _targets(
             warnings.warn(
                 f"{method} adapts Linear layers only; {len(names) - len(kept)} Conv2d target(s) stay frozen "
                 f"(e.g. {next(n for n in names if n not in kept)}).",
-                stacklevel=5,
+                stacklevel=stacklevel,
             )
         if not kept:
             raise ConfigError(f"{method} adapts Linear layers only, and none of the targets is one.")
@@ -69,15 +74,19 @@ def _peft_model(
     peft_options: dict[str, Any] | None,
     linear_only: bool = False,
     min_width: int | None = None,
+    wrappers: int = 0,
     **config: Any,
 ) -> nn.Module:
     """The one way every method here attaches: resolve the targets (Linear layers only, or those at least
-    ``min_width`` wide, where the method needs it), build PEFT's ``config_class`` with them and wrap the model."""
+    ``min_width`` wide, where the method needs it), build PEFT's ``config_class`` with them and wrap the model.
+    Warnings point at the caller of :func:`subspace_hub.attach_adapter` (``wrappers``: helpers between it and here).
+    """
     import peft
 
-    names = _targets(model, targets, layers, method, linear_only=linear_only)
+    stacklevel = 5 + wrappers  # here's helpers (2), the attach function, attach_adapter, its caller
+    names = _targets(model, targets, layers, method, linear_only=linear_only, stacklevel=stacklevel)
     if min_width is not None:
-        names = _wide_enough(model, names, min_width, method)
+        names = _wide_enough(model, names, min_width, method, stacklevel=stacklevel)
     peft_config = getattr(peft, config_class)(target_modules=names, **config, **(peft_options or {}))
     return peft.get_peft_model(model, peft_config)
 
@@ -95,17 +104,32 @@ def attach_lora(
 ) -> nn.Module:
     """LoRA on the targets: ``dW = (alpha / rank) * B @ A``, B zero-initialised. Returns a ``PeftModel``."""
     _check_rank(rank)
+    return _lora(model, "lora", targets, layers, rank, alpha, peft_options, lora_dropout=dropout, use_rslora=use_rslora)
+
+
+def _lora(
+    model: nn.Module,
+    method: str,
+    targets: Any,
+    layers: Iterable[int] | None,
+    rank: int,
+    alpha: float | None,
+    peft_options: dict[str, Any] | None,
+    **config: Any,
+) -> nn.Module:
+    """A PEFT ``LoraConfig`` of ``rank`` with ``lora_alpha = 2 * rank`` unless given (LoRA and PiSSA)."""
+    lora_alpha = 2 * rank if alpha is None else alpha
     return _peft_model(
         model,
-        "lora",
+        method,
         "LoraConfig",
         targets=targets,
         layers=layers,
         peft_options=peft_options,
         r=rank,
-        lora_alpha=2 * rank if alpha is None else alpha,
-        lora_dropout=dropout,
-        use_rslora=use_rslora,
+        lora_alpha=lora_alpha,
+        wrappers=1,
+        **config,
     )
 
 
@@ -136,9 +160,11 @@ def attach_pissa(
     from peft.tuners.lora import LoraLayer
     from peft.tuners.lora.layer import Conv2d as LoraConv2d
 
+    _check_rank(rank)
     init = "pissa" if niter is None else f"pissa_niter_{int(niter)}"
-    # Plain LoRA layers first (PEFT's default init), then every target is re-initialised from its SVD.
-    peft_model = attach_lora(model, targets=targets, layers=layers, rank=rank, alpha=alpha, peft_options=peft_options)
+    # Plain LoRA layers first (PEFT's default init), then every target is re-initialised from its SVD, which
+    # needs rank <= min(out, in): narrower targets (a 2-channel output convolution, say) stay frozen.
+    peft_model = _lora(model, "pissa", targets, layers, rank, alpha, peft_options, min_width=rank)
     with torch.no_grad():
         for module in peft_model.modules():
             if isinstance(module, LoraConv2d):
@@ -254,16 +280,22 @@ def attach_psv(
     )
 
 
-def _wide_enough(model: nn.Module, names: list[str], rank: int, method: str) -> list[str]:
+def _in_out(module: nn.Module) -> tuple[int, int]:
+    """(inputs, outputs) of a Linear, or of a Conv2d's flattened kernel (in_channels * kh * kw)."""
+    weight = module.weight
+    return weight[0].numel(), weight.shape[0]
+
+
+def _wide_enough(model: nn.Module, names: list[str], rank: int, method: str, stacklevel: int = 2) -> list[str]:
     """The targets with ``rank <= min(out, in)``; the others stay frozen, with a warning that names them."""
-    modules = dict(model.named_modules())
-    small = [n for n in names if min(modules[n].weight.shape) < rank]
+    sizes = {n: _in_out(model.get_submodule(n)) for n in names}
+    small = [n for n in names if min(sizes[n]) < rank]
     if small:
-        shapes = ", ".join(f"{n} ({modules[n].in_features} -> {modules[n].out_features})" for n in small[:3])
+        shapes = ", ".join(f"{n} ({sizes[n][0]} -> {sizes[n][1]})" for n in small[:3])
         warnings.warn(
             f"{method} rank {rank} exceeds min(in, out) of {len(small)} target(s), which stay frozen: {shapes}"
             + (f" (+{len(small) - 3} more)" if len(small) > 3 else ""),
-            stacklevel=5,
+            stacklevel=stacklevel,
         )
     kept = [n for n in names if n not in small]
     if not kept:

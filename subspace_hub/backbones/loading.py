@@ -79,13 +79,17 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def resolve_pretrained(pretrained: str | os.PathLike[str], revision: str | None = None) -> Path:
-    """A local checkpoint folder or file for ``pretrained``: an existing path, or a Hub repo id downloaded
-    (only the checkpoint files) with huggingface_hub.
+def resolve_pretrained(
+    pretrained: str | os.PathLike[str], revision: str | None = None, spec: BackboneSpec | None = None
+) -> Path:
+    """A local checkpoint folder or file for ``pretrained``: the name of weights the backbone knows
+    (``spec.weights``), an existing path, or a Hub repo id downloaded (only the checkpoint files).
 
     Raises:
-        CheckpointNotFoundError: neither a local path nor a reachable Hub repo.
+        CheckpointNotFoundError: none of these, or an unreachable Hub repo.
     """
+    if spec is not None and os.fspath(pretrained) in spec.weights:
+        pretrained = spec.weights[os.fspath(pretrained)]
     path = Path(pretrained).expanduser()
     if path.exists():
         if revision is not None:
@@ -93,8 +97,9 @@ def resolve_pretrained(pretrained: str | os.PathLike[str], revision: str | None 
         return path
     text = os.fspath(pretrained)
     if not is_repo_id(text):
+        named = f" or one of the weights of {spec.name!r} ({', '.join(spec.weights)})" if spec and spec.weights else ""
         raise CheckpointNotFoundError(
-            f"No checkpoint at {path}: the path does not exist and is not a Hub repo id (org/name)."
+            f"No checkpoint at {path}: the path does not exist, and it is not a Hub repo id (org/name){named}."
         )
     from subspace_hub.backbones.checkpoint import CHECKPOINT_FILES
 
@@ -116,7 +121,8 @@ def load_backbone(
         name: A registered backbone, e.g. ``"reference"`` or ``"vggt"`` (see ``subspace-hub plugins``).
         config: A preset name, a mapping, a dataclass, or a ``.json``/``.yaml`` path; ``None`` takes the
             checkpoint's ``config.json`` when ``pretrained`` is given, else the backbone's default preset.
-        pretrained: A local folder/file or a Hub repo id holding ``config.json`` + ``model.safetensors``.
+        pretrained: Weights the backbone names (``BackboneSpec.weights``, e.g. ``"vggt-tiny-synthetic"``), a local
+            folder/file or a Hub repo id holding ``config.json`` + ``model.safetensors``.
         revision: Hub branch, tag or commit of ``pretrained``.
         device: Where parameters are created; ``"meta"`` builds without allocating memory (shapes only).
         dtype: Cast parameters to this dtype after loading.
@@ -134,7 +140,7 @@ def load_backbone(
     from subspace_hub.backbones.checkpoint import load_state_dict_strict, read_state_dict
 
     spec = get_backbone_spec(name)
-    checkpoint = resolve_pretrained(pretrained, revision) if pretrained is not None else None
+    checkpoint = resolve_pretrained(pretrained, revision, spec) if pretrained is not None else None
     reference = None if pretrained is None else pretrained_reference(pretrained)
     model = build_backbone(spec, config, device=device, checkpoint=checkpoint, pretrained=reference, revision=revision)
     if checkpoint is not None:

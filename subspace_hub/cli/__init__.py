@@ -12,6 +12,7 @@ import click
 
 from subspace_hub._version import __version__
 from subspace_hub.cli.analyze import analyze
+from subspace_hub.cli.build import build
 from subspace_hub.cli.data import data
 from subspace_hub.cli.evaluate import evaluate
 from subspace_hub.cli.extract import extract
@@ -35,7 +36,21 @@ def cli() -> None:
     """
 
 
-for _command in (plugins, quickstart, params, data, train, finetune, extract, analyze, evaluate, push, pull, registry):
+for _command in (
+    plugins,
+    quickstart,
+    params,
+    data,
+    train,
+    finetune,
+    extract,
+    analyze,
+    build,
+    evaluate,
+    push,
+    pull,
+    registry,
+):
     cli.add_command(_command)
 
 

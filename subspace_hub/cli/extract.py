@@ -66,24 +66,22 @@ def extract(
       subspace-hub extract --attribute texture=runs/texture --attribute geometry=runs/geometry \\
           --d 16 --out bundles/texture-geometry
     """
-    from subspace_hub.subspaces import extract_bundle
+    from subspace_hub.subspaces import ExtractionSettings, extract_bundle
 
     parsed = dict(_parse_attribute(value) for value in attributes)
-    bundle = extract_bundle(
-        parsed,
-        d,
+    settings = ExtractionSettings(
+        d=d,
         allocation=allocation,
         alpha=alpha,
         mode=mode,
         max_iter=max_iter,
         tol=tol,
-        targets=list(targets) or None,
+        targets=tuple(targets),
         min_dim=min_dim,
         max_dim=max_dim,
         energy=energy,
-        workers=workers,
-        info={"backbone": backbone} if backbone else None,
     )
+    bundle = extract_bundle(parsed, settings, workers=workers, info={"backbone": backbone} if backbone else None)
     folder = bundle.save(out)
     for name, stats in bundle.summary().items():
         click.echo(

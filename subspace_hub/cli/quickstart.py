@@ -13,13 +13,14 @@ import click
     type=click.Path(file_okay=False),
     help="Where data, LoRAs, bundle and results go (reused if it exists).",
 )
-@click.option("--steps", default=30, show_default=True, help="Training steps per LoRA and per fine-tune.")
+@click.option("--steps", default=60, show_default=True, help="Training steps per LoRA and per fine-tune.")
 @click.option("--loras", default=3, show_default=True, help="LoRAs (datasets) per attribute.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def quickstart(out, steps, loras, seed, quiet) -> None:
-    """Generate texture/geometry datasets, train LoRA ensembles, extract subspaces, fine-tune inside them vs LoRA,
-    evaluate, and publish the bundle to the configured registry (by default the embedded one)."""
+    """Build texture/geometry subspaces of a small pretrained VGGT (data, LoRA ensembles, extraction), fine-tune
+    inside them against random bases, the heads alone, LoRA and PiSSA, evaluate on held-out scenes, and publish the
+    bundle to the configured registry (by default the embedded one)."""
     from subspace_hub.pipelines.quickstart import format_summary, run
 
     if quiet:
@@ -28,4 +29,4 @@ def quickstart(out, steps, loras, seed, quiet) -> None:
         disable_progress_bars()
     summary = run(out, steps=steps, loras=loras, seed=seed, progress=not quiet, log=lambda m: click.echo(m, err=True))
     click.echo(format_summary(summary))
-    click.echo(f"Everything is in {out} (summary.json, analysis/ figures, bundles/, loras/, data/).")
+    click.echo(f"Everything is in {out} (summary.json, build/ with the bundle and its analysis, finetune/, data/).")

@@ -75,7 +75,11 @@ def _relaunch(num_processes: int) -> None:
     if "--num-processes" in sys.argv:  # "--num-processes N" as two words
         index = sys.argv.index("--num-processes")
         argv = sys.argv[1:index] + sys.argv[index + 2 :]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes)]
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("--num-processes above 1 runs one process a GPU, and this machine has no GPU.")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes)]
     command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "subspace_hub"]
     completed = subprocess.run([*command, *argv], check=False)
     raise SystemExit(completed.returncode)

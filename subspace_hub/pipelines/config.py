@@ -28,7 +28,11 @@ class DataConfig:
     """A folder written by ``subspace-hub data generate`` (or ``datasets``), a Hub dataset repo, or a registered
     dataset name."""
     config: str | None = None
-    """The dataset config (e.g. ``texture-003``); default: the only or first one."""
+    """The dataset config (e.g. ``texture-003``); ``all``: every config of the source, concatenated (how a base
+    model is pretrained on a whole family); default: the only or first one."""
+    test_config: str | None = None
+    """The config the evaluation reads (default: ``config``); another dataset of the family holds out its geometry
+    and cameras, where the test split of the same config shares them with the training scenes."""
     revision: str | None = None
     """Revision of a Hub dataset repo."""
     split: str = "train"
@@ -38,6 +42,8 @@ class DataConfig:
     max_views: int = 16
     max_images: int = 48
     """Cap on images a step (per process): a batch holds ``max(1, max_images // views)`` samples."""
+    workers: int = 0
+    """Data-loader processes that decode batches ahead of the training step (0: in the training process)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_views <= self.max_views:

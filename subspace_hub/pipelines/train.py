@@ -6,10 +6,12 @@ A run writes into its folder::
     run/
       config.yaml          the resolved TrainConfig (a resumed run must match it)
       metrics.csv          per logged step: loss and its terms, lr, grad norm, images/s, memory
+      evaluation.csv       test-split metrics every ``eval_every`` steps
       tensorboard/         the same scalars for TensorBoard
       checkpoints/         see :mod:`.checkpoints`; the newest ``keep_checkpoints`` are kept
       adapter/             the trained adapter (subspace_hub.save_adapter: for ``full``, the whole checkpoint)
       evaluation.json      registered metrics on the test split
+      result.json          steps, trainable parameters, first and last loss, seconds
       loss.png, README.md  the loss curve and the run card
 
 With several processes (``accelerate launch`` or ``--num-processes``) each reads its own batches of the plan
@@ -41,6 +43,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from subspace_hub.adapters import attach_adapter, save_adapter
+from subspace_hub.adapters.report import parameter_report
 from subspace_hub.backbones import load_backbone
 from subspace_hub.configuration import to_dict
 from subspace_hub.data.sources import load_samples
@@ -62,6 +65,7 @@ from subspace_hub.templates import RUN_CARD
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
+EVALUATION_LOG = "evaluation.csv"
 ADAPTER_FOLDER = "adapter"
 
 
@@ -132,6 +136,21 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+@contextmanager
+def _datasets_quiet(quiet: bool) -> Iterator[None]:
+    """``datasets``' own progress bars off while loading, when the run shows none."""
+    import datasets
+
+    was_enabled = datasets.utils.logging.is_progress_bar_enabled()
+    if quiet:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if quiet and was_enabled:
+            datasets.enable_progress_bars()
+
+
 def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     """The backbone's ``gradient_checkpointing_enable()`` (the transformers convention), found through wrappers."""
     for module in model.modules():
@@ -144,17 +163,44 @@ def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     )
 
 
+class _CsvLog:
+    """One CSV file of scalars, appended row by row (flushed, so a killed run keeps every row it logged); a
+    resumed run first drops the rows after the step it resumes from."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path = path
+        self.rows: list[dict[str, float]] = read_rows(path) if path.is_file() else []
+        self.rows = [row for row in self.rows if row["step"] <= resume_step]
+        self.columns: list[str] | None = list(self.rows[0]) if self.rows else None
+        buffer = io.StringIO()
+        if self.columns:
+            writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({k: str(int(v)) if k == "step" else repr(v) for k, v in row.items()} for row in self.rows)
+        atomic_write(path, lambda p: p.write_text(buffer.getvalue()))
+        self.file = open(path, "a", newline="")  # noqa: SIM115 (closed by close())
+
+    def add(self, row: dict[str, float]) -> None:
+        if self.columns is None:
+            self.columns = list(row)
+            csv.DictWriter(self.file, fieldnames=self.columns).writeheader()
+        csv.DictWriter(self.file, fieldnames=self.columns, extrasaction="ignore").writerow(
+            {k: str(int(v)) if k == "step" else repr(float(v)) for k, v in row.items()}
+        )
+        self.file.flush()
+        self.rows.append(row)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class _MetricsLog:
-    """``metrics.csv`` (rewritten up to the resumed step when a run resumes) and TensorBoard scalars."""
+    """``metrics.csv`` (training scalars), ``evaluation.csv`` (test-split metrics during the run) and the same
+    scalars for TensorBoard."""
 
     def __init__(self, run: Path, *, resume_step: int, tensorboard: bool) -> None:
-        self.path = run / METRICS_FILE
-        self.rows: list[dict[str, float]] = []
-        if self.path.is_file():
-            with open(self.path, newline="") as f:
-                self.rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
-            self.rows = [row for row in self.rows if row["step"] <= resume_step]
-            self._write()
+        self.train = _CsvLog(run / METRICS_FILE, resume_step)
+        self.evaluation = _CsvLog(run / EVALUATION_LOG, resume_step)
         self.writer = None
         if tensorboard:
             try:
@@ -164,17 +210,12 @@ class _MetricsLog:
             else:
                 self.writer = SummaryWriter(str(run / "tensorboard"), purge_step=resume_step + 1)
 
-    def _write(self) -> None:
-        columns = list(dict.fromkeys(key for row in self.rows for key in row))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in row.items()} for row in self.rows)
-        atomic_write(self.path, lambda p: p.write_text(buffer.getvalue()))
+    @property
+    def rows(self) -> list[dict[str, float]]:
+        return self.train.rows
 
-    def add(self, row: dict[str, float]) -> None:
-        self.rows.append(row)
-        self._write()
+    def add(self, row: dict[str, float], *, evaluation: bool = False) -> None:
+        (self.evaluation if evaluation else self.train).add(row)
         if self.writer is not None:
             for key, value in row.items():
                 if key != "step":
@@ -182,6 +223,8 @@ class _MetricsLog:
             self.writer.flush()
 
     def close(self) -> None:
+        self.train.close()
+        self.evaluation.close()
         if self.writer is not None:
             self.writer.close()
 
@@ -223,9 +266,30 @@ def _attach(config: TrainConfig) -> torch.nn.Module:
     return model
 
 
+def _samples(config: TrainConfig, split: str, dataset_config: str | None) -> Any:
+    """``load_samples`` of the run's source; ``all`` concatenates every config of it."""
+    data = config.data
+    if dataset_config != "all":
+        return load_samples(data.source, split, dataset_config, revision=data.revision)
+    import datasets
+
+    card = Path(data.source) / "README.md"
+    if card.is_file():  # a local folder: one load of every config's files of the split
+        from huggingface_hub import DatasetCard
+
+        configs = DatasetCard.load(card).data.to_dict().get("configs") or []
+        patterns = [f["path"] for c in configs for f in c.get("data_files", []) if f.get("split") == split]
+        if not patterns:
+            raise ConfigError(f"{data.source} has no split {split!r} in any config.")
+        return datasets.load_dataset(data.source, data_files={split: patterns}, split=split)
+    names = datasets.get_dataset_config_names(data.source, revision=data.revision)
+    parts = [load_samples(data.source, split, name, revision=data.revision) for name in names]
+    return datasets.concatenate_datasets(parts)
+
+
 def _training_data(config: TrainConfig) -> tuple[ViewGroups, BatchPlan]:
     data = config.data
-    rows = load_samples(data.source, data.split, data.config, revision=data.revision)
+    rows = _samples(config, data.split, data.config)
     if not hasattr(rows, "with_format"):
         raise ConfigError(
             f"Training needs random access to the samples of {data.source!r} (a datasets.Dataset); it returned "
@@ -236,13 +300,28 @@ def _training_data(config: TrainConfig) -> tuple[ViewGroups, BatchPlan]:
     return groups, plan
 
 
+class _PlannedBatches(torch.utils.data.Dataset):
+    """The batches of the plan this process reads, in order, collated; loader workers decode them ahead."""
+
+    def __init__(self, groups: ViewGroups, batches: list[Batch]) -> None:
+        self.groups = groups
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, position: int) -> tuple[Batch, dict[str, Any]]:
+        batch = self.batches[position]
+        return batch, collate([self.groups[(index, batch.views)] for index in batch.items])
+
+
 def _test_samples(config: TrainConfig) -> Any:
     """The test split, or ``None`` when the source has none."""
     data = config.data
     if data.test_split is None:
         return None
     try:
-        return load_samples(data.source, data.test_split, data.config, revision=data.revision)
+        return _samples(config, data.test_split, data.test_config or data.config)
     except ConfigError:
         return None
 
@@ -290,8 +369,11 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"Method {config.method!r} left no parameter of {config.backbone!r} trainable.")
-    trainable = sum(p.numel() for p in params)
-    groups, plan = _training_data(config)
+    trainable_by_group = {group: t for group, (t, _) in parameter_report(model).groups.items() if t}
+    trainable = sum(trainable_by_group.values())
+    with _datasets_quiet(not progress):
+        groups, plan = _training_data(config)
+        test_samples = _test_samples(config) if accelerator.is_main_process else None
     optimizer = torch.optim.AdamW(
         params, lr=config.optim.lr, weight_decay=config.optim.weight_decay, betas=config.optim.betas
     )
@@ -305,15 +387,29 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     prepared, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
     log = _MetricsLog(run, resume_step=progress_state.step, tensorboard=config.tensorboard) if main else None
-    test_samples = _test_samples(config) if main else None
 
     world, rank = accelerator.num_processes, accelerator.process_index
-    batches = (b for b in plan.iterate(progress_state.batches) if b.number % world == rank)
+    remaining = (config.steps - progress_state.step) * config.accumulation * world
+    mine = [
+        b
+        for _, b in zip(range(remaining), plan.iterate(progress_state.batches), strict=False)
+        if b.number % world == rank
+    ]
+    loader = iter(
+        torch.utils.data.DataLoader(
+            _PlannedBatches(groups, mine),
+            batch_size=None,
+            num_workers=config.data.workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+        )
+    )
 
     def next_batch() -> tuple[Batch, dict[str, Any]]:
-        batch = next(batches)
-        samples = collate([groups[(index, batch.views)] for index in batch.items])
-        return batch, {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in samples.items()}
+        batch, samples = next(loader)
+        return batch, {
+            k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in samples.items()
+        }
 
     started = time.perf_counter()
     step, consumed = progress_state.step, progress_state.batches
@@ -391,7 +487,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                     )
             if main and config.eval_every and step % config.eval_every == 0 and test_samples is not None:
                 evaluation = _evaluate(accelerator.unwrap_model(prepared), config, test_samples, device)
-                log.add({"step": step, **{f"eval/{m}/{k}": v for m, out in evaluation.items() for k, v in out.items()}})
+                scores = {f"{metric}/{key}": value for metric, out in evaluation.items() for key, value in out.items()}
+                log.add({"step": step, **scores}, evaluation=True)
             if stopping and step < config.steps:
                 if log is not None:
                     log.close()
@@ -410,6 +507,15 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
             atomic_write(run / "evaluation.json", lambda p: p.write_text(json.dumps(result.evaluation, indent=2)))
         result.losses = [row["loss"] for row in log.rows if "loss" in row]
         log.close()
+        summary = {
+            "steps": result.steps,
+            "trainable_parameters": result.trainable_parameters,
+            "trainable_by_group": trainable_by_group,
+            "loss_first": result.losses[0] if result.losses else None,
+            "loss_last": result.losses[-1] if result.losses else None,
+            "seconds": result.seconds,
+        }
+        atomic_write(run / "result.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
         write_run_card(run, config, log.rows, result)
     return result
 
@@ -463,7 +569,12 @@ def write_run_card(run: Path, config: TrainConfig, rows: list[dict[str, float]],
     return path
 
 
+def read_rows(path: Path) -> list[dict[str, float]]:
+    """The rows of a CSV log, as numbers."""
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
 def read_metrics(run: str | Path) -> list[dict[str, float]]:
     """The rows of a run's ``metrics.csv``."""
-    with open(Path(run) / METRICS_FILE, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    return read_rows(Path(run) / METRICS_FILE)

@@ -1,9 +1,11 @@
 """Registry entries: ``registry/<name>.yaml``, the recipe and publication record of one subspace bundle.
 
-An entry says where the bundle is published (``repo_id``, ``version``), under which licence, for which backbone
-(and the backbone's revision), how each attribute's LoRA ensemble was made (its synthetic dataset recipe and the
-LoRA settings), how the subspaces were extracted, where the built bundle lies, and which hand-written card
-(``cards/<name>.md``) goes with it. ``subspace-hub registry validate`` checks every entry against this schema.
+An entry is the recipe that ``subspace-hub build NAME`` runs and the record that ``subspace-hub push NAME``
+publishes: where the bundle goes (``repo_id``, ``version``), under which licence, for which backbone (its weights
+and revision), how each attribute's LoRA ensemble is made (its synthetic datasets, in the schema of ``subspace-hub
+data generate``, and the LoRA training settings, in the schema of ``subspace-hub train``), how the subspaces are
+extracted (:class:`~subspace_hub.subspaces.ExtractionSettings`), and which hand-written card (``cards/<name>.md``)
+goes with it. ``subspace-hub registry validate`` checks every entry against this schema.
 
 .. code-block:: yaml
 
@@ -15,10 +17,9 @@ LoRA settings), how the subspaces were extracted, where the built bundle lies, a
     attributes:
       texture:
         dataset: {family: texture, datasets: 8, scenes: 64, views: 24, height: 518, width: 518, camera_mode: micro}
-        lora: {count: 8, rank: 16, alpha: 32, targets: [aggregator], steps: 2000, lr: 0.0001}
+        lora: {count: 8, rank: 16, alpha: 32, targets: [aggregator], steps: 2000, lr: 0.00001}
     extraction: {d: 16, allocation: uniform, alpha: 1.0, mode: mean}
     card: cards/texture-geometry-microbaseline.md
-    bundle: bundles/texture-geometry-microbaseline
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from subspace_hub.configuration import to_dict
 from subspace_hub.data.export import GenerationSpec
 from subspace_hub.errors import ConfigError
 from subspace_hub.hub.repo_id import is_repo_id
 from subspace_hub.specs import is_slug
+from subspace_hub.subspaces.mining import ExtractionSettings
 
 _SEMVER = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
 REGISTRY_DIR = "registry"
@@ -40,22 +43,37 @@ REGISTRY_DIR = "registry"
 
 @dataclass(frozen=True)
 class BackboneRef:
+    """The backbone the LoRAs adapt."""
+
     name: str
     """Registered backbone name, e.g. ``vggt``."""
     repo: str | None = None
     """Hub repo of the pretrained weights, e.g. ``facebook/VGGT-1B`` (the card's ``base_model``)."""
     revision: str = "main"
     config: str | None = None
+    """Preset name; default: the checkpoint's ``config.json``."""
+    weights: str | None = None
+    """Weights to train from instead of ``repo``: a checkpoint folder relative to the registry's base folder, or
+    weights the backbone names (``BackboneSpec.weights``, e.g. ``vggt-tiny-synthetic``)."""
 
 
 @dataclass(frozen=True)
 class LoraRecipe:
+    """An attribute's LoRA ensemble: ``count`` LoRAs, LoRA ``i`` trained on dataset ``i`` of the attribute."""
+
     count: int = 8
     rank: int = 16
     alpha: float | None = None
     targets: tuple[str, ...] = ()
+    """Backbone target groups or module regexes; empty: the backbone's default targets."""
     steps: int = 1000
-    lr: float = 1e-4
+    lr: float = 1e-5
+    seed: int = 0
+    """LoRA ``i`` of attribute number ``a`` (in entry order) trains with seed ``seed + 1000 a + i``: every LoRA
+    starts from its own initialisation (shared ones would overlap their subspaces by construction)."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """More settings of the training recipe (:class:`~subspace_hub.pipelines.config.TrainConfig` fields, e.g.
+    ``{data: {max_views: 8}, optim: {warmup: 0.1}}``)."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +83,6 @@ class AttributeRecipe:
     lora: LoraRecipe = field(default_factory=LoraRecipe)
     dataset_repo: str | None = None
     """Dataset repo where the generated data is published, if it is (the card lists it)."""
-
-
-@dataclass(frozen=True)
-class ExtractionRecipe:
-    d: int = 16
-    allocation: str = "uniform"
-    alpha: float = 1.0
-    mode: str = "mean"
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ class RegistryEntry:
     license: str
     backbone: BackboneRef
     attributes: dict[str, AttributeRecipe]
-    extraction: ExtractionRecipe = field(default_factory=ExtractionRecipe)
+    extraction: ExtractionSettings = field(default_factory=ExtractionSettings)
     card: str | None = None
     bundle: str | None = None
     description: str = ""
@@ -104,8 +114,21 @@ class RegistryEntry:
     def card_path(self, base: Path) -> Path:
         return base / (self.card or f"cards/{self.name}.md")
 
+    def build_path(self, base: Path) -> Path:
+        """Where ``subspace-hub build`` works: ``build/<name>`` beside the registry folder."""
+        return base / "build" / self.name
+
     def bundle_path(self, base: Path) -> Path:
-        return base / (self.bundle or f"bundles/{self.name}")
+        """The bundle to publish: ``bundle`` if the entry names one, else the one ``build`` made."""
+        return base / self.bundle if self.bundle else self.build_path(base) / "bundle"
+
+    def weights_path(self, base: Path) -> str | None:
+        """The weights LoRAs train from: ``weights`` (a folder made absolute, or the backbone's name for them),
+        else the Hub ``repo``."""
+        weights = self.backbone.weights
+        if weights is None:
+            return self.backbone.repo
+        return str((base / weights).resolve()) if (base / weights).exists() else weights
 
 
 def _validate(entry: RegistryEntry, source: str) -> None:
@@ -127,8 +150,6 @@ def _validate(entry: RegistryEntry, source: str) -> None:
             problems.append(f"attribute {attribute!r} must be a lowercase slug")
         if recipe.lora.count < 2 or recipe.lora.rank < 1:
             problems.append(f"attributes.{attribute}.lora needs count >= 2 and rank >= 1")
-    if entry.extraction.d < 1:
-        problems.append("extraction.d must be positive")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
 
@@ -192,8 +213,9 @@ def check_bundle(entry: RegistryEntry, bundle: Any) -> list[str]:
     if backbone is not None and backbone != entry.backbone.name:
         problems.append(f"the bundle was extracted for backbone {backbone!r}, the entry says {entry.backbone.name!r}")
     extraction = bundle.info.get("extraction", {})
-    if extraction.get("d") not in (None, entry.extraction.d):
-        problems.append(f"the bundle was extracted with d={extraction.get('d')}, the entry says {entry.extraction.d}")
+    for key, wanted in to_dict(entry.extraction).items():
+        if key in extraction and extraction[key] != wanted:
+            problems.append(f"the bundle was extracted with {key}={extraction[key]!r}, the entry says {wanted!r}")
     for attribute, recipe in entry.attributes.items():
         sources = bundle.info.get("sources", {}).get(attribute)
         if sources is not None and len(sources) != recipe.lora.count:

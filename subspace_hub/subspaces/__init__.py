@@ -10,10 +10,11 @@ from subspace_hub.subspaces.bundle import ModuleSubspace, SubspaceBundle
 from subspace_hub.subspaces.combine import CombinedBasis, combine_bases
 from subspace_hub.subspaces.extraction import FactorCores, SharedSubspace, reduce_factors, shared_subspace
 from subspace_hub.subspaces.lora_io import LoraCheckpoint, load_lora
-from subspace_hub.subspaces.mining import extract_bundle
+from subspace_hub.subspaces.mining import ExtractionSettings, extract_bundle
 
 __all__ = [
     "CombinedBasis",
+    "ExtractionSettings",
     "FactorCores",
     "LoraCheckpoint",
     "ModuleSubspace",

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from subspace_hub.configuration import to_dict
 from subspace_hub.errors import ConfigError, ShapeMismatchError
 from subspace_hub.specs import validate_slug
 from subspace_hub.subspaces.allocation import Strategy, allocate_dims
@@ -94,65 +95,91 @@ def _load_attribute(attribute: str, sources: Sequence[LoraSource]) -> list[LoraC
     return checkpoints
 
 
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How subspaces are extracted: the one schema of ``subspace-hub extract``, registry entries (``extraction:``)
+    and the ``extraction`` record of every bundle."""
+
+    d: int = 16
+    """Dimension per module (``uniform``) or the budget the other allocations distribute."""
+    allocation: Strategy = "uniform"
+    """``uniform``, ``importance``, ``gap`` or ``energy`` (see :mod:`.allocation`)."""
+    alpha: float = 1.0
+    """Robustness exponent of :func:`shared_subspace`: 2 is least squares, 1 down-weights outlier LoRAs."""
+    mode: Mode = "mean"
+    """``mean`` (the paper's weighted-mean SVD) or ``stack``."""
+    max_iter: int = 20
+    tol: float = 1e-6
+    targets: tuple[str, ...] = ()
+    """Module-name regexes (``re.fullmatch``) to restrict the extraction to; empty: every adapted module."""
+    min_dim: int = 1
+    max_dim: int | None = None
+    energy: float = 0.95
+    """The spectral energy fraction of the ``energy`` allocation."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.d < 1:
+            problems.append(f"d must be at least 1, got {self.d}")
+        if self.alpha <= 0:
+            problems.append(f"alpha must be positive, got {self.alpha}")
+        if self.max_iter < 1:
+            problems.append(f"max_iter must be at least 1, got {self.max_iter}")
+        if self.min_dim < 0 or (self.max_dim is not None and self.max_dim < max(self.min_dim, 1)):
+            problems.append(f"need 0 <= min_dim <= max_dim, got {self.min_dim} and {self.max_dim}")
+        if not 0 < self.energy <= 1:
+            problems.append(f"energy must be in (0, 1], got {self.energy}")
+        for pattern in self.targets:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                problems.append(f"target {pattern!r} is not a regular expression ({exc})")
+        if problems:
+            raise ConfigError("Invalid extraction settings: " + "; ".join(problems) + ".")
+
+
 def extract_bundle(
     attributes: Mapping[str, Sequence[LoraSource]],
-    d: int = 16,
+    settings: ExtractionSettings | None = None,
     *,
-    allocation: Strategy = "uniform",
-    alpha: float = 1.0,
-    mode: Mode = "mean",
-    max_iter: int = 20,
-    tol: float = 1e-6,
-    targets: Sequence[str] | None = None,
-    min_dim: int = 1,
-    max_dim: int | None = None,
-    energy: float = 0.95,
     workers: int | None = None,
     progress: bool = True,
     info: Mapping[str, Any] | None = None,
+    **fields: Any,
 ) -> SubspaceBundle:
     """Extract every attribute's subspaces from its LoRA ensemble.
 
     Args:
         attributes: Attribute name (e.g. ``"texture"``) -> LoRA sources: PEFT adapter folders, folders of
             adapter folders, safetensors files or state dicts.
-        d: Dimension (``uniform``) or budget (``importance``) per module; see :mod:`.allocation`.
-        allocation: ``uniform``, ``importance``, ``gap`` or ``energy``.
-        alpha, mode, max_iter, tol: Passed to :func:`shared_subspace`.
-        targets: Module-name regexes (``re.fullmatch``) to restrict the extraction to; default: every module
-            the LoRAs adapt.
-        min_dim, max_dim, energy: Allocation bounds and the energy fraction.
+        settings: How to extract (:class:`ExtractionSettings`); ``**fields`` set single fields of it, e.g.
+            ``extract_bundle(loras, d=16, alpha=1.0)``.
         workers: Parallel threads (default: the number of CPU threads torch uses).
         progress: Show a progress bar per attribute.
         info: Extra provenance stored in the bundle (backbone, its revision, ...).
 
     Returns:
-        A :class:`SubspaceBundle` whose ``info`` records the settings and the sources.
+        A :class:`SubspaceBundle` whose ``info`` records the settings (``extraction``) and the sources.
+
+    Raises:
+        ConfigError: invalid settings, no attributes, or LoRAs of one attribute that adapt different modules.
     """
+    if "targets" in fields and fields["targets"] is not None:
+        fields["targets"] = tuple(fields["targets"])
+    elif "targets" in fields:
+        fields["targets"] = ()
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(ExtractionSettings)})
+    if unknown:
+        raise ConfigError(f"extract_bundle got unknown setting(s) {unknown}; see ExtractionSettings.")
+    settings = dataclasses.replace(settings or ExtractionSettings(), **fields)
     if not attributes:
         raise ConfigError("No attributes given: pass e.g. {'texture': [lora_dir_1, lora_dir_2, ...]}.")
     for name in attributes:
         validate_slug(name, "attribute name")
-    compiled = [re.compile(t) for t in targets] if targets else None
+    compiled = [re.compile(t) for t in settings.targets] or None
     workers = workers or max(1, torch.get_num_threads())
-    bundle = SubspaceBundle(
-        info={
-            **dict(info or {}),
-            "extraction": {
-                "d": d,
-                "allocation": allocation,
-                "alpha": alpha,
-                "mode": mode,
-                "max_iter": max_iter,
-                "tol": tol,
-                "targets": list(targets or []),
-                "min_dim": min_dim,
-                "max_dim": max_dim,
-                "energy": energy,
-            },
-            "sources": {},
-        }
-    )
+    bundle = SubspaceBundle(info={**dict(info or {}), "extraction": to_dict(settings), "sources": {}})
+    d, allocation, targets = settings.d, settings.allocation, settings.targets
     for attribute, sources in attributes.items():
         ensemble = _Ensemble(_load_attribute(attribute, sources))
         modules = sorted(ensemble.checkpoints[0].factors)
@@ -172,13 +199,19 @@ def extract_bundle(
                     {m: r[0] for m, r in results.items()},
                     allocation,
                     d,
-                    min_dim=min_dim,
-                    max_dim=max_dim,
-                    energy=energy,
+                    min_dim=settings.min_dim,
+                    max_dim=settings.max_dim,
+                    energy=settings.energy,
                     available={m: r[1] for m, r in results.items()},
                 )
             todo = [m for m in modules if dims[m] > 0]
-            solve = functools.partial(ensemble.subspace, alpha=alpha, mode=mode, max_iter=max_iter, tol=tol)
+            solve = functools.partial(
+                ensemble.subspace,
+                alpha=settings.alpha,
+                mode=settings.mode,
+                max_iter=settings.max_iter,
+                tol=settings.tol,
+            )
             found = pool.map(solve, todo, [dims[m] for m in todo])
             if progress:
                 found = tqdm(found, total=len(todo), desc=f"extract {attribute}", unit="module")

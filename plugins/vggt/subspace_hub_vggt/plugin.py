@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -113,6 +114,11 @@ SPEC = BackboneSpec(
     description="VGGT (Visual Geometry Grounded Transformer), checkpoint-compatible with facebook/VGGT-1B",
     presets=PRESETS,
     default_preset="vggt-1b",
+    weights={
+        "vggt-1b": "facebook/VGGT-1B",
+        # trained by plugins/vggt/recipes/vggt-tiny-synthetic.yaml; its card is the README.md beside it
+        "vggt-tiny-synthetic": str(Path(__file__).parent / "checkpoints" / "vggt-tiny-synthetic"),
+    },
     target_groups=_target_groups(),
     default_targets=("paper",),
     frozen=(r"aggregator\.patch_embed",),
