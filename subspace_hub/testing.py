@@ -53,6 +53,7 @@ __all__ = [
     "check_dataset",
     "check_metric",
     "check_plugin",
+    "tiny_dataset",
 ]
 
 
@@ -485,6 +486,28 @@ def check_dataset(dataset: str | DatasetSpec, **load_options: Any) -> Mapping[st
         if not np.isfinite(np.asarray(sample[key], dtype=np.float64)).all():
             raise _fail(what, f"{key} has non-finite values")
     return sample
+
+
+def tiny_dataset(
+    out: Any, *, height: int, width: int, family: str = "texture", scenes: int = 3, views: int = 4, seed: int = 0
+) -> Any:
+    """A small generated dataset (one config, ``{family}-000``, a train and a test split) at ``height`` x ``width``
+    pixels (pick multiples of your backbone's patch size), for training and evaluation tests; returns the folder."""
+    from subspace_hub.data.export import GenerationSpec, generate
+
+    spec = GenerationSpec(
+        family,
+        seed=seed,
+        scenes=scenes,
+        views=views,
+        height=height,
+        width=width,
+        mesh_resolution=4,
+        texture_size=32,
+        texture_pool=4,
+        test_fraction=1 / scenes,
+    )
+    return generate(spec, out, workers=1, progress=False)
 
 
 # -- whole plugins ------------------------------------------------------------------------------------------

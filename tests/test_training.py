@@ -17,12 +17,12 @@ import torch
 from safetensors.torch import load_file
 
 import subspace_hub
-from subspace_hub.data.export import GenerationSpec, generate
 from subspace_hub.data.views import BatchPlan
 from subspace_hub.errors import CheckpointError, ConfigError
 from subspace_hub.pipelines.checkpoints import list_checkpoints
 from subspace_hub.pipelines.config import load_train_config
-from subspace_hub.pipelines.train import lr_factor, read_metrics, train
+from subspace_hub.pipelines.train import lr_factor, read_metrics, read_rows, train
+from subspace_hub.testing import tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,20 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Texture datasets at 32 x 40 pixels (multiples of the reference backbone's 8-pixel patches)."""
-    spec = GenerationSpec(
-        "texture",
-        datasets=1,
-        seed=3,
-        scenes=5,
-        views=4,
-        height=32,
-        width=40,
-        mesh_resolution=4,
-        texture_size=32,
-        texture_pool=4,
-        test_fraction=0.2,
-    )
-    return generate(spec, tmp_path_factory.mktemp("train-data") / "texture", workers=1, progress=False)
+    return tiny_dataset(tmp_path_factory.mktemp("train-data") / "texture", height=32, width=40, scenes=5, seed=3)
 
 
 def config(data, **changes):
@@ -63,10 +50,29 @@ def config(data, **changes):
 
 def cli_args(data, out, steps=12):
     return [
-        "train", "reference", "--backbone-config", "tiny", "--option", "rank=2", "--data", str(data),
-        "--steps", str(steps), "--lr", "1e-3", "--views", "2-4", "--max-images", "8", "--checkpoint-every", "1",
-        "--no-tensorboard", "--quiet", "--out", str(out),
-    ]  # fmt: skip
+        "train",
+        "reference",
+        "--backbone-config",
+        "tiny",
+        "--option",
+        "rank=2",
+        "--data",
+        str(data),
+        "--steps",
+        str(steps),
+        "--lr",
+        "1e-3",
+        "--views",
+        "2-4",
+        "--max-images",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--no-tensorboard",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 def adapter_tensors(run: Path) -> dict[str, torch.Tensor]:
@@ -104,8 +110,10 @@ def test_the_batch_plan_is_deterministic_capped_and_resumable():
 
 
 def test_a_run_writes_its_folder_and_its_adapter_reloads(data, tmp_path):
-    result = train(config(data), tmp_path / "run", progress=False)
+    result = train(config(data, eval_every=4), tmp_path / "run", progress=False)
     run = tmp_path / "run"
+    evaluations = read_rows(run / "evaluation.csv")
+    assert [row["step"] for row in evaluations] == [4, 8] and "depth/abs_rel" in evaluations[0]
     names = {p.name for p in run.iterdir()}
     assert {"config.yaml", "metrics.csv", "loss.png", "README.md", "adapter", "evaluation.json", "checkpoints"} <= names
     rows = read_metrics(run)
