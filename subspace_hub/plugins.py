@@ -224,15 +224,14 @@ class PluginHost:
         return self._pm
 
     def load(self) -> None:
-        """Discover and load all plugins, once. Raises :class:`PluginConflictError` on duplicate names and,
-        in strict mode, :class:`PluginLoadError` for a failing plugin; a later call then tries again."""
+        """Discover and load all plugins, once. A plugin that fails, or claims a name another plugin already
+        holds, is recorded and skipped; in strict mode that raises (:class:`PluginLoadError`,
+        :class:`PluginConflictError`) and a later call tries again."""
         with self._lock:
             if self._loaded:
                 return
             environ = os.environ if self._environ is None else self._environ
-            trace = env_flag(environ, ENV_TRACE)
-            if trace:
-                _enable_trace_logging()
+            _trace_logging(env_flag(environ, ENV_TRACE))
             self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
             self._pm.add_hookspecs(self._specs)
             self._plugins = []
@@ -321,15 +320,18 @@ class PluginHost:
         assert self._pm is not None
         started = time.perf_counter()
         logger.debug("loading %s from %s", candidate.name, candidate.module)
-        for other in self._plugins:
-            if other.name == candidate.name and not other.failed:
-                raise PluginConflictError(
-                    f"Two plugins are named {candidate.name!r}: {other.describe()} and "
-                    f"{_describe_candidate(candidate)}. Uninstall one of them, or load only one with "
-                    f"{ENV_LOAD_PLUGINS}=<name or distribution>."
-                )
         plugin: object | None = None
         try:
+            for other in self._plugins:
+                if other.name == candidate.name and not other.failed:
+                    raise _PluginFailed(
+                        "name conflict",
+                        PluginConflictError(
+                            f"Two plugins are named {candidate.name!r}: {other.describe()} and "
+                            f"{_describe_candidate(candidate)}; the second is skipped. Uninstall one of them, or "
+                            f"load only one with {ENV_LOAD_PLUGINS}=<name or distribution>."
+                        ),
+                    )
             try:
                 plugin = candidate.load()
             except KeyboardInterrupt:
@@ -341,11 +343,14 @@ class PluginHost:
                 return
             hooks = self._register(plugin, candidate.name)
             staged = self._run_hooks(plugin, candidate)
+            self._check_names(staged, candidate)
         except _PluginFailed as failure:
             if plugin is not None and self._pm.is_registered(plugin):
                 self._pm.unregister(plugin)
             info = _info(candidate, error=failure.describe())
             self._plugins.append(info)
+            if isinstance(failure.cause, PluginConflictError) and strict:
+                raise failure.cause from None
             if candidate.source == "builtin" or strict:
                 raise PluginLoadError(
                     f"{info.describe().capitalize()} failed to load ({info.error}). Fix or uninstall it"
@@ -362,16 +367,25 @@ class PluginHost:
         info = _info(candidate, components=components, hooks=hooks)
         for kind, specs in staged.items():
             for spec in specs:
-                previous = self._components[kind].get(spec.name)
-                if previous is not None:
-                    raise PluginConflictError(
-                        f"The {kind} name {spec.name!r} is registered twice: by {previous[1].describe()} and by "
-                        f"{info.describe()}. Uninstall one of them, or load only one with "
-                        f"{ENV_LOAD_PLUGINS}=<name or distribution>."
-                    )
                 self._components[kind][spec.name] = (spec, info)
         self._plugins.append(info)
         logger.debug("loaded %s in %.1f ms: %s", candidate.name, 1e3 * (time.perf_counter() - started), components)
+
+    def _check_names(self, staged: dict[str, list[Any]], candidate: _Candidate) -> None:
+        """A component name another plugin already registered fails this plugin (as a whole): a broken or
+        careless plugin must not shadow, nor take down, what already works."""
+        for kind, specs in staged.items():
+            for spec in specs:
+                previous = self._components[kind].get(spec.name)
+                if previous is not None:
+                    raise _PluginFailed(
+                        "name conflict",
+                        PluginConflictError(
+                            f"The {kind} name {spec.name!r} is registered twice: by {previous[1].describe()} and by "
+                            f"{_describe_candidate(candidate)}, which is skipped. Uninstall one of them, or load only "
+                            f"one with {ENV_LOAD_PLUGINS}=<name or distribution>."
+                        ),
+                    )
 
     def _register(self, plugin: object, name: str) -> tuple[str, ...]:
         """Register ``plugin`` with pluggy after checking its hook names; returns the hooks it implements."""
@@ -510,13 +524,30 @@ def _describe_candidate(candidate: _Candidate) -> str:
 _trace_handler: logging.Handler | None = None
 
 
-def _enable_trace_logging() -> None:
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (it may be replaced after tracing starts)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _trace_logging(on: bool) -> None:
+    """Log plugin loading and hook calls to stderr while ``SUBSPACE_HUB_TRACE_PLUGINS`` is set (read at each load)."""
     global _trace_handler
-    if _trace_handler is None:
-        _trace_handler = logging.StreamHandler(sys.stderr)
+    if on and _trace_handler is None:
+        _trace_handler = _StderrHandler()
         _trace_handler.setFormatter(logging.Formatter("[subspace-hub plugins] %(message)s"))
         logger.addHandler(_trace_handler)
-    logger.setLevel(logging.DEBUG)
+        logger.setLevel(logging.DEBUG)
+    elif not on and _trace_handler is not None:
+        logger.removeHandler(_trace_handler)
+        logger.setLevel(logging.NOTSET)
+        _trace_handler = None
 
 
 # -- the process-wide host ----------------------------------------------------------------------------------

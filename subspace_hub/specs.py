@@ -138,6 +138,26 @@ class BackboneSpec:
     homepage: str | None = None
     """Where users read about the model."""
 
+    image_multiple: int | Callable[[Mapping[str, Any]], int] | None = None
+    """What image heights and widths must be multiples of (the patch size), or ``image_multiple(config)``; lets
+    ``data generate``, ``train`` and ``evaluate`` refuse unusable images before any work starts."""
+
+    def check_image_size(self, height: int, width: int, config: Mapping[str, Any] | None = None) -> None:
+        """Raise :class:`ConfigError` when ``height`` x ``width`` images do not fit this backbone (see
+        :attr:`image_multiple`), naming sizes that do."""
+        multiple = self.image_multiple(dict(config or {})) if callable(self.image_multiple) else self.image_multiple
+        if not multiple or (height % multiple == 0 and width % multiple == 0):
+            return
+
+        def near(side: int) -> str:
+            low = max(multiple, side // multiple * multiple)
+            return f"{low} or {low + multiple}" if low != side else str(side)
+
+        raise ConfigError(
+            f"Images of {height} x {width} pixels do not fit backbone {self.name!r}: its sides must be multiples of "
+            f"{multiple} (the patch size). Use e.g. {near(height)} x {near(width)} (--resolution HxW)."
+        )
+
     def run(self, model: Any, batch: Mapping[str, Any]) -> Any:
         """The model's outputs for ``batch``: :attr:`forward`, or ``model(batch["images"])`` when it is ``None``."""
         if self.forward is not None:
@@ -175,6 +195,10 @@ class BackboneSpec:
         _require_callable("BackboneSpec", "build", self.build)
         for fname in ("convert_state_dict", "example_batch", "forward", "loss", "predict"):
             _require_callable("BackboneSpec", fname, getattr(self, fname), optional=True)
+        multiple = self.image_multiple
+        positive_int = isinstance(multiple, int) and not isinstance(multiple, bool) and multiple >= 1
+        if not (multiple is None or callable(multiple) or positive_int):
+            raise SpecError(f"BackboneSpec {self.name!r}: image_multiple must be a positive int or a callable.")
         object.__setattr__(self, "presets", _frozen_mapping({k: dict(v) for k, v in dict(self.presets).items()}))
         object.__setattr__(self, "target_groups", _frozen_mapping(self.target_groups))
         object.__setattr__(self, "weights", _frozen_mapping(self.weights))

@@ -155,7 +155,7 @@ def test_save_and_load_errors(tmp_path):
     model = subspace_hub.load_backbone("reference")
     with pytest.raises(ConfigError, match="no adapter attached"):
         subspace_hub.save_adapter(model, tmp_path / "x")
-    with pytest.raises(CheckpointNotFoundError, match=f"{MARKER_FILE} is missing"):
+    with pytest.raises(CheckpointNotFoundError, match=f"holds no saved adapter: expected {MARKER_FILE}"):
         subspace_hub.load_adapter(tmp_path)
 
 

@@ -5,7 +5,7 @@ Layers, bottom up (DESIGN.md, "The house"); a module may import its own package 
 higher one nor another package of its own layer:
 
 0. ``_version``, ``errors``
-1. leaf helpers: ``fileio``, ``configuration``, ``specs``, ``hookspecs``, ``geometry``, ``tables``, ``interchange``,
+1. leaf helpers: ``fileio``, ``configuration``, ``specs``, ``hookspecs``, ``geometry``, ``tables``, ``interchange``, ``devices``,
    ``provenance``, ``templates``
 2. the plugin host ``plugins`` and the Hub transport ``hub``
 3. capabilities: ``subspaces``, ``metrics``, ``data``, ``backbones``
@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "interchange": 1,
     "provenance": 1,
     "templates": 1,
+    "devices": 1,
     "plugins": 2,
     "hub": 2,
     "subspaces": 3,

@@ -165,6 +165,7 @@ def test_a_killed_generation_resumes_to_the_same_bytes(generated, tmp_path):
         "4",
     ]
     args += ["--test-fraction", "0.34", "--seed", "4", "--workers", "1", "--scenes-per-shard", "1", "--quiet"]
+    args += ["--backbone", "reference"]  # 32 x 40: the reference backbone's 8-pixel patches
     process = subprocess.Popen(args, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out.glob("*/*.parquet"))) < 2 and process.poll() is None:

@@ -228,7 +228,7 @@ def test_cli_evaluate_prints_a_table_and_writes_json(tiny_dataset, tmp_path, cap
         "--metric",
         "rmse",
     ]
-    args += ["--option", "depth.align=scale_shift_lstsq", "--limit", "2", "--json", str(out), "--quiet"]
+    args += ["--option", "depth.align=scale_shift_lstsq", "--limit", "2", "--output", str(out), "--quiet"]
     assert main(args) == 0
     table = capsys.readouterr().out
     assert (

@@ -165,32 +165,45 @@ def test_malformed_plugins_are_reported_with_a_precise_error(distributions, sour
     assert "reference" in subspace_hub.list_components("backbone")
 
 
-def test_duplicate_component_names_raise_naming_both_distributions(distributions, good_plugin):
+def test_duplicate_component_names_skip_the_second_plugin_naming_both_distributions(distributions, good_plugin):
     distributions.add("subspace-hub-alpha", "subspace_hub_alpha", good_plugin(metric="alpha-mae"), version="1.0")
     distributions.add("subspace-hub-beta", "subspace_hub_beta", good_plugin(metric="beta-mae"), version="2.0")
-    with pytest.raises(PluginConflictError) as info:
-        subspace_hub.list_components("backbone")
-    message = str(info.value)
+    with pytest.warns(PluginWarning):
+        assert "tiny-third-party" in subspace_hub.list_components("backbone")  # the first one's, still usable
+    failed = {p.name: p for p in subspace_hub.list_plugins() if p.failed}
+    assert list(failed) == ["subspace_hub_beta"] and "alpha-mae" in subspace_hub.list_components("metric")
+    message = failed["subspace_hub_beta"].error
     assert "backbone name 'tiny-third-party' is registered twice" in message
     assert "subspace-hub-alpha 1.0" in message and "subspace-hub-beta 2.0" in message
     assert plugins.ENV_LOAD_PLUGINS in message
 
 
-def test_shadowing_a_builtin_component_is_a_conflict(distributions, good_plugin):
+def test_strict_mode_raises_on_a_conflict(distributions, good_plugin, monkeypatch):
+    monkeypatch.setenv(plugins.ENV_STRICT, "1")
+    distributions.add("subspace-hub-alpha", "subspace_hub_alpha", good_plugin(metric="alpha-mae"))
+    distributions.add("subspace-hub-beta", "subspace_hub_beta", good_plugin(metric="beta-mae"))
+    with pytest.raises(PluginConflictError, match="registered twice"):
+        subspace_hub.list_components("backbone")
+
+
+def test_shadowing_a_builtin_component_skips_the_plugin_and_every_command_still_works(distributions, good_plugin):
     distributions.add("subspace-hub-shadow", "subspace_hub_shadow", good_plugin(backbone="reference"))
-    with pytest.raises(PluginConflictError, match=r"'reference' is registered twice: by plugin 'subspace_hub.builtin"):
-        subspace_hub.load_backbone("reference")
+    with pytest.warns(PluginWarning, match=r"'reference' is registered twice: by plugin 'subspace_hub.builtin"):
+        model = subspace_hub.load_backbone("reference")
+    assert type(model).__name__ == "ReferenceBackbone"  # the builtin, not the shadow
 
 
-def test_duplicate_plugin_names_raise_naming_both_distributions(distributions, good_plugin):
+def test_duplicate_plugin_names_skip_the_second_naming_both_distributions(distributions, good_plugin):
     distributions.add(
         "subspace-hub-one", "subspace_hub_one", good_plugin(backbone="one", metric="m-one"), entry_point="same"
     )
     distributions.add(
         "subspace-hub-two", "subspace_hub_two", good_plugin(backbone="two", metric="m-two"), entry_point="same"
     )
-    with pytest.raises(PluginConflictError, match=r"Two plugins are named 'same'.*subspace-hub-one.*subspace-hub-two"):
-        subspace_hub.list_plugins()
+    with pytest.warns(PluginWarning, match=r"Two plugins are named 'same'.*subspace-hub-one.*subspace-hub-two"):
+        infos = subspace_hub.list_plugins()
+    assert [p.failed for p in infos if p.name == "same"] == [False, True]
+    assert "one" in subspace_hub.list_components("backbone") and "two" not in subspace_hub.list_components("backbone")
 
 
 def test_the_allowlist_resolves_a_conflict(distributions, good_plugin, monkeypatch):

@@ -160,9 +160,11 @@ def test_save_pretrained_records_provenance_and_reloads_the_trained_state(bundle
     expected = depth(model)
     folder = adapter.save_pretrained(tmp_path / "run")
     assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
         "subspace_adapter.json",
         "subspace_adapter.safetensors",
         "subspace_config.json",
+        "subspace_hub_adapter.json",
         "subspaces.safetensors",
     ]
     config = json.loads((folder / CONFIG_FILE).read_text())

@@ -322,6 +322,10 @@ def save_peft(model: nn.Module, folder: str | Path) -> None:
     """``PeftModel.save_pretrained``; PiSSA adapters are converted to a portable LoRA of rank 2r."""
     record = record_of(model)
     initial = record.state if record is not None and isinstance(record.state, PissaInitial) else None
+    if record is not None and record.build is not None:  # PEFT's adapter_config.json names the base it adapts
+        config = model.peft_config["default"]
+        config.base_model_name_or_path = record.build.pretrained
+        config.revision = record.build.revision
     with warnings.catch_warnings():
         if initial is not None:
             warnings.filterwarnings("ignore", message=_PEFT_NOISE["pissa_save"])

@@ -220,5 +220,6 @@ SPEC = BackboneSpec(
     loss=depth_loss,
     predict=predict,
     license="apache-2.0",
+    image_multiple=lambda config: int(config.get("patch_size", 8)),
 )
 """The spec registered by :mod:`subspace_hub.builtin.backbones`."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from subspace_hub.cli._options import registry_option
+
 
 @click.command("build")
 @click.argument("name")
-@click.option("--registry", "folder", default="registry", show_default=True, type=click.Path(file_okay=False))
+@registry_option
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Build folder [default: build/NAME].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda for the GPU renderer and training.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from subspace_hub.cli.hub import pull_options, pull_repo
 from subspace_hub.data.choices import CAMERA_MODES, FAMILIES
 from subspace_hub.errors import ConfigError
 
@@ -34,7 +35,17 @@ def data() -> None:
 @click.option("--datasets", "count", default=1, show_default=True, help="Datasets (configs) of the family.")
 @click.option("--scenes", default=8, show_default=True, help="Scenes per dataset.")
 @click.option("--views", default=24, show_default=True, help="Views per scene.")
-@click.option("--resolution", default="128", show_default=True, help="N or HxW pixels.")
+@click.option(
+    "--resolution",
+    default="518",
+    show_default=True,
+    help="N or HxW pixels; multiples of the backbone's patch (VGGT: 14; on a CPU e.g. 56x84 or 112x168).",
+)
+@click.option(
+    "--backbone",
+    default=None,
+    help="Check the resolution fits this backbone before generating [default: vggt, when installed; 'none': no check].",
+)
 @click.option(
     "--camera",
     "camera_mode",
@@ -74,6 +85,7 @@ def generate(
     scenes,
     views,
     resolution,
+    backbone,
     camera_mode,
     seed,
     test_fraction,
@@ -92,12 +104,22 @@ def generate(
 
     \b
     Example:
-      subspace-hub data generate texture --datasets 4 --scenes 64 --views 24 --resolution 128 --out data/texture
+      subspace-hub data generate texture --datasets 4 --scenes 64 --views 24 --resolution 518 --out data/texture
     """
     from subspace_hub.data.export import GenerationSpec
     from subspace_hub.data.export import generate as run
 
     height, width = _resolution(resolution)
+    from subspace_hub.plugins import get_backbone_spec, list_components
+
+    if backbone is None:
+        backbone = "vggt" if "vggt" in list_components("backbone") else "none"
+    if backbone != "none":
+        get_backbone_spec(backbone).check_image_size(height, width)
+    if device != "cpu":
+        from subspace_hub.devices import check_device
+
+        check_device(device)
     spec = GenerationSpec(
         family=family,
         datasets=count,
@@ -124,10 +146,22 @@ def generate(
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.argument("repo_id")
 @click.option("--tag", default=None, help="Version tag to create (refused if it exists).")
-@click.option("--private", is_flag=True)
-def push(folder, repo_id, tag, private) -> None:
+@click.option("--private", is_flag=True, help="Create the repo private (readable with a token only).")
+@click.option("--allow-incomplete", is_flag=True, help="Publish a folder whose generation has not finished.")
+def push(folder, repo_id, tag, private, allow_incomplete) -> None:
     """Publish a generated FOLDER as dataset repo REPO_ID (load it with datasets.load_dataset(REPO_ID, config))."""
+    from subspace_hub.data.export import check_complete
     from subspace_hub.hub import push_folder
 
+    if not allow_incomplete:
+        check_complete(folder)
     pushed = push_folder(folder, repo_id, repo_type="dataset", tag=tag, private=private, message=f"Upload {folder}")
     click.echo(f"Pushed {pushed.describe()}")
+
+
+@data.command("pull")
+@click.argument("repo_id")
+@pull_options
+def pull(repo_id, revision, local_dir) -> None:
+    """Download dataset repo REPO_ID from the configured endpoint and print where it lies."""
+    pull_repo(repo_id, revision, "dataset", local_dir)

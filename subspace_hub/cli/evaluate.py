@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from subspace_hub.cli._output import echo_json
+from subspace_hub.devices import check_device
 from subspace_hub.errors import ConfigError
 
 DEFAULT_METRICS = ("depth", "reconstruction")
@@ -35,8 +37,7 @@ def _metric_options(values: tuple[str, ...]) -> dict[str, dict]:
 @click.option(
     "--adapter",
     default=None,
-    type=click.Path(exists=True, file_okay=False),
-    help="An adapter folder written by save_adapter.",
+    help="A saved adapter (save_adapter, SubspaceAdapter.save_pretrained, a PEFT folder) or its Hub repo.",
 )
 @click.option(
     "--metric", "metrics", multiple=True, help=f"Metric to compute (repeatable; default: {', '.join(DEFAULT_METRICS)})."
@@ -48,15 +49,17 @@ def _metric_options(values: tuple[str, ...]) -> dict[str, dict]:
     metavar="METRIC.KEY=VALUE",
     help="A metric option, e.g. depth.align=scale_shift_lstsq.",
 )
+@click.option("--adapter-revision", default=None, help="Revision of an adapter given as a Hub repo.")
 @click.option("--limit", type=int, default=None, help="Score at most this many scenes.")
 @click.option("--device", default="cpu", show_default=True, help="Where the backbone runs (cpu, cuda, cuda:1).")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast when running on CUDA.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and per-scene scores as JSON.")
 @click.option(
-    "--json",
-    "json_path",
+    "--output",
+    "output",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Also write the summary and per-scene scores here.",
+    help="Also write the summary and per-scene scores (JSON) to this file.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(
@@ -69,20 +72,22 @@ def evaluate(
     pretrained,
     revision,
     adapter,
+    adapter_revision,
     metrics,
     metric_options,
     limit,
     device,
     amp,
-    json_path,
+    as_json,
+    output,
     quiet,
 ) -> None:
     """Run BACKBONE over a dataset split and print the metrics (averaged over scenes).
 
     \b
     Example (the paper's protocol on VGGT predictions):
-      subspace-hub evaluate vggt --pretrained facebook/VGGT-1B --data data/planes --split test \\
-          --metric reconstruction --metric depth --option depth.align=scale_shift_l1
+      subspace-hub evaluate vggt --pretrained facebook/VGGT-1B --data data/texture --data-config texture-000 \\
+          --split test --metric reconstruction --metric depth --option depth.align=scale_shift_l1
     """
     from subspace_hub.adapters import load_adapter
     from subspace_hub.backbones import load_backbone
@@ -92,27 +97,32 @@ def evaluate(
     from subspace_hub.plugins import get_backbone_spec, get_metric
     from subspace_hub.tables import format_table
 
+    check_device(device)
     spec = get_backbone_spec(backbone)
     specs = [get_metric(name) for name in (metrics or DEFAULT_METRICS)]
+    options = _metric_options(metric_options)
     model = load_backbone(
         backbone, config=backbone_config(backbone, config, overrides), pretrained=pretrained, revision=revision
     )
     if adapter:
-        model = load_adapter(adapter, model=model)
+        model = load_adapter(adapter, model=model, revision=adapter_revision)
     samples = load_samples(data, split, data_config)
     report = evaluate_backbone(
         model,
         spec,
         samples,
         specs,
-        options=_metric_options(metric_options),
+        options=options,
         device=device,
         autocast=amp,
         limit=limit,
         progress=not quiet,
     )
-    click.echo(f"{backbone} on {data}{f' ({split})' if split else ''}: {len(report.scenes)} scene(s)")
-    click.echo(format_table(("METRIC", "OUTPUT", "VALUE", "BETTER"), report.rows()))
-    if json_path:
-        Path(json_path).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-        click.echo(f"Wrote {json_path}")
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        click.echo(f"{backbone} on {data}{f' ({split})' if split else ''}: {len(report.scenes)} scene(s)")
+        click.echo(format_table(("METRIC", "OUTPUT", "VALUE", "BETTER"), report.rows()))
+    if output:
+        Path(output).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        click.echo(f"Wrote {output}", err=as_json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from subspace_hub.errors import ConfigError
-from subspace_hub.subspaces.allocation import STRATEGIES
+from subspace_hub.subspaces.settings import MODES, STRATEGIES, ExtractionSettings
 
 
 def _parse_attribute(value: str) -> tuple[str, list[str]]:
@@ -41,7 +41,7 @@ def _parse_attribute(value: str) -> tuple[str, list[str]]:
 )
 @click.option(
     "--mode",
-    type=click.Choice(["mean", "stack"]),
+    type=click.Choice(MODES),
     default="mean",
     show_default=True,
     help="Weighted-mean SVD (paper) or stacked Gram.",
@@ -66,7 +66,7 @@ def extract(
       subspace-hub extract --attribute texture=runs/texture --attribute geometry=runs/geometry \\
           --d 16 --out bundles/texture-geometry
     """
-    from subspace_hub.subspaces import ExtractionSettings, extract_bundle
+    from subspace_hub.subspaces import extract_bundle
 
     parsed = dict(_parse_attribute(value) for value in attributes)
     settings = ExtractionSettings(

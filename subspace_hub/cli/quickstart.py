@@ -15,7 +15,7 @@ import click
 )
 @click.option("--steps", default=60, show_default=True, help="Training steps per LoRA and per fine-tune.")
 @click.option("--loras", default=3, show_default=True, help="LoRAs (datasets) per attribute.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the data, the LoRAs and the fine-tunes.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def quickstart(out, steps, loras, seed, quiet) -> None:
     """Build texture/geometry subspaces of a small pretrained VGGT (data, LoRA ensembles, extraction), fine-tune

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from subspace_hub.cli._options import registry_option
 from subspace_hub.cli._output import echo_json
 from subspace_hub.tables import format_table
 
@@ -20,8 +21,8 @@ def registry() -> None:
 
 @registry.command("serve")
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="Where repos, blobs and tokens live.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
+@click.option("--port", default=8080, show_default=True, help="TCP port to listen on.")
 @click.option(
     "--anonymous-read/--no-anonymous-read",
     default=True,
@@ -82,8 +83,8 @@ def token(user, root, write, read) -> None:
 
 
 @registry.command("list")
-@click.option("--registry", "folder", default="registry", show_default=True, type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@registry_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def list_(folder, as_json) -> None:
     """The entries of the registry folder."""
     from subspace_hub.publishing.entries import list_entries
@@ -108,7 +109,7 @@ def list_(folder, as_json) -> None:
 
 @registry.command("show")
 @click.argument("name")
-@click.option("--registry", "folder", default="registry", show_default=True, type=click.Path(file_okay=False))
+@registry_option
 def show(name, folder) -> None:
     """One entry, resolved with its defaults."""
     import yaml
@@ -124,7 +125,7 @@ def show(name, folder) -> None:
 
 @registry.command("validate")
 @click.argument("names", nargs=-1)
-@click.option("--registry", "folder", default="registry", show_default=True, type=click.Path(file_okay=False))
+@registry_option
 @click.option("--bundles", is_flag=True, help="Also check each built bundle against its entry.")
 def validate(names, folder, bundles) -> None:
     """Check entries (all by default) against the schema; exit 1 if any is invalid."""

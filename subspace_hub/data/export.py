@@ -39,7 +39,7 @@ import yaml
 from subspace_hub._version import __version__
 from subspace_hub.data.families import FAMILIES, SEED_KEYS, DatasetRecipe
 from subspace_hub.errors import ConfigError
-from subspace_hub.fileio import atomic_write
+from subspace_hub.fileio import atomic_write, read_json_object
 from subspace_hub.templates import DATASET_CARD
 
 RECIPE_FILE = "recipe.json"
@@ -54,8 +54,9 @@ class GenerationSpec:
     datasets: int = 1
     scenes: int = 8
     views: int = 24
-    height: int = 128
-    width: int = 128
+    height: int = 518
+    """Pixels; 518 is VGGT's training resolution (37 patches of 14). Pick multiples of your backbone's patch."""
+    width: int = 518
     camera_mode: str = "standard"
     seed: int = 0
     test_fraction: float = 0.1
@@ -397,11 +398,40 @@ def write_card(spec: GenerationSpec, root: Path) -> Path:
     return path
 
 
+def recipe_of(root: str | os.PathLike[str]) -> GenerationSpec:
+    """The :class:`GenerationSpec` a generated folder was made from (its ``recipe.json``)."""
+    recipe = read_json_object(Path(root) / RECIPE_FILE)
+    return GenerationSpec(**{k: v for k, v in recipe.items() if k in GenerationSpec.__dataclass_fields__})
+
+
 def configs_of(root: str | os.PathLike[str]) -> Sequence[str]:
     """The config names of a generated folder (from its recipe)."""
-    recipe = json.loads((Path(root) / RECIPE_FILE).read_text())
-    spec = GenerationSpec(**{k: v for k, v in recipe.items() if k in GenerationSpec.__dataclass_fields__})
+    spec = recipe_of(root)
     return [spec.dataset(i).name for i in range(spec.datasets)]
+
+
+def missing_shards(root: str | os.PathLike[str]) -> list[Shard]:
+    """The shards of a generated folder that are not (completely) written: an interrupted generation's."""
+    root = Path(root)
+    spec = recipe_of(root)
+    return [shard for shard in plan(spec) if not shard_done(spec, shard, root)]
+
+
+def check_complete(root: str | os.PathLike[str]) -> None:
+    """Raise :class:`ConfigError` if ``root`` is a generation that has not finished (some shard or the card is
+    missing): its parquet files alone would read as a dataset with scenes missing, or configs merged."""
+    root = Path(root)
+    if not (root / RECIPE_FILE).is_file():
+        return
+    missing = missing_shards(root)
+    if missing or not (root / "README.md").is_file():
+        total = len(plan(recipe_of(root)))
+        raise ConfigError(
+            f"{root} is an unfinished generation ({len(missing)} of {total} shards missing"
+            + ("" if missing else ", no card")
+            + "): run the same `subspace-hub data generate` command again to finish it, or allow an incomplete "
+            "folder (--allow-incomplete)."
+        )
 
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,22 +45,30 @@ def load_synthetic(path: str, config: str | None = None, split: str | None = Non
     its Hub repo); the first config when ``config`` is not given. The ``synthetic`` dataset's loader."""
     import datasets
 
-    if config is None and Path(path).is_dir():
-        from subspace_hub.data.export import configs_of  # numpy and the scene code: only when needed
+    if Path(path).is_dir():
+        from subspace_hub.data.export import check_complete, configs_of  # numpy and the scene code: only here
 
-        config = configs_of(path)[0]
+        check_complete(path)
+        config = config or configs_of(path)[0]
     return datasets.load_dataset(path, config, split=split, **options)
 
 
 def load_samples(
-    source: str, split: str | None = None, config: str | None = None, *, revision: str | None = None, **options: Any
+    source: str,
+    split: str | None = None,
+    config: str | None = None,
+    *,
+    revision: str | None = None,
+    allow_incomplete: bool = False,
+    **options: Any,
 ) -> Iterable[Mapping[str, Any]]:
     """Samples of ``source``: a registered dataset name (its ``load(**options)``), a folder saved with
     ``datasets`` (``save_to_disk``) or holding data files (``config``: one of its configs), or a dataset repo
     ``org/name`` on the configured Hub endpoint (see :mod:`subspace_hub.hub`) at ``revision``.
 
     Raises:
-        ConfigError: ``source`` is none of these, ``split`` is missing, or ``revision`` is given for a folder.
+        ConfigError: ``source`` is none of these, ``split`` or ``config`` is missing, ``revision`` is given for a
+            folder, or the folder is an unfinished generation (unless ``allow_incomplete``).
     """
     host = get_host()
     if source in host.components("dataset"):
@@ -70,6 +79,9 @@ def load_samples(
     if path.is_dir():
         import datasets
 
+        # numpy and the scene code, only for folders:
+        from subspace_hub.data.export import RECIPE_FILE, check_complete, configs_of
+
         if revision is not None:
             raise ConfigError(
                 f"A revision ({revision!r}) applies to Hub dataset repos, but {source} is a local folder."
@@ -77,6 +89,14 @@ def load_samples(
         saved = ("dataset_dict.json", "dataset_info.json", "state.json")
         if any((path / name).is_file() for name in saved):
             return pick_split(datasets.load_from_disk(str(path)), split, source=str(path))
+        if (path / RECIPE_FILE).is_file():  # made by `subspace-hub data generate`
+            if not allow_incomplete:
+                check_complete(path)
+            known = configs_of(path)
+            if config is not None and config not in known:
+                close = difflib.get_close_matches(config, known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{source} has no dataset config {config!r}; it has {', '.join(known)}.{hint}")
         return pick_split(datasets.load_dataset(str(path), config, **options), split, source=str(path))
     if is_repo_id(source):
         return pick_split(load_dataset(source, config, revision=revision, **options), split, source=source)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +132,17 @@ class HubClient:
         return self.endpoint.describe()
 
     @property
+    def cache_dir(self) -> Path | None:
+        """Where downloads from this endpoint are cached: huggingface_hub's own cache for the public Hub, a folder
+        of this endpoint under ``SUBSPACE_HUB_HOME/hf-cache`` for any other (the cache is keyed by repo id only, so
+        a registry's ``my-lab/x`` must never be served for the public Hub's, or the other way round)."""
+        if urlsplit(self.endpoint.url).hostname in ("huggingface.co", "hf.co"):
+            return None
+        if self.endpoint.embedded:
+            return home() / "hf-cache" / "embedded"
+        return home() / "hf-cache" / re.sub(r"[^A-Za-z0-9.-]+", "_", urlsplit(self.endpoint.url).netloc)
+
+    @property
     def api(self) -> Any:
         """A ``huggingface_hub.HfApi`` for this endpoint and token."""
         from huggingface_hub import HfApi
@@ -196,6 +209,7 @@ class HubClient:
                 endpoint=self.endpoint.url,
                 token=self.endpoint.token,
                 local_dir=local_dir,
+                cache_dir=self.cache_dir,
             )
         return Path(folder)
 
@@ -241,11 +255,28 @@ class HubClient:
                     )
             message = message or f"Upload {folder.name}"
             info = client.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type)
-            if tag is not None:
-                client.create_tag(repo_id, tag=tag, revision=info.oid, repo_type=repo_type, exist_ok=allow_existing_tag)
         except HfHubHTTPError as exc:
             raise HubUnavailableError(f"Pushing {repo_id} to {self.describe()} failed: {exc}") from exc
+        if tag is not None:
+            self._tag(client, repo_id, tag, info.oid, repo_type, allow_existing_tag)
         return Pushed(repo_id, repo_type, info.oid, tag, self.endpoint)
+
+    def _tag(self, client: Any, repo_id: str, tag: str, commit: str, repo_type: str, exist_ok: bool) -> None:
+        """Tag the commit a push just made; a transient failure is retried, since the commit already landed."""
+        from huggingface_hub.errors import HfHubHTTPError
+
+        for attempt in range(3):
+            try:
+                client.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type, exist_ok=exist_ok)
+                return
+            except HfHubHTTPError as exc:
+                error = exc
+                time.sleep(0.5 * 2**attempt)
+        raise PublishError(
+            f"The commit {commit[:12]} landed on {repo_id} ({self.describe()}) but tagging it {tag!r} failed: {error}. "
+            f"Tag that commit (huggingface_hub: HfApi(endpoint=...).create_tag({repo_id!r}, tag={tag!r}, "
+            f"revision={commit[:12]!r})) rather than pushing again, which would add a second commit."
+        )
 
     def load_dataset(
         self,
@@ -280,6 +311,7 @@ class HubClient:
                 revision=sha,
                 endpoint=self.endpoint.url,
                 token=self.endpoint.token,
+                cache_dir=self.cache_dir,
             )
             files = client.list_repo_files(repo_id, repo_type="dataset", revision=sha)
         header = DatasetCard.load(readme).data.to_dict()
@@ -319,6 +351,9 @@ class HubClient:
         constants.HF_URL_HOSTS = frozenset(constants.HF_URL_HOSTS | {urlsplit(url).hostname})
         hf_api.api.endpoint = url  # the module-level client behind file_exists, model_info, ...
         os.environ["HF_ENDPOINT"] = url
+        if self.cache_dir is not None:  # and a cache of its own, as for our own downloads
+            constants.HF_HUB_CACHE = str(self.cache_dir)
+            os.environ["HF_HUB_CACHE"] = str(self.cache_dir)
         if self.endpoint.token:
             os.environ["HF_TOKEN"] = self.endpoint.token
         if "datasets" in sys.modules:  # datasets keeps its own copy, read at its import

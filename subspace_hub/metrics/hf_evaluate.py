@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from subspace_hub.errors import UnknownComponentError
+from subspace_hub.errors import ConfigError, UnknownComponentError
 from subspace_hub.metrics.aggregate import mean_over_samples
 
 MODULES_DIR = Path(__file__).parent / "evaluate_modules"
@@ -65,7 +65,12 @@ def _features(kind: str) -> Any:
 
 
 def _base() -> type:
-    import evaluate
+    try:
+        import evaluate
+    except ImportError:
+        raise ConfigError(
+            "The metrics' evaluate modules need the evaluate package: pip install 'subspace-hub[evaluate]'."
+        ) from None
 
     class SubspaceHubMetric(evaluate.Metric):
         """An ``evaluate`` metric backed by the registered :class:`~subspace_hub.MetricSpec` ``metric_name``."""

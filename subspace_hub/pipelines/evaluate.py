@@ -12,6 +12,7 @@ import torch
 from subspace_hub.errors import ConfigError, MetricInputError
 from subspace_hub.interchange import sample_to_batch
 from subspace_hub.metrics.aggregate import mean_over_samples
+from subspace_hub.provenance import build_info
 from subspace_hub.specs import BackboneSpec, MetricSpec
 
 
@@ -124,6 +125,9 @@ def _score_sample(
 ) -> dict[str, Any]:
     """Predict one sample and score it with every metric: ``{"scene_id": ..., "metrics": {name: {output: value}}}``."""
     batch = sample_to_batch(sample, device)
+    if index == 0:  # refuse images the backbone cannot take before scoring anything
+        info = build_info(model)
+        backbone.check_image_size(*batch["images"].shape[-2:], info.config if info is not None else None)
     with (
         torch.no_grad(),
         torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast and torch.device(device).type == "cuda"),

@@ -60,6 +60,7 @@ from subspace_hub.pipelines.checkpoints import (
 from subspace_hub.pipelines.config import TrainConfig
 from subspace_hub.pipelines.evaluate import evaluate_backbone
 from subspace_hub.plugins import get_adapter_spec, get_backbone_spec, get_metric
+from subspace_hub.provenance import build_info
 from subspace_hub.tables import format_table
 from subspace_hub.templates import RUN_CARD
 
@@ -373,6 +374,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     trainable = sum(trainable_by_group.values())
     with _datasets_quiet(not progress):
         groups, plan = _training_data(config)
+        height, width = groups[(0, plan.min_views)]["images"].shape[-2:]
+        spec.check_image_size(height, width, build_info(model).config)
         test_samples = _test_samples(config) if accelerator.is_main_process else None
     optimizer = torch.optim.AdamW(
         params, lr=config.optim.lr, weight_decay=config.optim.weight_decay, betas=config.optim.betas

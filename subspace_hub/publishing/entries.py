@@ -35,9 +35,9 @@ from subspace_hub.data.export import GenerationSpec
 from subspace_hub.errors import ConfigError
 from subspace_hub.hub.repo_id import is_repo_id
 from subspace_hub.specs import is_slug
-from subspace_hub.subspaces.mining import ExtractionSettings
+from subspace_hub.subspaces.settings import ExtractionSettings
 
-_SEMVER = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
+SEMVER = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
 REGISTRY_DIR = "registry"
 
 
@@ -139,7 +139,7 @@ def _validate(entry: RegistryEntry, source: str) -> None:
         )
     if not is_repo_id(entry.repo_id):
         problems.append(f"repo_id {entry.repo_id!r} must look like namespace/name")
-    if not _SEMVER.fullmatch(entry.version):
+    if not SEMVER.fullmatch(entry.version):
         problems.append(f"version {entry.version!r} must be semantic, e.g. 1.0.0")
     if not entry.license:
         problems.append("license is required (e.g. the backbone weights' licence)")

@@ -17,14 +17,11 @@ Every result is capped at the dimension the LoRAs span.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import torch
 
 from subspace_hub.errors import ConfigError
-
-Strategy = Literal["uniform", "importance", "gap", "energy"]
-STRATEGIES: tuple[str, ...] = ("uniform", "importance", "gap", "energy")
+from subspace_hub.subspaces.settings import STRATEGIES, Strategy
 
 
 def effective_rank(spectrum: torch.Tensor) -> float:

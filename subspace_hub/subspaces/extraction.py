@@ -27,13 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
 from subspace_hub.errors import ConfigError, ShapeMismatchError
-
-Mode = Literal["mean", "stack"]
+from subspace_hub.subspaces.settings import Mode
 
 
 @dataclass

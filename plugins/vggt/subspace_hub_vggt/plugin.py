@@ -127,6 +127,7 @@ SPEC = BackboneSpec(
     loss=vggt_loss,
     predict=predict,
     license="cc-by-nc-4.0",
+    image_multiple=lambda config: int(config.get("patch_size", 14)),
     homepage="https://github.com/facebookresearch/vggt",
 )
 """The backbone spec the plugin registers."""

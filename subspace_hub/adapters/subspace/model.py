@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from subspace_hub.adapters import write_adapter_card, write_marker
 from subspace_hub.adapters.subspace.config import (
     WEIGHTS_FILE,
     Combine,
@@ -346,6 +347,9 @@ class SubspaceAdapter:
         )
         atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
         write_config(config, folder)
+        # the same marker and card as subspace_hub.save_adapter: load_adapter takes either folder
+        write_marker(folder, "subspace", {}, build)
+        write_adapter_card(folder, "subspace", {}, build, self.model)
         return folder
 
     def push_to_hub(

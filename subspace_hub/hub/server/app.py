@@ -134,6 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
     registry: RegistryServer
     protocol_version = "HTTP/1.1"
     server_version = "subspace-hub-registry"
+    # Responses are buffered and flushed by the base class after the handler returns: headers and a small body leave
+    # in one write, and the request's log record (_finish) is written before the client can see the response.
+    wbufsize = 1 << 16
 
     # -- plumbing -----------------------------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +33,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from filelock import FileLock
 
 from subspace_hub.errors import InvalidRepoIdError, SubspaceHubError
 from subspace_hub.fileio import atomic_write
@@ -305,17 +306,14 @@ class RepoStore:
 
     @contextlib.contextmanager
     def locked(self, directory: Path) -> Iterator[None]:
-        """Exclusive access to one repo: a thread lock in this process plus an flock across processes."""
+        """Exclusive access to one repo: a thread lock in this process plus a file lock across processes
+        (``filelock``: flock on POSIX, LockFileEx on Windows)."""
         with self._locks_guard:
             lock = self._locks.setdefault(directory, threading.Lock())
         with lock:
             directory.mkdir(parents=True, exist_ok=True)
-            with open(directory / ".lock", "a+") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+            with FileLock(directory / ".lock"):
+                yield
 
     def create_repo(self, repo_type: str, repo_id: str, *, private: bool = False, author: str = "") -> str:
         """Create with an initial empty commit on ``main``; returns its id. :class:`Conflict` if it exists."""
