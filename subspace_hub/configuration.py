@@ -22,11 +22,17 @@ T = TypeVar("T")
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, what: str | None = None) -> T:
+def from_dict(
+    cls: type[T], data: Mapping[str, Any] | None, *, what: str | None = None, problems: list[str] | None = None
+) -> T | None:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and mistyped values.
 
     Nested dataclass fields accept nested dicts; tuples accept lists (JSON has no tuples); ints are accepted
     where floats are expected.
+
+    Args:
+        problems: Collect every problem into this list (and return ``None`` if there were any) instead of raising
+            at the first, so a user fixes a whole file in one go.
 
     Raises:
         ConfigError: an unknown key, a wrong type, or a missing required field; the message names the field.
@@ -38,12 +44,21 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, what: str | None 
     Cfg(dim=16)
     """
     what = what or cls.__name__
+    found: list[str] = []
+
+    def fail(message: str) -> None:
+        if problems is None:
+            raise ConfigError(message)
+        found.append(message)
+
     if data is None:
         data = {}
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
         data = to_dict(data)
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{what} must be a mapping of field names to values, got {type(data).__name__}.")
+        fail(f"{what} must be a mapping of field names to values, got {type(data).__name__}.")
+        problems.extend(found)  # type: ignore[union-attr]  (only reached when collecting)
+        return None
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = [k for k in data if k not in fields]
     if unknown:
@@ -51,13 +66,36 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, what: str | None 
         for key in unknown:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"Unknown {what} field(s): {', '.join(hints)}. Known fields: {', '.join(fields)}.")
+        fail(f"Unknown {what} field(s): {', '.join(hints)}. Known fields: {', '.join(fields)}.")
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    for name in missing:
+        fail(f"{what}.{name} is required.")
     hints_by_name = typing.get_type_hints(cls)
-    kwargs = {key: _coerce(value, hints_by_name.get(key, Any), f"{what}.{key}") for key, value in data.items()}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            continue
+        try:
+            kwargs[key] = _coerce(
+                value, hints_by_name.get(key, Any), f"{what}.{key}", found if problems is not None else None
+            )
+        except ConfigError as exc:
+            fail(str(exc))
+    if problems is not None and found:
+        problems.extend(found)
+        return None
     try:
         return cls(**kwargs)
-    except TypeError as exc:  # missing required fields
-        raise ConfigError(f"Invalid {what}: {exc}.") from None
+    except (TypeError, ConfigError) as exc:  # a required field missing, or the dataclass's own validation
+        message = str(exc) if isinstance(exc, ConfigError) else f"Invalid {what}: {exc}."
+        if problems is None:
+            raise ConfigError(message) from None
+        problems.append(message)
+        return None
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -73,7 +111,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
+def _coerce(value: Any, hint: Any, where: str, problems: list[str] | None = None) -> Any:
     if hint is Any:
         return value
     origin = typing.get_origin(hint)
@@ -98,25 +136,25 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {type(value).__name__} {value!r}.")
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            items = [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+            items = [_coerce(v, args[0], f"{where}[{i}]", problems) for i, v in enumerate(value)]
         elif origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{where} must have {len(args)} items, got {len(value)}.")
-            items = [_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))]
+            items = [_coerce(v, a, f"{where}[{i}]", problems) for i, (v, a) in enumerate(zip(value, args, strict=True))]
         else:
             inner = args[0] if args else Any
-            items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+            items = [_coerce(v, inner, f"{where}[{i}]", problems) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin in (dict, Mapping) or hint in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}.")
         if len(args) == 2:
-            return {k: _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+            return {k: _coerce(v, args[1], f"{where}.{k}", problems) for k, v in value.items()}
         return dict(value)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
-        return from_dict(hint, value, what=where)
+        return from_dict(hint, value, what=where, problems=problems)
     if hint is float:
         if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
             return float(value)  # YAML 1.1 (PyYAML) reads 1e-5, without a dot, as a string

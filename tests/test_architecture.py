@@ -5,8 +5,8 @@ Layers, bottom up (DESIGN.md, "The house"); a module may import its own package 
 higher one nor another package of its own layer:
 
 0. ``_version``, ``errors``
-1. leaf helpers: ``fileio``, ``configuration``, ``specs``, ``hookspecs``, ``geometry``, ``tables``, ``interchange``, ``devices``,
-   ``provenance``, ``templates``
+1. leaf helpers: ``fileio``, ``configuration``, ``specs``, ``hookspecs``, ``geometry``, ``tables``, ``interchange``,
+   ``devices``, ``provenance``, ``templates``
 2. the plugin host ``plugins`` and the Hub transport ``hub``
 3. capabilities: ``subspaces``, ``metrics``, ``data``, ``backbones``
 4. ``adapters`` (attach to backbones, read subspace bundles)

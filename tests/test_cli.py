@@ -19,7 +19,7 @@ def test_plugins_table_lists_builtins(capsys):
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["PLUGIN", "DISTRIBUTION", "VERSION", "REGISTERS"]
+    assert lines[0].split() == ["PLUGIN", "DISTRIBUTION", "VERSION", "REGISTERS", "WEIGHTS", "LICENCE"]
     assert any(line.split()[:3] == ["subspace_hub.builtin.backbones", "subspace-hub", __version__] for line in lines)
     assert "backbones: reference" in out and "adapters: full, lora, pissa, adalora, psv, subspace" in out
     assert "failed" not in out
@@ -32,7 +32,7 @@ def test_plugins_table_shows_third_party_and_failed_plugins(capsys, distribution
     out = capsys.readouterr().out
     tiny = next(line for line in out.splitlines() if line.startswith("tiny "))
     assert tiny.split()[:3] == ["tiny", "subspace-hub-tiny", "0.4.0"]
-    assert tiny.endswith("backbones: tiny-third-party; metrics: third-party-mae")
+    assert tiny.split()[3:] == ["backbones:", "tiny-third-party;", "metrics:", "third-party-mae", "-"]
     assert "1 plugin(s) failed to load and were skipped:" in out
     broken = next(line for line in out.splitlines() if line.startswith("subspace_hub_broken"))
     assert "subspace-hub-broken  9.9" in broken

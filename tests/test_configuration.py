@@ -65,5 +65,28 @@ def test_missing_required_field():
     class Required:
         path: str
 
-    with pytest.raises(ConfigError, match="Invalid Required"):
+    with pytest.raises(ConfigError, match=r"Required.path is required"):
         from_dict(Required, {})
+
+
+@dataclass
+class Inner:
+    rate: float = 1.0
+
+
+@dataclass
+class Outer:
+    name: str
+    inner: Inner
+    count: int = 1
+
+
+def test_every_problem_is_collected_when_asked():
+    problems: list[str] = []
+    assert (
+        from_dict(Outer, {"inner": {"rate": "fast", "ratee": 2}, "count": "x", "extra": 1}, problems=problems) is None
+    )
+    text = " | ".join(problems)
+    assert "Unknown Outer field(s): 'extra'" in text and "Outer.name is required" in text
+    assert "Outer.count must be an integer" in text and "Outer.inner.rate must be a number" in text
+    assert "'ratee' (did you mean 'rate'?)" in text and len(problems) == 5

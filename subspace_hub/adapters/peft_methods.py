@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from subspace_hub.adapters.targets import resolve_targets
-from subspace_hub.errors import ConfigError
+from subspace_hub.errors import CheckpointError, ConfigError
 from subspace_hub.provenance import own_record, record_of
 
 
@@ -351,12 +351,23 @@ def _write_pissa_initial(model: nn.Module, initial: PissaInitial, folder: Path) 
 
 
 def load_peft(base_model: nn.Module, folder: str | Path, *, trainable: bool = True) -> nn.Module:
-    """``PeftModel.from_pretrained`` on a freshly built backbone."""
+    """``PeftModel.from_pretrained`` on a freshly built backbone.
+
+    Raises:
+        CheckpointError: the folder's ``adapter_config.json`` or weights are not a PEFT adapter of this backbone.
+    """
     from peft import PeftModel
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_PEFT_NOISE["adalora_load"])
-        return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+        try:
+            return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+        except (ValueError, TypeError, KeyError, RuntimeError, OSError) as exc:  # PEFT's errors for bad files
+            message = " ".join(str(exc).split())[:300]
+            raise CheckpointError(
+                f"Cannot load the PEFT adapter in {folder}: {type(exc).__name__}: {message}. Check its "
+                "adapter_config.json, or save the adapter again."
+            ) from exc
 
 
 def merge_peft(model: nn.Module) -> nn.Module:

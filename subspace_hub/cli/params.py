@@ -68,16 +68,23 @@ def _rows(targets, lora_ranks, psv_ranks, subspace_dims, attributes, bundle, sub
     "--lora-rank",
     "lora_ranks",
     multiple=True,
-    type=int,
+    type=click.IntRange(min=1),
     metavar="R",
     help="Count LoRA (and PiSSA, the same shapes) of rank R.",
 )
-@click.option("--psv-rank", "psv_ranks", multiple=True, type=int, metavar="R", help="Count PSV with R x R cores.")
+@click.option(
+    "--psv-rank",
+    "psv_ranks",
+    multiple=True,
+    type=click.IntRange(min=1),
+    metavar="R",
+    help="Count PSV with R x R cores.",
+)
 @click.option(
     "--subspace-dim",
     "subspace_dims",
     multiple=True,
-    type=int,
+    type=click.IntRange(min=1),
     metavar="D",
     help="Count subspace cores with D dimensions per attribute.",
 )
@@ -97,7 +104,10 @@ def _rows(targets, lora_ranks, psv_ranks, subspace_dims, attributes, bundle, sub
     help="Modules with subspace bases, for --subspace-dim (default: --targets).",
 )
 @click.option(
-    "--rest-lora-rank", type=int, default=None, help="LoRA of this rank on the targets without subspace bases."
+    "--rest-lora-rank",
+    type=click.IntRange(min=1),
+    default=None,
+    help="LoRA of this rank on the targets without subspace bases.",
 )
 @click.option("--groups", is_flag=True, help="Also print each count per module group.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -12,6 +12,13 @@ from subspace_hub.plugins import HOOK_OF_KIND, list_plugins
 from subspace_hub.tables import format_table
 
 
+def _backbones(info) -> list:
+    """The backbone specs a plugin registered (their ``license`` is that of the weights they load)."""
+    from subspace_hub.plugins import get_backbone_spec
+
+    return [get_backbone_spec(name) for name in info.components.get("backbone", ())]
+
+
 @click.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def plugins(as_json: bool) -> None:
@@ -32,8 +39,17 @@ def plugins(as_json: bool) -> None:
         registers = "; ".join(
             f"{kind}s: {', '.join(names)}" for kind, names in info.components.items() if kind in HOOK_OF_KIND
         )
-        rows.append((info.name, info.distribution or f"({info.source})", info.version or "", registers or "-"))
-    click.echo(format_table(("PLUGIN", "DISTRIBUTION", "VERSION", "REGISTERS"), rows))
+        licences = sorted({s.license for s in _backbones(info) if s.license})
+        rows.append(
+            (
+                info.name,
+                info.distribution or f"({info.source})",
+                info.version or "",
+                registers or "-",
+                ", ".join(licences) or "-",
+            )
+        )
+    click.echo(format_table(("PLUGIN", "DISTRIBUTION", "VERSION", "REGISTERS", "WEIGHTS LICENCE"), rows))
     failed = [info for info in infos if info.failed]
     if failed:
         click.echo(f"\n{len(failed)} plugin(s) failed to load and were skipped:")

@@ -130,10 +130,14 @@ def show(name, folder) -> None:
 def validate(names, folder, bundles) -> None:
     """Check entries (all by default) against the schema; exit 1 if any is invalid."""
     from subspace_hub.errors import ConfigError
-    from subspace_hub.publishing.entries import check_bundle, list_entries, load_entry
+    from subspace_hub.publishing.entries import check_bundle, inspect_entry, list_entries
 
-    targets = [load_entry(n, folder) for n in names] if names else None
-    results = [(e, p, err) for e, p, err in list_entries(folder) if targets is None or e in [t[0] for t in targets]]
+    if names:
+        if not Path(folder).is_dir():
+            raise ConfigError(f"No registry folder {folder}: point --registry at the folder of NAME.yaml entries.")
+        results = [inspect_entry(name, folder) for name in names]
+    else:
+        results = list_entries(folder)
     failed = 0
     for entry, path, error in results:
         if error is None and bundles and entry is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from subspace_hub.errors import ConfigError, UnknownComponentError
+from subspace_hub.errors import ConfigError, MetricInputError, UnknownComponentError
 from subspace_hub.metrics.aggregate import mean_over_samples
 
 MODULES_DIR = Path(__file__).parent / "evaluate_modules"
@@ -100,6 +100,8 @@ def _base() -> type:
                 from subspace_hub.metrics.reconstruction import point_cloud_metrics as compute
             else:
                 compute = spec.compute
+            if len(predictions) == 0:
+                raise MetricInputError(f"{self.metric_name}: no examples to score; add predictions and references.")
             values = []
             for pred, ref in zip(predictions, references, strict=True):
                 pred, ref = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)

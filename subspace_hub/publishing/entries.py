@@ -131,38 +131,51 @@ class RegistryEntry:
         return str((base / weights).resolve()) if (base / weights).exists() else weights
 
 
-def _validate(entry: RegistryEntry, source: str) -> None:
+def _value_problems(data: dict[str, Any]) -> list[str]:
+    """The rules of an entry beyond its types, checked on the raw mapping so they add to the type problems."""
     problems = []
-    if not is_slug(entry.name):
-        problems.append(
-            f"name {entry.name!r} must be a lowercase slug (letters and digits joined by single '-' or '_')"
-        )
-    if not is_repo_id(entry.repo_id):
-        problems.append(f"repo_id {entry.repo_id!r} must look like namespace/name")
-    if not SEMVER.fullmatch(entry.version):
-        problems.append(f"version {entry.version!r} must be semantic, e.g. 1.0.0")
-    if not entry.license:
-        problems.append("license is required (e.g. the backbone weights' licence)")
-    if not entry.attributes:
-        problems.append("attributes must name at least one attribute")
-    for attribute, recipe in entry.attributes.items():
-        if not is_slug(attribute):
-            problems.append(f"attribute {attribute!r} must be a lowercase slug")
-        if recipe.lora.count < 2 or recipe.lora.rank < 1:
-            problems.append(f"attributes.{attribute}.lora needs count >= 2 and rank >= 1")
-    if problems:
-        raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
+    name, repo_id, version = data.get("name"), data.get("repo_id"), data.get("version")
+    if isinstance(name, str) and not is_slug(name):
+        problems.append(f"name {name!r} must be a lowercase slug (letters and digits joined by single '-' or '_')")
+    if isinstance(repo_id, str) and not is_repo_id(repo_id):
+        problems.append(f"repo_id {repo_id!r} must look like namespace/name")
+    if not SEMVER.fullmatch(str(version or "")):
+        problems.append(f"version {version!r} must be semantic, e.g. 1.0.0")
+    if "license" in data and not data.get("license"):
+        problems.append("license must not be empty (state the backbone weights' licence)")
+    attributes = data.get("attributes")
+    if isinstance(attributes, dict):
+        if not attributes:
+            problems.append("attributes must name at least one attribute")
+        for attribute, recipe in attributes.items():
+            if not is_slug(attribute):
+                problems.append(f"attribute {attribute!r} must be a lowercase slug")
+            lora = recipe.get("lora", {}) if isinstance(recipe, dict) else {}
+            count, rank = (lora.get("count", 8), lora.get("rank", 16)) if isinstance(lora, dict) else (8, 16)
+            if isinstance(count, int) and count < 2:
+                problems.append(f"attributes.{attribute}.lora.count must be at least 2 (an ensemble), got {count}")
+            if isinstance(rank, int) and rank < 1:
+                problems.append(f"attributes.{attribute}.lora.rank must be at least 1, got {rank}")
+    return problems
 
 
 def parse_entry(data: Any, source: str = "registry entry") -> RegistryEntry:
-    """A validated entry from a YAML-loaded mapping; errors name the file and every problem found."""
+    """A validated entry from a YAML-loaded mapping.
+
+    Raises:
+        ConfigError: naming the file and every problem found (all at once, not the first one only).
+    """
     from subspace_hub.configuration import from_dict
 
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a YAML mapping, got {type(data).__name__}.")
-    data = {**data, "version": str(data.get("version", ""))}  # YAML reads 1.0 as a float
-    entry = from_dict(RegistryEntry, data, what=source)
-    _validate(entry, source)
+    if "version" in data:
+        data = {**data, "version": str(data["version"])}  # YAML reads 1.0 as a float
+    problems: list[str] = []
+    entry = from_dict(RegistryEntry, data, what="entry", problems=problems)
+    problems += _value_problems(data)
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} problem(s): " + "; ".join(p.rstrip(".") for p in problems) + ".")
     return entry
 
 
@@ -190,18 +203,35 @@ def load_entry(
     return entry, path.resolve().parent.parent
 
 
+def inspect_entry(
+    name_or_path: str | os.PathLike[str], registry: str | os.PathLike[str] = REGISTRY_DIR
+) -> tuple[RegistryEntry | None, Path, str | None]:
+    """(entry or None, its path, what is wrong or None): an entry is wrong when it does not parse or names a card
+    that does not exist."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = Path(registry) / f"{name_or_path}.yaml"
+    try:
+        entry, base = load_entry(path, registry)
+    except ConfigError as exc:
+        return None, path, str(exc)
+    card = entry.card_path(base)
+    return entry, path, None if card.is_file() else f"its card {card} does not exist"
+
+
 def list_entries(
     registry: str | os.PathLike[str] = REGISTRY_DIR,
 ) -> list[tuple[RegistryEntry | None, Path, str | None]]:
-    """Every entry of a registry folder: (entry or None, path, error or None)."""
-    out = []
-    for path in sorted(Path(registry).glob("*.yaml")):
-        try:
-            entry, _ = load_entry(path, registry)
-            out.append((entry, path, None))
-        except ConfigError as exc:
-            out.append((None, path, str(exc)))
-    return out
+    """:func:`inspect_entry` of every entry of a registry folder.
+
+    Raises:
+        ConfigError: ``registry`` is not a folder.
+    """
+    if not Path(registry).is_dir():
+        raise ConfigError(
+            f"No registry folder {registry}: create it, or point --registry at the folder of NAME.yaml entries."
+        )
+    return [inspect_entry(path, registry) for path in sorted(Path(registry).glob("*.yaml"))]
 
 
 def check_bundle(entry: RegistryEntry, bundle: Any) -> list[str]:

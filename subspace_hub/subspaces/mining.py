@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -151,6 +152,15 @@ def extract_bundle(
         with _threads_per_worker(workers), ThreadPoolExecutor(max_workers=workers) as pool:
             if allocation == "uniform":
                 dims = {m: min(d, ensemble.span(m)) for m in modules}
+                capped = sorted({dims[m] for m in modules if dims[m] < d})
+                if capped:
+                    ranks = [c.factors[modules[0]][0].shape[1] for c in ensemble.checkpoints]
+                    warnings.warn(
+                        f"{attribute}: d={d} is more than its {len(ranks)} LoRAs of rank {max(ranks)} span on "
+                        f"{sum(dims[m] < d for m in modules)} of {len(modules)} modules, which get d="
+                        f"{', '.join(map(str, capped))}: train more or higher-rank LoRAs for a larger d.",
+                        stacklevel=2,
+                    )
             else:
                 results = dict(zip(modules, pool.map(ensemble.first_spectrum, modules), strict=True))
                 dims = allocate_dims(
