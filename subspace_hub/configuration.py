@@ -87,11 +87,24 @@ def from_dict(
             fail(str(exc))
     if problems is not None and found:
         problems.extend(found)
+        # The dataclass's own validation still checks the fields that parsed, the others left at their defaults.
+        failed = {k for k in data if k in fields and (k not in kwargs or (kwargs[k] is None and data[k] is not None))}
+        defaults = all(
+            fields[k].default is not dataclasses.MISSING or fields[k].default_factory is not dataclasses.MISSING
+            for k in failed
+        )
+        if defaults and not missing:
+            try:
+                cls(**{k: v for k, v in kwargs.items() if k not in failed})
+            except ConfigError as exc:
+                problems.append(f"{what}: {exc}" if "." in what else str(exc))
         return None
     try:
         return cls(**kwargs)
     except (TypeError, ConfigError) as exc:  # a required field missing, or the dataclass's own validation
         message = str(exc) if isinstance(exc, ConfigError) else f"Invalid {what}: {exc}."
+        if isinstance(exc, ConfigError) and "." in what:  # a nested section: say which one
+            message = f"{what}: {message}"
         if problems is None:
             raise ConfigError(message) from None
         problems.append(message)

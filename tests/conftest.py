@@ -154,3 +154,28 @@ def make_loras(folder, n, *, seed, rank=4, targets=("qkv", "fc1"), config=None, 
 def make_loras_fixture():
     """The :func:`make_loras` factory."""
     return make_loras
+
+
+def reference_entry(**changes):
+    """A valid registry entry for the reference backbone (tiny preset): texture subspaces of 2 LoRAs of rank 4."""
+    entry = {
+        "name": "ref-tex",
+        "repo_id": "lab/ref-subspaces",
+        "version": "1.0.0",
+        "license": "apache-2.0",
+        "backbone": {"name": "reference", "config": "tiny"},
+        "attributes": {
+            "texture": {
+                "dataset": {"family": "texture", "scenes": 4},
+                "lora": {"count": 2, "rank": 4, "targets": ["qkv", "fc1"]},
+            }
+        },
+        "extraction": {"d": 2},
+    }
+    return {**entry, **changes}
+
+
+@pytest.fixture(name="reference_entry", scope="session")
+def reference_entry_fixture():
+    """The :func:`reference_entry` builder."""
+    return reference_entry

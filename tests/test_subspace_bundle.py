@@ -119,6 +119,24 @@ def test_folders_of_adapters_targets_and_allocations(adapters):
         extract_bundle({"texture": [folder]}, targets=["decoder"], progress=False)
 
 
+def test_training_run_folders_count_as_their_adapters(adapters, tmp_path):
+    """A folder of training runs (``run/adapter/``), as `subspace-hub build` leaves them, is a valid source."""
+    import shutil
+
+    from subspace_hub.subspaces.lora_io import expand_sources
+
+    for i, adapter in enumerate(adapters["texture"]):
+        shutil.copytree(adapter, tmp_path / "runs" / f"lora-{i}" / "adapter")
+        (tmp_path / "runs" / f"lora-{i}" / "metrics.csv").write_text("step\n")
+    (tmp_path / "runs" / "notes").mkdir()  # a folder without an adapter is passed over
+    expected = [tmp_path / "runs" / f"lora-{i}" / "adapter" for i in range(3)]
+    assert expand_sources(tmp_path / "runs") == expected
+    assert expand_sources(tmp_path / "runs" / "lora-1") == [expected[1]]
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(CheckpointNotFoundError, match="holds no LoRA adapter: give an adapter folder"):
+        expand_sources(tmp_path / "empty")
+
+
 def test_mismatched_ensembles_are_refused(adapters, tmp_path, make_loras):
     [other] = make_loras(tmp_path, 1, seed=30, targets=("qkv",))
     with pytest.raises(ConfigError, match="adapts other modules than LoRA 0"):

@@ -20,6 +20,7 @@ module-name regexes, ``layers=`` to select blocks) and handed to PEFT as exact m
 from __future__ import annotations
 
 import copy
+import json
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,7 @@ from torch import nn
 
 from subspace_hub.adapters.targets import resolve_targets
 from subspace_hub.errors import CheckpointError, ConfigError
+from subspace_hub.fileio import atomic_write
 from subspace_hub.provenance import own_record, record_of
 
 
@@ -319,23 +321,33 @@ def _is_adalora(config: Any) -> bool:
 
 
 def save_peft(model: nn.Module, folder: str | Path) -> None:
-    """``PeftModel.save_pretrained``; PiSSA adapters are converted to a portable LoRA of rank 2r."""
+    """``PeftModel.save_pretrained``; PiSSA adapters are converted to a portable LoRA of rank 2r.
+    ``adapter_config.json`` names the base it adapts: its weights, or for random weights the registered backbone."""
     record = record_of(model)
     initial = record.state if record is not None and isinstance(record.state, PissaInitial) else None
-    if record is not None and record.build is not None:  # PEFT's adapter_config.json names the base it adapts
-        config = model.peft_config["default"]
-        config.base_model_name_or_path = record.build.pretrained
-        config.revision = record.build.revision
+    config = model.peft_config["default"]
+    # PEFT looks a named base up on the Hub while saving (to check for resized token embeddings, which our
+    # backbones do not have), a network call on every save; so the base is named only once the files are written.
+    config.base_model_name_or_path = None
     with warnings.catch_warnings():
         if initial is not None:
             warnings.filterwarnings("ignore", message=_PEFT_NOISE["pissa_save"])
             with tempfile.TemporaryDirectory(prefix="subspace-hub-pissa-") as scratch:
                 reference = _write_pissa_initial(model, initial, Path(scratch) / "initial")
-                model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=str(reference))
+                model.save_pretrained(
+                    str(folder), path_initial_model_for_weight_conversion=str(reference), save_embedding_layers=False
+                )
         else:
-            if _is_adalora(model.peft_config["default"]):
+            if _is_adalora(config):
                 warnings.filterwarnings("ignore", message=_PEFT_NOISE["adalora_save"])
-            model.save_pretrained(str(folder))
+            model.save_pretrained(str(folder), save_embedding_layers=False)
+    if record is not None and record.build is not None:
+        config.base_model_name_or_path = record.build.pretrained or record.build.backbone
+        config.revision = record.build.revision
+        path = Path(folder) / "adapter_config.json"
+        saved = json.loads(path.read_text())
+        saved.update(base_model_name_or_path=config.base_model_name_or_path, revision=config.revision)
+        atomic_write(path, lambda p: p.write_text(json.dumps(saved, indent=2, sort_keys=True)))
 
 
 def _write_pissa_initial(model: nn.Module, initial: PissaInitial, folder: Path) -> Path:

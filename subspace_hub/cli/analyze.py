@@ -8,7 +8,7 @@ import click
 
 
 @click.command("analyze")
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.argument("bundle", type=click.Path(file_okay=False))
 @click.option(
     "--out", "out", type=click.Path(file_okay=False), default=None, help="Report folder (default: BUNDLE/analysis)."
 )

@@ -32,9 +32,16 @@ def data() -> None:
     type=click.Path(file_okay=False),
     help="Folder to write (resumes if it holds the same recipe).",
 )
-@click.option("--datasets", "count", default=1, show_default=True, help="Datasets (configs) of the family.")
-@click.option("--scenes", default=8, show_default=True, help="Scenes per dataset.")
-@click.option("--views", default=24, show_default=True, help="Views per scene.")
+@click.option(
+    "--datasets",
+    "count",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Datasets (configs) of the family.",
+)
+@click.option("--scenes", type=click.IntRange(min=1), default=8, show_default=True, help="Scenes per dataset.")
+@click.option("--views", type=click.IntRange(min=1), default=24, show_default=True, help="Views per scene.")
 @click.option(
     "--resolution",
     default="518",
@@ -68,14 +75,19 @@ def data() -> None:
     help="Use your own texture images instead of procedural ones.",
 )
 @click.option("--shadows/--no-shadows", default=True, show_default=True, help="Trace shadow rays.")
-@click.option("--views-per-record", type=int, default=None, help="Split long paths into rows of this many views.")
+@click.option(
+    "--views-per-record",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Split long paths into rows of this many views.",
+)
 @click.option(
     "--scenes-per-shard",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Scenes per parquet file (default: about 256 MB each); the unit of resuming.",
 )
-@click.option("--workers", type=int, default=None, help="Worker processes (default: all CPUs).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: all CPUs).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda for the GPU renderer.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(

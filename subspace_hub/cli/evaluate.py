@@ -30,7 +30,7 @@ def _metric_options(values: tuple[str, ...]) -> dict[str, dict]:
 )
 @click.option("--split", default=None, help="Dataset split (needed when there are several).")
 @click.option("--data-config", default=None, help="Dataset config, e.g. texture-000 of a generated folder or repo.")
-@click.option("-c", "--config", default=None, help="Backbone preset or config file.")
+@click.option("-c", "--backbone-config", "--config", "config", default=None, help="Backbone preset or config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a backbone config field.")
 @click.option("--pretrained", default=None, help="Backbone weights: a folder or a Hub repo.")
 @click.option("--revision", default=None, help="Revision of a Hub repo given to --pretrained.")
@@ -50,7 +50,7 @@ def _metric_options(values: tuple[str, ...]) -> dict[str, dict]:
     help="A metric option, e.g. depth.align=scale_shift_lstsq.",
 )
 @click.option("--adapter-revision", default=None, help="Revision of an adapter given as a Hub repo.")
-@click.option("--limit", type=int, default=None, help="Score at most this many scenes.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Score at most this many scenes.")
 @click.option("--device", default="cpu", show_default=True, help="Where the backbone runs (cpu, cuda, cuda:1).")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast when running on CUDA.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and per-scene scores as JSON.")
@@ -61,6 +61,7 @@ def _metric_options(values: tuple[str, ...]) -> dict[str, dict]:
     type=click.Path(dir_okay=False),
     help="Also write the summary and per-scene scores (JSON) to this file.",
 )
+@click.option("--allow-incomplete", is_flag=True, help="Score a generated folder whose generation has not finished.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(
     backbone,
@@ -80,6 +81,7 @@ def evaluate(
     amp,
     as_json,
     output,
+    allow_incomplete,
     quiet,
 ) -> None:
     """Run BACKBONE over a dataset split and print the metrics (averaged over scenes).
@@ -106,7 +108,7 @@ def evaluate(
     )
     if adapter:
         model = load_adapter(adapter, model=model, revision=adapter_revision)
-    samples = load_samples(data, split, data_config)
+    samples = load_samples(data, split, data_config, allow_incomplete=allow_incomplete)
     report = evaluate_backbone(
         model,
         spec,

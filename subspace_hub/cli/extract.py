@@ -25,7 +25,14 @@ def _parse_attribute(value: str) -> tuple[str, list[str]]:
     help="An attribute and its LoRAs: PEFT adapter folders, or one folder holding them. Repeat per attribute.",
 )
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
-@click.option("--d", "d", default=16, show_default=True, help="Subspace dimension (uniform) or budget (importance).")
+@click.option(
+    "--d",
+    "d",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Subspace dimension (uniform) or budget (importance).",
+)
 @click.option(
     "--allocation",
     type=click.Choice(STRATEGIES),
@@ -52,10 +59,12 @@ def _parse_attribute(value: str) -> tuple[str, list[str]]:
     "--target", "targets", multiple=True, metavar="REGEX", help="Only modules whose name fully matches (repeatable)."
 )
 @click.option("--min-dim", default=1, show_default=True, help="Smallest d a module gets (importance, gap).")
-@click.option("--max-dim", type=int, default=None, help="Largest d a module gets.")
+@click.option("--max-dim", type=click.IntRange(min=1), default=None, help="Largest d a module gets.")
 @click.option("--energy", default=0.95, show_default=True, help="Energy fraction for --allocation energy.")
 @click.option("--backbone", default=None, help="Backbone the LoRAs adapt (recorded in the bundle).")
-@click.option("--workers", type=int, default=None, help="Parallel threads (default: torch's thread count).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Parallel threads (default: torch's thread count)."
+)
 def extract(
     attributes, out, d, allocation, alpha, mode, max_iter, tol, targets, min_dim, max_dim, energy, backbone, workers
 ) -> None:

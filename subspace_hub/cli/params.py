@@ -48,7 +48,12 @@ def _rows(targets, lora_ranks, psv_ranks, subspace_dims, attributes, bundle, sub
 @click.command("params")
 @click.argument("backbone")
 @click.option(
-    "-c", "--config", default=None, help="Backbone preset or config file (default: the backbone's default preset)."
+    "-c",
+    "--backbone-config",
+    "--config",
+    "config",
+    default=None,
+    help="Backbone preset or config file (default: the backbone's default preset).",
 )
 @click.option(
     "--set",

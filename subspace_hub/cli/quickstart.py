@@ -13,8 +13,16 @@ import click
     type=click.Path(file_okay=False),
     help="Where data, LoRAs, bundle and results go (reused if it exists).",
 )
-@click.option("--steps", default=60, show_default=True, help="Training steps per LoRA and per fine-tune.")
-@click.option("--loras", default=3, show_default=True, help="LoRAs (datasets) per attribute.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="Training steps per LoRA and per fine-tune.",
+)
+@click.option(
+    "--loras", type=click.IntRange(min=1), default=3, show_default=True, help="LoRAs (datasets) per attribute."
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the data, the LoRAs and the fine-tunes.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def quickstart(out, steps, loras, seed, quiet) -> None:

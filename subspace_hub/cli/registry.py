@@ -22,7 +22,7 @@ def registry() -> None:
 @registry.command("serve")
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="Where repos, blobs and tokens live.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
-@click.option("--port", default=8080, show_default=True, help="TCP port to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="TCP port to listen on.")
 @click.option(
     "--anonymous-read/--no-anonymous-read",
     default=True,
@@ -153,4 +153,7 @@ def validate(names, folder, bundles) -> None:
     if not results:
         click.echo(f"No entries in {folder}.")
     if failed:
-        raise ConfigError(f"{failed} registry entr{'y is' if failed == 1 else 'ies are'} invalid.")
+        raise ConfigError(
+            f"{failed} registry entr{'y is' if failed == 1 else 'ies are'} invalid (every problem is listed above); "
+            "fix them and run `subspace-hub registry validate` again."
+        )

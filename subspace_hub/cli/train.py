@@ -32,25 +32,47 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--data", "data_source", default=None, help="Generated folder, Hub dataset repo or dataset name."),
         click.option("--data-config", default=None, help="Dataset config, e.g. texture-003."),
         click.option("--data-revision", default=None, help="Revision of a Hub dataset repo."),
-        click.option("--steps", type=int, default=None, help="Optimizer steps [default: 1000]."),
+        click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps [default: 1000]."),
         click.option("--lr", type=float, default=None, help="Peak learning rate [default: 1e-5]."),
         click.option("--seed", type=int, default=None, help="Seed of the initialisation and the data order."),
-        click.option("--accumulation", type=int, default=None, help="Micro-batches per step."),
-        click.option("--max-images", type=int, default=None, help="Cap on images per step and process [default: 48]."),
+        click.option("--accumulation", type=click.IntRange(min=1), default=None, help="Micro-batches per step."),
+        click.option(
+            "--max-images",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Cap on images per step and process [default: 48].",
+        ),
         click.option("--views", default=None, metavar="MIN-MAX", help="Frames per sample [default: 3-16]."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=None, help="[default: auto]"),
         click.option(
             "--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="Recompute activations."
         ),
-        click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints [default: 500]."),
-        click.option("--eval-every", type=int, default=None, help="Steps between test-split evaluations."),
+        click.option(
+            "--checkpoint-every",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Steps between checkpoints [default: 500].",
+        ),
+        click.option(
+            "--eval-every", type=click.IntRange(min=1), default=None, help="Steps between test-split evaluations."
+        ),
         click.option(
             "--metric", "metrics", multiple=True, help="Metric of the evaluation (repeatable) [default: depth]."
         ),
         click.option("--tensorboard/--no-tensorboard", default=None, help="Also log TensorBoard scalars."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its newest checkpoint."),
         click.option(
-            "--num-processes", type=int, default=1, show_default=True, help="Processes (GPUs), via accelerate."
+            "--allow-incomplete",
+            is_flag=True,
+            default=None,
+            help="Train on a generated folder whose generation has not finished.",
+        ),
+        click.option(
+            "--num-processes",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Processes (GPUs), via accelerate.",
         ),
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]
@@ -111,12 +133,18 @@ def _run(method: str | None, method_options: dict[str, Any], backbone: str | Non
         "eval_every": kw["eval_every"],
         "metrics": list(kw["metrics"]) or None,
         "tensorboard": kw["tensorboard"],
+        "data.allow_incomplete": kw["allow_incomplete"] or None,
         **_views(kw["views"]),
     }
     if method_options:
         fields["method_options"] = method_options
     config_file = kw["config_file"]
-    if kw["resume"] and config_file is None and (Path(kw["out"]) / CONFIG_FILE).is_file():
+    if kw["resume"] and not (Path(kw["out"]) / CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"Nothing to resume in {kw['out']}: it holds no training run ({CONFIG_FILE} is missing). "
+            "Start the run without --resume, or give the --out of an earlier run."
+        )
+    if kw["resume"] and config_file is None:
         config_file = Path(kw["out"]) / CONFIG_FILE  # resume a run with its own recorded config
     config = load_train_config(config_file, kw["overrides"], **fields)
     result = train(config, kw["out"], resume=kw["resume"], progress=not kw["quiet"])
@@ -162,7 +190,12 @@ def train(backbone, method, options, **kw) -> None:
 @click.option("--bundle", default=None, help="Subspace bundle: a folder or a Hub repo.")
 @click.option("--bundle-revision", default=None, help="Revision of a Hub bundle repo.")
 @click.option("--attributes", default=None, help="Attributes to combine, comma-separated [default: all].")
-@click.option("--lora-rank", type=int, default=None, help="LoRA rank on the targets without bases (e.g. the heads).")
+@click.option(
+    "--lora-rank",
+    type=click.IntRange(min=1),
+    default=None,
+    help="LoRA rank on the targets without bases (e.g. the heads).",
+)
 @_common_options
 def finetune(backbone, bundle, bundle_revision, attributes, lora_rank, **kw) -> None:
     """Fine-tune inside attribute subspaces: the ``subspace`` method with a bundle; options as ``train``.

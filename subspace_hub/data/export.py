@@ -69,14 +69,18 @@ class GenerationSpec:
     scenes_per_shard: int | None = None
 
     def __post_init__(self) -> None:
+        problems = []  # every problem at once, so a recipe is fixed in one go
         if self.family not in FAMILIES:
-            raise ConfigError(f"Unknown attribute family {self.family!r}; choose from {', '.join(FAMILIES)}.")
-        if self.datasets < 1 or self.scenes < 1 or self.views < 1:
-            raise ConfigError("datasets, scenes and views must all be at least 1.")
+            problems.append(f"unknown attribute family {self.family!r}; choose from {', '.join(FAMILIES)}")
+        for name in ("datasets", "scenes", "views"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.height < 8 or self.width < 8:
-            raise ConfigError(f"Images must be at least 8 x 8 pixels, got {self.height} x {self.width}.")
+            problems.append(f"images must be at least 8 x 8 pixels, got {self.height} x {self.width}")
         if not 0 <= self.test_fraction < 1:
-            raise ConfigError(f"test_fraction must be in [0, 1), got {self.test_fraction}.")
+            problems.append(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if problems:
+            raise ConfigError("Invalid data generation settings: " + "; ".join(problems) + ".")
 
     def dataset(self, index: int) -> DatasetRecipe:
         return DatasetRecipe(
@@ -430,7 +434,7 @@ def check_complete(root: str | os.PathLike[str]) -> None:
             f"{root} is an unfinished generation ({len(missing)} of {total} shards missing"
             + ("" if missing else ", no card")
             + "): run the same `subspace-hub data generate` command again to finish it, or allow an incomplete "
-            "folder (--allow-incomplete)."
+            "folder (--allow-incomplete; allow_incomplete=True in Python)."
         )
 
 

@@ -33,7 +33,7 @@ def pick_split(loaded: Any, split: str | None = None, *, source: str = "the data
     splits = list(loaded.keys())
     if split is None:
         if len(splits) != 1 and not first:
-            raise ConfigError(f"{source} has splits {splits}; choose one with split=.")
+            raise ConfigError(f"{source} has splits {splits}; choose one (--split in the CLI, split= in Python).")
         split = splits[0]
     if split not in splits:
         raise ConfigError(f"{source} has no split {split!r}; it has {splits}.")
@@ -51,6 +51,25 @@ def load_synthetic(path: str, config: str | None = None, split: str | None = Non
         check_complete(path)
         config = config or configs_of(path)[0]
     return datasets.load_dataset(path, config, split=split, **options)
+
+
+def _finished_shards(root: Path, config: str) -> Any:
+    """The finished shards of one config of an unfinished generation, by split (``datasets`` alone would read the
+    folder without its card as one 'default' config mixing every dataset)."""
+    import datasets
+
+    from subspace_hub.data.export import plan, recipe_of, shard_done
+
+    spec = recipe_of(root)
+    files: dict[str, list[str]] = {}
+    for shard in plan(spec):
+        if shard.config == config and shard_done(spec, shard, root):
+            files.setdefault(shard.split, []).append(str(shard.path(root)))
+    if not files:
+        raise ConfigError(
+            f"{root} has no finished shard of {config} yet: run the same `subspace-hub data generate` command again."
+        )
+    return datasets.load_dataset("parquet", data_files=files)
 
 
 def load_samples(
@@ -90,13 +109,20 @@ def load_samples(
         if any((path / name).is_file() for name in saved):
             return pick_split(datasets.load_from_disk(str(path)), split, source=str(path))
         if (path / RECIPE_FILE).is_file():  # made by `subspace-hub data generate`
-            if not allow_incomplete:
+            try:
                 check_complete(path)
+                finished = True
+            except ConfigError:
+                if not allow_incomplete:
+                    raise
+                finished = False
             known = configs_of(path)
             if config is not None and config not in known:
                 close = difflib.get_close_matches(config, known, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(f"{source} has no dataset config {config!r}; it has {', '.join(known)}.{hint}")
+            if not finished:
+                return pick_split(_finished_shards(path, config or known[0]), split, source=str(path))
         return pick_split(datasets.load_dataset(str(path), config, **options), split, source=str(path))
     if is_repo_id(source):
         return pick_split(load_dataset(source, config, revision=revision, **options), split, source=source)

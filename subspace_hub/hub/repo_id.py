@@ -28,6 +28,17 @@ def parse_repo_id(text: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def validate_namespace(text: str) -> str:
+    """``text`` if it is a valid namespace (a user or organisation name: one half of a repo id), else raise
+    :class:`InvalidRepoIdError`."""
+    if not isinstance(text, str) or not _PART.fullmatch(text) or ".." in text:
+        raise InvalidRepoIdError(
+            f"Invalid namespace {text!r}: 1-96 letters, digits, '.', '_' or '-', starting and ending with a letter "
+            "or digit (e.g. my-lab)."
+        )
+    return text
+
+
 def is_repo_id(text: str) -> bool:
     """Whether ``text`` is a valid ``namespace/name`` repo id (see :func:`parse_repo_id`)."""
     try:

@@ -44,6 +44,8 @@ class DataConfig:
     """Cap on images a step (per process): a batch holds ``max(1, max_images // views)`` samples."""
     workers: int = 0
     """Data-loader processes that decode batches ahead of the training step (0: in the training process)."""
+    allow_incomplete: bool = False
+    """Read a generated folder whose generation has not finished (normally refused: scenes would be missing)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_views <= self.max_views:

@@ -271,7 +271,9 @@ def _samples(config: TrainConfig, split: str, dataset_config: str | None) -> Any
     """``load_samples`` of the run's source; ``all`` concatenates every config of it."""
     data = config.data
     if dataset_config != "all":
-        return load_samples(data.source, split, dataset_config, revision=data.revision)
+        return load_samples(
+            data.source, split, dataset_config, revision=data.revision, allow_incomplete=data.allow_incomplete
+        )
     import datasets
 
     card = Path(data.source) / "README.md"
@@ -284,7 +286,10 @@ def _samples(config: TrainConfig, split: str, dataset_config: str | None) -> Any
             raise ConfigError(f"{data.source} has no split {split!r} in any config.")
         return datasets.load_dataset(data.source, data_files={split: patterns}, split=split)
     names = datasets.get_dataset_config_names(data.source, revision=data.revision)
-    parts = [load_samples(data.source, split, name, revision=data.revision) for name in names]
+    parts = [
+        load_samples(data.source, split, name, revision=data.revision, allow_incomplete=data.allow_incomplete)
+        for name in names
+    ]
     return datasets.concatenate_datasets(parts)
 
 
@@ -361,10 +366,6 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     main = accelerator.is_main_process
     shared = [str(_prepare_run(run, config, resume) or "") if main else ""]
     resume_from = broadcast_object_list(shared)[0]  # every process resumes from the checkpoint process 0 found
-    if main:
-        run.mkdir(parents=True, exist_ok=True)
-        atomic_write(run / CONFIG_FILE, lambda p: p.write_text(config.to_yaml()))
-
     model = _attach(config)
     method = get_adapter_spec(config.method)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -377,6 +378,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
         height, width = groups[(0, plan.min_views)]["images"].shape[-2:]
         spec.check_image_size(height, width, build_info(model).config)
         test_samples = _test_samples(config) if accelerator.is_main_process else None
+    if main:  # only now that the model, the method and the data are known to work: bad input writes nothing
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write(run / CONFIG_FILE, lambda p: p.write_text(config.to_yaml()))
     optimizer = torch.optim.AdamW(
         params, lr=config.optim.lr, weight_decay=config.optim.weight_decay, betas=config.optim.betas
     )

@@ -24,6 +24,7 @@ goes with it. ``subspace-hub registry validate`` checks every entry against this
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -175,7 +176,7 @@ def parse_entry(data: Any, source: str = "registry entry") -> RegistryEntry:
     entry = from_dict(RegistryEntry, data, what="entry", problems=problems)
     problems += _value_problems(data)
     if problems:
-        raise ConfigError(f"{source}: {len(problems)} problem(s): " + "; ".join(p.rstrip(".") for p in problems) + ".")
+        raise ConfigError(f"{source} has these problems: " + "; ".join(p.rstrip(".") for p in problems) + ".")
     return entry
 
 
@@ -189,9 +190,12 @@ def load_entry(
     if path.suffix not in (".yaml", ".yml"):
         path = Path(registry) / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in Path(registry).glob("*.yaml"))) or "none"
+        names = sorted(p.stem for p in Path(registry).glob("*.yaml"))
+        close = difflib.get_close_matches(str(name_or_path), names, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"No registry entry {name_or_path!r} ({path} does not exist); entries in {registry}: {known}."
+            f"No registry entry {name_or_path!r} ({path} does not exist).{hint} Entries in {registry}: "
+            f"{', '.join(names) or 'none (run from the folder that holds registry/, or pass --registry)'}."
         )
     try:
         data = yaml.safe_load(path.read_text())

@@ -172,18 +172,28 @@ def load_lora(source: LoraSource, *, scaling: float | None = None, adapter: str 
     return LoraCheckpoint(factors=factors, source=info)
 
 
+def _adapter_in(path: Path) -> Path | None:
+    """``path`` when it is an adapter folder, its ``adapter/`` when it is a training run folder, else None."""
+    for candidate in (path, path / "adapter"):
+        if (candidate / ADAPTER_CONFIG).is_file() or any((candidate / w).is_file() for w in ADAPTER_WEIGHTS):
+            return candidate
+    return None
+
+
 def expand_sources(path: str | os.PathLike[str]) -> list[Path]:
-    """An adapter folder or file -> [it]; a folder of adapter folders -> its adapter subfolders, sorted."""
+    """An adapter folder or file (or a training run folder) -> [its adapter]; a folder of those -> their
+    adapters, sorted by name."""
     path = Path(path).expanduser()
-    if path.is_file() or (path / ADAPTER_CONFIG).is_file() or any((path / w).is_file() for w in ADAPTER_WEIGHTS):
+    if path.is_file():
         return [path]
     if path.is_dir():
-        children = sorted(
-            p
-            for p in path.iterdir()
-            if p.is_dir() and ((p / ADAPTER_CONFIG).is_file() or any((p / w).is_file() for w in ADAPTER_WEIGHTS))
+        if (adapter := _adapter_in(path)) is not None:
+            return [adapter]
+        children = [_adapter_in(p) for p in sorted(path.iterdir()) if p.is_dir()]
+        if any(children):
+            return [child for child in children if child is not None]
+        raise CheckpointNotFoundError(
+            f"{path} holds no LoRA adapter: give an adapter folder (adapter_config.json + adapter_model.safetensors),"
+            " a training run folder, or a folder of those."
         )
-        if children:
-            return children
-        raise CheckpointNotFoundError(f"{path} is neither a LoRA adapter folder nor a folder of adapter folders.")
     raise CheckpointNotFoundError(f"No LoRA adapter at {path}.")

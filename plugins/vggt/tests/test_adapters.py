@@ -93,3 +93,35 @@ def test_paper_parameter_counts_on_vggt_1b(capsys, reference_1b):
     ours = counts["subspace 2x16 + lora r=16 on the rest"]
     assert ours == 192 * 32 * 32 + 3_753_280 == 3_949_888
     assert f"{ours / 1e6:.2f}M" == "3.95M"  # the paper's "Ours d=16: 4.0M", rounded up from 3.95M
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [("lora", {}), ("pissa", {}), ("adalora", {"total_step": 10}), ("psv", {})],
+)
+def test_every_method_takes_the_default_targets_at_a_rank_wider_than_the_narrowest_head_layer(method, options):
+    """VGGT's default targets include layers narrower than 16 (the depth head's 2-channel output convolution, the
+    camera head's 9-wide pose layers); a method adapts them (LoRA is defined at any rank) or leaves them frozen
+    with a warning (PiSSA, PSV: their SVD needs rank <= min(in, out)), and training runs."""
+    spec = subspace_hub.plugins.get_backbone_spec("vggt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = subspace_hub.attach_adapter(tiny(), method, rank=16, **options)
+    if method in ("pissa", "psv"):
+        assert any(f"{method} rank 16 exceeds min(in, out)" in str(w.message) for w in caught)
+    batch = spec.example_batch(model)
+    loss = spec.task_loss(spec.run(model, batch), batch)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_the_default_data_resolution_fits_vggt_and_a_mismatch_names_the_fix():
+    from subspace_hub.data.export import GenerationSpec
+    from subspace_hub.errors import ConfigError
+
+    spec = subspace_hub.plugins.get_backbone_spec("vggt")
+    generation = GenerationSpec("texture")
+    spec.check_image_size(generation.height, generation.width)  # 518 x 518, the paper's
+    with pytest.raises(ConfigError, match=r"multiples of 14.*126 or 140"):
+        spec.check_image_size(128, 128)

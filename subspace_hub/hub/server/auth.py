@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subspace_hub.errors import ConfigError
+from subspace_hub.hub.repo_id import validate_namespace
 
 TOKENS_FILE = "tokens.json"
 
@@ -61,6 +62,9 @@ class TokenBook:
         """Register a new token (generated unless given) and save; returns the token (shown once)."""
         if not name or not name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"Invalid user name {name!r}: letters, digits, '-' and '_'.")
+        for namespace in (*write, *read):
+            if namespace != "*":
+                validate_namespace(namespace)
         token = token or "shub_" + secrets.token_urlsafe(32)
         self.users[hashlib.sha256(token.encode()).hexdigest()] = User(name, write, read)
         self.save()
