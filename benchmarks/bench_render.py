@@ -1,9 +1,14 @@
 """Synthetic-data throughput: views per second of the renderer (scene already built) and of whole generation
-(scene building, rendering, PNG encoding, parquet writing) on MegaSynth-style scenes with 50+ primitives.
+(scene building, rendering, PNG encoding, parquet writing) on MegaSynth rooms with 50+ primitives and standard
+cameras.
+
+``--quality full`` renders colour as ``data generate`` does by default (4 samples a pixel, ambient occlusion, soft
+shadows); ``--quality fast`` as ``--samples 1 --no-ambient-occlusion --hard-shadows`` (the cost of the geometry
+and one shaded ray a pixel, as the renderer did before 2026-11-30).
 
 Usage (repository root)::
 
-    PYTHONPATH=. python benchmarks/bench_render.py --device cpu --resolution 128 518 --json out.json
+    PYTHONPATH=. python benchmarks/bench_render.py --device cpu --resolution 128 518 --quality full fast --json out.json
     PYTHONPATH=. python benchmarks/bench_render.py --device cuda --resolution 518 --json out.json
 """
 
@@ -20,7 +25,7 @@ import torch
 from _report import finish, header  # benchmarks/_report.py: the script's folder is on sys.path
 
 from subspace_hub.data.export import GenerationSpec, generate
-from subspace_hub.data.render import Renderer
+from subspace_hub.data.render import Renderer, RenderSettings
 from subspace_hub.data.scene import SceneRecipe, generate_scene
 
 
@@ -29,19 +34,25 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+QUALITIES = {
+    "full": RenderSettings(),
+    "fast": RenderSettings(samples=1, ambient_occlusion=False, soft_shadows=False),
+}
+
+
 def render_rate(
-    scenes: list, size: int, views: int, device: str, shadows: bool, to_host: bool = True
+    scenes: list, size: int, views: int, device: str, settings: RenderSettings, to_host: bool = True
 ) -> dict[str, Any]:
     """Views/s rendering ``views`` views of each prebuilt scene (the renderer, its BVH and uploads included);
     ``to_host=False`` leaves the results on the GPU."""
     batch = max(1, (1 << 22 if device.startswith("cuda") else 1 << 20) // (size * size))
-    Renderer(scenes[0], device=device, shadows=shadows).render(size, size, slice(0, 1))  # warm-up (kernel compile)
+    Renderer(scenes[0], device=device, settings=settings).render(size, size, slice(0, 1))  # warm-up (kernel compile)
     sync(device)
     start = time.perf_counter()
     setup = 0.0
     for scene in scenes:
         t0 = time.perf_counter()
-        renderer = Renderer(scene, device=device, shadows=shadows)
+        renderer = Renderer(scene, device=device, settings=settings)
         sync(device)
         setup += time.perf_counter() - t0
         for first in range(0, views, batch):
@@ -59,7 +70,7 @@ def render_rate(
 
 
 def generation_rate(
-    size: int, scenes: int, views: int, workers: int | None, device: str, shadows: bool
+    size: int, scenes: int, views: int, workers: int | None, device: str, settings: RenderSettings
 ) -> dict[str, Any]:
     spec = GenerationSpec(
         "texture",
@@ -68,9 +79,14 @@ def generation_rate(
         views=views,
         height=size,
         width=size,
+        camera_mode="standard",
+        layout="megasynth",
         seed=0,
         test_fraction=0.0,
-        shadows=shadows,
+        samples=settings.samples,
+        shadows=settings.shadows,
+        ambient_occlusion=settings.ambient_occlusion,
+        soft_shadows=settings.soft_shadows,
         scenes_per_shard=1,
     )
     folder = tempfile.mkdtemp(prefix="bench-render-")
@@ -91,17 +107,21 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=4)
     parser.add_argument("--views", type=int, default=48, help="views per scene (MegaSynth renders 48)")
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--no-shadows", action="store_true")
+    parser.add_argument("--quality", nargs="+", choices=sorted(QUALITIES), default=["full"])
     parser.add_argument("--skip-generation", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args()
-    shadows = not args.no_shadows
     report: dict[str, Any] = {
         **header(args.device),
-        "shadows": shadows,
+        "qualities": {name: QUALITIES[name].__dict__ for name in args.quality},
     }
     t0 = time.perf_counter()
-    scenes = [generate_scene(SceneRecipe(i, i + 1, i + 2, i + 3, i + 4, views=args.views)) for i in range(args.scenes)]
+    scenes = [
+        generate_scene(
+            SceneRecipe(i, i + 1, i + 2, i + 3, i + 4, views=args.views, camera_mode="standard", layout="megasynth")
+        )
+        for i in range(args.scenes)
+    ]
     report["scene_build_s_per_scene"] = (time.perf_counter() - t0) / args.scenes
     report["primitives_per_scene"] = [s.stats["primitives"] for s in scenes]
     report["triangles_per_scene"] = [s.stats["triangles"] for s in scenes]
@@ -110,28 +130,30 @@ def main() -> None:
         f"{report['scene_build_s_per_scene']:.2f} s each",
         flush=True,
     )
-    for size in args.resolution:
-        entry: dict[str, Any] = {"render": render_rate(scenes, size, args.views, args.device, shadows)}
-        print(
-            f"{size}x{size} render ({torch.get_num_threads()} torch threads): {entry['render']['views_per_s']:.0f} "
-            "views/s",
-            flush=True,
-        )
-        if args.device.startswith("cuda"):
-            entry["render_on_device"] = render_rate(scenes, size, args.views, args.device, shadows, to_host=False)
+    for quality in args.quality:
+        settings = QUALITIES[quality]
+        for size in args.resolution:
+            entry: dict[str, Any] = {"render": render_rate(scenes, size, args.views, args.device, settings)}
             print(
-                f"{size}x{size} render, results left on the GPU: {entry['render_on_device']['views_per_s']:.0f} "
-                "views/s",
+                f"{quality} {size}x{size} render ({torch.get_num_threads()} torch threads): "
+                f"{entry['render']['views_per_s']:.1f} views/s",
                 flush=True,
             )
-        if not args.skip_generation:
-            entry["generate"] = generation_rate(size, args.scenes, args.views, args.workers, args.device, shadows)
-            print(
-                f"{size}x{size} whole generation: {entry['generate']['views_per_s']:.0f} views/s "
-                f"({entry['generate']['megabytes']:.0f} MB)",
-                flush=True,
-            )
-        report[str(size)] = entry
+            if args.device.startswith("cuda"):
+                entry["render_on_device"] = render_rate(scenes, size, args.views, args.device, settings, to_host=False)
+                print(
+                    f"{quality} {size}x{size} render, results left on the GPU: "
+                    f"{entry['render_on_device']['views_per_s']:.0f} views/s",
+                    flush=True,
+                )
+            if not args.skip_generation:
+                entry["generate"] = generation_rate(size, args.scenes, args.views, args.workers, args.device, settings)
+                print(
+                    f"{quality} {size}x{size} whole generation: {entry['generate']['views_per_s']:.1f} views/s "
+                    f"({entry['generate']['megabytes']:.0f} MB)",
+                    flush=True,
+                )
+            report[f"{quality}_{size}"] = entry
     finish(report, args.json)
 
 

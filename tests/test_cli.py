@@ -107,3 +107,21 @@ def test_plugin_warnings_print_as_one_line():
     text = _format_warning(PluginWarning("skipped plugin 'x':\n  import failed"), PluginWarning, "f.py", 1)
     assert text == "Warning: skipped plugin 'x': import failed\n"
     assert "UserWarning" in _format_warning(UserWarning("other"), UserWarning, "f.py", 1)
+
+
+def test_a_missing_dependency_is_named_with_the_install_command(capsys, monkeypatch):
+    """A package that is not installed is the user's environment, not a bug: the error says which and how."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_datasets(name, *args, **kwargs):
+        if name == "datasets" or name.startswith("datasets."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_datasets)
+    assert main(["data", "preview", "somewhere"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "this is a bug" not in err
+    assert "needs the Python package 'datasets'" in err and "pip install datasets" in err

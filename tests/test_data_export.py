@@ -221,3 +221,27 @@ def test_two_folders_of_one_name_load_their_own_data(generated, tmp_path):
     second = datasets.load_dataset(str(tmp_path / "lighting"), "lighting-000", split="train")
     assert (len(first), len(second)) == (1, 2)  # 3 and 4 scenes, of which 2 are held out for testing
     assert first.with_format("numpy")[0]["seeds"] != second.with_format("numpy")[0]["seeds"]
+
+
+def test_preview_draws_a_contact_sheet_of_every_dataset(generated, tmp_path, capsys):
+    from PIL import Image
+
+    from subspace_hub.data.preview import colour_depth
+
+    spec, root = generated
+    out = tmp_path / "sheet.png"
+    code = main(["data", "preview", str(root), "--out", str(out), "--scenes", "2", "--views", "2", "--split", "test"])
+    assert code == 0
+    assert str(out) in capsys.readouterr().out
+    sheet = np.asarray(Image.open(out))
+    tile = 160 * spec.height // spec.width  # tiles are 160 wide, in the views' aspect
+    assert sheet.shape[1] == 2 * 3 * 160  # 2 views x (RGB, depth, normals)
+    assert sheet.shape[0] == spec.datasets * (22 + 2 * tile)  # a label and 2 scene rows per dataset (2 test scenes)
+    assert not (root / "preview.png").exists()  # with --out nothing is written into the data folder
+    depth = np.array([[1.0, 2.0], [4.0, 0.0]])
+    coloured = colour_depth(depth, depth > 0)
+    assert coloured[0, 0].sum() > coloured[0, 1].sum() > coloured[1, 0].sum() and coloured[1, 1].sum() == 0
+    with pytest.raises(ConfigError, match="not a folder made by `subspace-hub data generate`"):
+        from subspace_hub.data.preview import contact_sheet
+
+        contact_sheet(tmp_path)

@@ -101,7 +101,7 @@ def test_orbit_and_standard_cameras():
     controls, _ = orbit.cameras.controls
     target = orbit.cameras.centres  # consecutive control points less than 3 pi / 4 apart around the target
     assert len(controls) == 6 and orbit.cameras.centres.shape == (4, 3) and target is not None
-    standard = scenes("camera", count=1)[0]
+    standard = scenes("camera", count=1, camera_mode="standard")[0]
     room = standard.layout.shell.size
     assert np.all(standard.cameras.centres > 0) and np.all(standard.cameras.centres < room)
     assert 45 <= standard.cameras.fov <= 70
@@ -149,3 +149,85 @@ def test_bad_recipes():
         DatasetRecipe("colour", 0, 0, 1)
     with pytest.raises(ConfigError, match="Scene 5 is outside 0..1"):
         DatasetRecipe("texture", 0, 0, 2).scene(5)
+
+
+# -- the paper's families (shared/reference/methods.md A.2, D.4) --------------------------------------------------
+
+
+def test_the_attribute_layout_is_the_papers_room_with_large_and_small_boxes_only():
+    for scene in scenes("lighting", count=1) + scenes("texture", index=1, count=1):
+        x, y, z = scene.layout.shell.size
+        assert 12 <= x <= 15 and 12 <= y <= 15 and 12 <= z <= 18
+        kinds = [box.kind for box in scene.layout.boxes]
+        assert set(kinds) <= {"large", "small"} and kinds.count("large") <= 6 and kinds.count("small") <= 6
+    megasynth = scenes("lighting", count=1, layout="megasynth")[0]
+    assert 17 <= megasynth.layout.shell.size[0] <= 30 and "stick" in {b.kind for b in megasynth.layout.boxes}
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_geometry_dataset_i_uses_the_papers_group_i_mod_9(index):
+    from subspace_hub.data.layout import GROUP_BINS, group_box_limit
+
+    group = index % 9
+    assert DatasetRecipe("geometry", index, 0, 1).geometry_group == group
+    for scene in scenes("geometry", index=index, count=3):
+        assert scene.recipe.geometry_group == group
+        for kind in ("large", "small"):
+            boxes = [b for b in scene.layout.boxes if b.kind == kind]
+            assert len(boxes) <= group_box_limit(group)
+            assert {b.primitives for b in boxes} <= set(GROUP_BINS[kind][group // 3])
+        assert {b.kind for b in scene.layout.boxes} <= {"large", "small"}
+
+
+def test_geometry_groups_differ_in_counts_as_the_paper_says():
+    from subspace_hub.data.layout import GROUP_BINS, group_box_limit
+
+    assert [group_box_limit(g) for g in range(9)] == [3, 5, 7] * 3
+    assert GROUP_BINS["large"][0] == {1: 2, 2: 3, 3: 3} and GROUP_BINS["large"][2] == {7: 2, 8: 3, 9: 3}
+    assert GROUP_BINS["small"][1] == {3: 2, 4: 3}
+    few = [s.stats["primitives"] for i in (0, 9) for s in scenes("geometry", index=i, count=3)]
+    many = [s.stats["primitives"] for i in (8, 17) for s in scenes("geometry", index=i, count=3)]
+    assert max(few) < min(many)  # group 0: at most 3 boxes of 1-3 primitives; group 8: up to 7 boxes of 7-9
+
+
+def test_texture_experiment_2_varies_the_geometry_slightly_and_nothing_else():
+    a, b = scenes("texture", geometry_jitter=0.05)
+    assert same_cameras(a, b) and same_lighting(a, b) and not same_textures(a, b)
+    assert a.mesh.vertices.shape == b.mesh.vertices.shape and not same_geometry(a, b)
+    moved = np.linalg.norm(a.mesh.vertices - b.mesh.vertices, axis=1).max()
+    assert 0 < moved < 0.1 * np.ptp(a.mesh.vertices, axis=0).max()  # the same objects, slightly changed
+    first, second = scenes("texture")  # experiment 1: bit-identical geometry
+    assert same_geometry(first, second)
+    with pytest.raises(ConfigError, match="texture family's experiment 2"):
+        DatasetRecipe("geometry", 0, 0, 1, geometry_jitter=0.05)
+
+
+def test_camera_datasets_draw_their_own_ranges_and_paths_keep_to_them():
+    ranges = [DatasetRecipe("camera", i, 0, 1).camera_ranges() for i in range(4)]
+    assert len(set(ranges)) == 4
+    for (low, high), spread in ranges:
+        assert 0.7 <= low < high <= 2.0 and 0 <= spread <= 0.35
+    assert DatasetRecipe("texture", 0, 0, 1).camera_ranges() == ((0.85, 1.5), 0.0)
+    for index in range(2):
+        (low, high), _ = DatasetRecipe("camera", index, 3, 1).camera_ranges()
+        for scene in scenes("camera", index=index, count=2):
+            controls, _ = scene.cameras.controls
+            unit = scene.layout.shell.size.min() / 6
+            distances = np.linalg.norm(controls - scene.cameras.target, axis=1) / unit
+            assert np.all(distances >= low - 1e-9) and np.all(distances <= high + 1e-9)
+            forward = scene.cameras.rotations[:, :, 2]  # every view looks at the target
+            towards = scene.cameras.target - scene.cameras.centres
+            towards /= np.linalg.norm(towards, axis=1, keepdims=True)
+            np.testing.assert_allclose((forward * towards).sum(1), 1.0, atol=1e-9)
+    lighting = scenes("lighting", count=2)
+    np.testing.assert_allclose(lighting[0].cameras.target, lighting[0].layout.shell.size / 2)  # looks at the centre
+
+
+@pytest.mark.parametrize("family", ["texture", "geometry", "camera", "lighting"])
+def test_every_family_can_be_object_centred(family):
+    a, b = scenes(family, object_centred=True)
+    for scene in (a, b):
+        assert scene.recipe.object_centred and not np.isin(scene.mesh.materials, (0, 1, 2)).any()  # no room shell
+    checks = {"texture": same_textures, "geometry": same_geometry, "camera": same_cameras, "lighting": same_lighting}
+    for name, check in checks.items():
+        assert check(a, b) == (name != family)

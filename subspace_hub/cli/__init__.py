@@ -92,7 +92,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         click.echo(f"Error: {_one_line(str(exc))}", err=True)
         return 1
-    except Exception as exc:  # a bug: still one line, with a pointer to the traceback
+    except Exception as exc:  # a missing dependency, or a bug: still one line
+        package = (getattr(exc, "name", None) or "").split(".")[0]
+        if isinstance(exc, ModuleNotFoundError) and package and package != "subspace_hub":
+            if debug:
+                traceback.print_exc()
+            click.echo(
+                f"Error: this command needs the Python package {package!r}, which is not installed here; install "
+                f"it (pip install {package}) or reinstall subspace-hub with its dependencies.",
+                err=True,
+            )
+            return 1
         if debug:
             traceback.print_exc()
             click.echo(f"Error: unexpected {type(exc).__name__}: {_one_line(str(exc))}", err=True)

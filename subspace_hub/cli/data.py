@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from subspace_hub.cli.hub import pull_options, pull_repo
-from subspace_hub.data.choices import CAMERA_MODES, FAMILIES
+from subspace_hub.data.choices import CAMERA_MODES, FAMILIES, LAYOUTS
 from subspace_hub.errors import ConfigError
 
 
@@ -57,9 +57,24 @@ def data() -> None:
     "--camera",
     "camera_mode",
     type=click.Choice(CAMERA_MODES),
-    default="standard",
+    default=CAMERA_MODES[0],
     show_default=True,
-    help="Camera placement.",
+    help="Camera placement: orbit (the paper's spline paths), standard (MegaSynth's scattered views), micro.",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(LAYOUTS),
+    default=LAYOUTS[0],
+    show_default=True,
+    help="attribute (the paper's scenes: large and small boxes) or megasynth (full MegaSynth rooms).",
+)
+@click.option("--object-centred", is_flag=True, help="Leave the room out: the objects alone, against the sky.")
+@click.option(
+    "--geometry-jitter",
+    type=click.FloatRange(0, 0.5),
+    default=0.0,
+    show_default=True,
+    help="Texture family: 0 keeps the geometry fixed (experiment 1); e.g. 0.05 varies it slightly (experiment 2).",
 )
 @click.option("--seed", default=0, show_default=True, help="Family seed: everything follows from it.")
 @click.option(
@@ -74,7 +89,26 @@ def data() -> None:
     type=click.Path(exists=True, file_okay=False),
     help="Use your own texture images instead of procedural ones.",
 )
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Rays per pixel for colour (a square number: 1, 4, 9, 16); 1 is aliased and 3-4x faster.",
+)
 @click.option("--shadows/--no-shadows", default=True, show_default=True, help="Trace shadow rays.")
+@click.option(
+    "--soft-shadows/--hard-shadows",
+    default=True,
+    show_default=True,
+    help="Sample the sun's disc and the bulbs' spheres (penumbras) or treat them as points.",
+)
+@click.option(
+    "--ambient-occlusion/--no-ambient-occlusion",
+    default=True,
+    show_default=True,
+    help="Darken the ambient light in creases and corners.",
+)
 @click.option(
     "--views-per-record",
     type=click.IntRange(min=1),
@@ -99,13 +133,19 @@ def generate(
     resolution,
     backbone,
     camera_mode,
+    layout,
+    object_centred,
+    geometry_jitter,
     seed,
     test_fraction,
     mesh_resolution,
     texture_size,
     texture_pool,
     texture_folder,
+    samples,
     shadows,
+    soft_shadows,
+    ambient_occlusion,
     views_per_record,
     scenes_per_shard,
     workers,
@@ -140,18 +180,43 @@ def generate(
         height=height,
         width=width,
         camera_mode=camera_mode,
+        layout=layout,
+        object_centred=object_centred,
+        geometry_jitter=geometry_jitter,
         seed=seed,
         test_fraction=test_fraction,
         mesh_resolution=mesh_resolution,
         texture_size=texture_size,
         texture_pool=texture_pool,
         texture_folder=texture_folder,
+        samples=samples,
         shadows=shadows,
+        soft_shadows=soft_shadows,
+        ambient_occlusion=ambient_occlusion,
         views_per_record=views_per_record,
         scenes_per_shard=scenes_per_shard,
     )
     folder = run(spec, out, workers=workers, device=device, progress=not quiet)
     click.echo(f"Wrote {count} {family} dataset(s) x {scenes} scenes x {views} views to {folder}")
+
+
+@data.command("preview")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option(
+    "--out", default=None, type=click.Path(dir_okay=False), help="PNG to write [default: FOLDER/preview.png]."
+)
+@click.option(
+    "--datasets", type=click.IntRange(min=1), default=4, show_default=True, help="The first N datasets (configs)."
+)
+@click.option("--scenes", type=click.IntRange(min=1), default=3, show_default=True, help="Scenes per dataset.")
+@click.option("--views", type=click.IntRange(min=1), default=3, show_default=True, help="Views per scene.")
+@click.option("--split", default="train", show_default=True, help="Split to show.")
+def preview(folder, out, datasets, scenes, views, split) -> None:
+    """Write a contact sheet of a generated FOLDER: per dataset, scenes x views as RGB, depth and normals."""
+    from subspace_hub.data.preview import contact_sheet
+
+    path = contact_sheet(folder, out, datasets=datasets, scenes=scenes, views=views, split=split)
+    click.echo(f"Wrote {path}")
 
 
 @data.command("push")

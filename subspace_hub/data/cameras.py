@@ -3,8 +3,10 @@ extrinsics camera-from-world ``[R | t]`` with x right, y down, z forward; intrin
 
 - ``standard``: MegaSynth's mix of boundary cameras looking at the room centre (3 in 4) and free-looking centre
   cameras (yaw U(-180, 180), pitch 90 +- 10, roll +- 10 degrees);
-- ``orbit``: a smooth path through control points on a sphere around a target near the room centre (the
-  camera-variation mode: consecutive control points less than 3 pi / 4 apart, a degree-4 spline through them);
+- ``orbit`` (the default, as the paper's attribute datasets): a smooth path through control points on a sphere
+  about a look-at target (consecutive control points less than 3 pi / 4 apart, a degree-4 spline through them),
+  with MegaSynth's distance range 0.85-1.5 D, or a camera dataset's own range within the camera-variation mode's
+  0.7-2.0 D and target spread;
 - ``micro``: micro-baseline trajectories (D.5): a start 0.25 room-sides from an object, 10 control points
   drifting by at most ``step_limit`` (0.01 room-sides) and rotating by at most ``rotation_limit`` degrees per axis,
   views along a natural cubic spline with SLERP rotations.
@@ -33,6 +35,8 @@ class CameraPath:
     fov: float
     controls: tuple[np.ndarray, np.ndarray] | None = None
     """Control positions [C, 3] and rotations [C, 3, 3] of a spline path (``orbit``: positions only)."""
+    target: np.ndarray | None = None
+    """[3] the point an ``orbit`` path looks at."""
 
     def extrinsics(self, scale: float = 1.0) -> np.ndarray:
         """[S, 3, 4] camera-from-world for the scene scaled by ``scale``."""
@@ -104,12 +108,30 @@ def standard(rng: np.random.Generator, room: np.ndarray, views: int, valid: Call
 
 
 def orbit(
-    rng: np.random.Generator, room: np.ndarray, views: int, valid: Callable[[np.ndarray], bool], control_points: int = 6
+    rng: np.random.Generator,
+    room: np.ndarray,
+    views: int,
+    valid: Callable[[np.ndarray], bool],
+    *,
+    centre: np.ndarray | None = None,
+    unit: float | None = None,
+    distance: tuple[float, float] = (0.85, 1.5),
+    target_sigma: float = 0.0,
+    control_points: int = 6,
+    inside: bool = True,
 ) -> CameraPath:
+    """The paper's camera paths (D.4): control points on a sphere about a look-at target, consecutive ones less
+    than 3 pi / 4 apart, and a degree-4 spline through them for the views, every view looking at the target.
+
+    Distances are ``distance`` x ``unit`` (MegaSynth's D; default: a sixth of the room's smallest side, so paths
+    stay in the room); the target is ``centre`` (default: the room's) plus N(0, ``target_sigma``^2) x D / sqrt(3)
+    per axis (MegaSynth's camera-variation mode: 0.35 with distances 0.7-2.0; by default 0 and 0.85-1.5).
+    ``inside``: control points must also stay within the room."""
     from scipy.interpolate import make_interp_spline
 
-    target = room / 2 + rng.normal(0, 0.35 / 3, 3) * room / 2
-    radius_range = np.array([0.7, 2.0]) * room.min() / 6
+    unit = float(room.min()) / 6 if unit is None else unit
+    centre = room / 2 if centre is None else centre
+    target = centre + rng.normal(0, target_sigma, 3) * unit / np.sqrt(3)
     points: list[np.ndarray] = []
     for _ in range(control_points):
 
@@ -117,10 +139,12 @@ def orbit(
             direction = rng.normal(size=3)
             direction[2] = abs(direction[2]) * 0.5
             direction /= np.linalg.norm(direction)
-            return target + direction * rng.uniform(*radius_range)
+            return target + direction * rng.uniform(*distance) * unit
 
         def ok(p: np.ndarray) -> bool:
-            if not (np.all(p > 0.05 * room) and np.all(p < 0.95 * room) and valid(p)):
+            if inside and not (np.all(p > 0.05 * room) and np.all(p < 0.95 * room)):
+                return False
+            if not valid(p):
                 return False
             if points:
                 a, b = points[-1] - target, p - target
@@ -132,7 +156,7 @@ def orbit(
     spline = make_interp_spline(knots, np.stack(points), k=min(4, control_points - 1))
     centres = spline(np.linspace(0, 1, views))
     rotations = np.stack([look_at(c, target) for c in centres])
-    return CameraPath(rotations, centres, float(rng.uniform(45, 70)), (np.stack(points), np.zeros((0, 3, 3))))
+    return CameraPath(rotations, centres, float(rng.uniform(45, 70)), (np.stack(points), np.zeros((0, 3, 3))), target)
 
 
 def micro(
@@ -195,11 +219,13 @@ def sample_path(
     views: int,
     valid: Callable[[np.ndarray], bool],
     objects: np.ndarray,
+    **orbit_options: object,
 ) -> CameraPath:
+    """The cameras of one scene; ``orbit_options`` go to :func:`orbit` (distance range, target spread, ...)."""
     if mode == "standard":
         return standard(rng, room, views, valid)
     if mode == "orbit":
-        return orbit(rng, room, views, valid)
+        return orbit(rng, room, views, valid, **orbit_options)  # type: ignore[arg-type]
     if mode == "micro":
         return micro(rng, room, views, valid, objects)
     raise ConfigError(f"Unknown camera mode {mode!r}; choose from {', '.join(CAMERA_MODES)}.")

@@ -37,6 +37,7 @@ import numpy as np
 import yaml
 
 from subspace_hub._version import __version__
+from subspace_hub.data.choices import CAMERA_MODES, LAYOUTS
 from subspace_hub.data.families import FAMILIES, SEED_KEYS, DatasetRecipe
 from subspace_hub.errors import ConfigError
 from subspace_hub.fileio import atomic_write, read_json_object
@@ -57,14 +58,24 @@ class GenerationSpec:
     height: int = 518
     """Pixels; 518 is VGGT's training resolution (37 patches of 14). Pick multiples of your backbone's patch."""
     width: int = 518
-    camera_mode: str = "standard"
+    camera_mode: str = "orbit"
     seed: int = 0
     test_fraction: float = 0.1
     mesh_resolution: int = 16
     texture_size: int = 128
     texture_pool: int = 16
     texture_folder: str | None = None
+    layout: str = "attribute"
+    """``attribute`` (the paper's attribute scenes) or ``megasynth`` (MegaSynth's full rooms)."""
+    object_centred: bool = False
+    """Leave the room shell out (objects against the sky), in every family."""
+    geometry_jitter: float = 0.0
+    """Texture family only: 0 is the paper's experiment 1 (geometry fixed), > 0 its experiment 2 (e.g. 0.05)."""
+    samples: int = 4
+    """Rays per pixel for colour (a square number; 1: the pixel centre only, aliased)."""
     shadows: bool = True
+    ambient_occlusion: bool = True
+    soft_shadows: bool = True
     views_per_record: int | None = None
     scenes_per_shard: int | None = None
 
@@ -79,8 +90,29 @@ class GenerationSpec:
             problems.append(f"images must be at least 8 x 8 pixels, got {self.height} x {self.width}")
         if not 0 <= self.test_fraction < 1:
             problems.append(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.layout not in LAYOUTS:
+            problems.append(f"unknown layout {self.layout!r}; choose from {', '.join(LAYOUTS)}")
+        if self.camera_mode not in CAMERA_MODES:
+            problems.append(f"unknown camera mode {self.camera_mode!r}; choose from {', '.join(CAMERA_MODES)}")
+        if self.geometry_jitter and self.family != "texture":
+            problems.append("geometry_jitter applies to the texture family only (its experiment 2)")
+        elif not 0 <= self.geometry_jitter <= 0.5:
+            problems.append(f"geometry_jitter must be in [0, 0.5], got {self.geometry_jitter}")
+        if self.samples < 1 or math.isqrt(self.samples) ** 2 != self.samples:
+            problems.append(f"samples must be a square number (1, 4, 9, 16, ...), got {self.samples}")
         if problems:
             raise ConfigError("Invalid data generation settings: " + "; ".join(problems) + ".")
+
+    def render_settings(self) -> Any:
+        """The :class:`~subspace_hub.data.render.RenderSettings` of this generation."""
+        from subspace_hub.data.render import RenderSettings
+
+        return RenderSettings(
+            samples=self.samples,
+            shadows=self.shadows,
+            ambient_occlusion=self.ambient_occlusion,
+            soft_shadows=self.soft_shadows,
+        )
 
     def dataset(self, index: int) -> DatasetRecipe:
         return DatasetRecipe(
@@ -94,6 +126,9 @@ class GenerationSpec:
             self.texture_size,
             self.texture_pool,
             self.texture_folder,
+            self.layout,
+            self.object_centred,
+            self.geometry_jitter,
         )
 
     def splits(self) -> dict[str, list[int]]:
@@ -189,7 +224,8 @@ def scene_rows(
 
     recipe = dataset.scene(number)
     scene = scene if scene is not None else generate_scene(recipe)
-    views = render_scene(scene, spec.height, spec.width, backend=backend, device=device, shadows=spec.shadows)
+    settings = spec.render_settings()
+    views = render_scene(scene, spec.height, spec.width, backend=backend, device=device, settings=settings)
     step = spec.views_per_record or spec.views
     seeds = {k: v for k, v in recipe.to_dict().items() if k.endswith("_seed")}
     rows = []
@@ -360,6 +396,19 @@ def generate(
     return root
 
 
+def _dataset_settings(dataset: DatasetRecipe) -> str:
+    """What a dataset draws for itself, for the card: its geometry group, its camera ranges, its jitter."""
+    parts = []
+    if dataset.geometry_group is not None:
+        parts.append(f"geometry group {dataset.geometry_group}")
+    (low, high), spread = dataset.camera_ranges()
+    if dataset.camera_mode == "orbit":
+        parts.append(f"orbit distance {low:.2f}-{high:.2f} D, target spread {spread:.2f}")
+    if dataset.geometry_jitter:
+        parts.append(f"geometry jitter {dataset.geometry_jitter} (experiment 2)")
+    return "; ".join(parts) or "-"
+
+
 def write_card(spec: GenerationSpec, root: Path) -> Path:
     """README.md from :data:`subspace_hub.templates.DATASET_CARD`: the ``configs:`` header the Hub and ``datasets``
     read, the licence, how to load it and every generation parameter."""
@@ -393,6 +442,14 @@ def write_card(spec: GenerationSpec, root: Path) -> Path:
         width=spec.width,
         camera_mode=spec.camera_mode,
         shared_seeds={d.name: ", ".join(f"{k}={v}" for k, v in d.shared_seeds().items()) for d in recipes},
+        dataset_settings={d.name: _dataset_settings(d) for d in recipes},
+        layout_description=(
+            ("objects without a room, " if spec.object_centred else "")
+            + ("the paper's attribute rooms" if spec.layout == "attribute" else "MegaSynth rooms")
+        ),
+        samples=spec.samples,
+        soft_shadows=spec.soft_shadows,
+        ambient_occlusion=spec.ambient_occlusion,
         recipe=yaml.safe_dump(spec.to_dict(), sort_keys=False).strip(),
         texture_folder=spec.texture_folder,
         subspace_hub_version=__version__,

@@ -1,9 +1,18 @@
-"""MegaSynth room layouts (shared/reference/methods.md D.2-D.3): a room shell with an optional window, boxes of
-several kinds placed in it, and a group of displaced primitives fitted into each box.
+"""Room layouts (shared/reference/methods.md A.2, D.2-D.3): a room shell with an optional window, boxes placed in
+it, and a group of displaced primitives fitted into each box.
+
+Two styles:
+
+- ``attribute`` (the default): the paper's attribute scenes, a floor of 12-15 x 12-15 and a height of 12-18,
+  large and small boxes only (at most 6 of each; no roof, wall, frame, slab or stick boxes). A geometry dataset
+  uses one of the paper's 9 groups: group g allows up to (g mod 3) * 2 + 3 large and small boxes, and g // 3
+  picks the primitives per box, 1-3 | 4-6 | 7-9 for large boxes (weights 2:3:3) and 1-2 | 3-4 | 5-6 for small
+  ones (weights 2:3);
+- ``megasynth``: MegaSynth's rooms (17-30 x 17-30 x 10-15) with every box kind of D.2.
 
 The shell (room size, window) and the objects (boxes, primitives, height fields) come from separate seeds so a
 geometry dataset can vary the objects inside a fixed shell while its cameras stay where they are. Lengths are
-in MegaSynth's units here (rooms of 17-30 x 17-30 x 10-15); :mod:`.scene` rescales the finished scene.
+in MegaSynth's units here; :mod:`.scene` rescales the finished scene.
 """
 
 from __future__ import annotations
@@ -52,8 +61,23 @@ class Layout:
     boxes: list[ObjectBox] = field(default_factory=list)
 
 
-def sample_shell(rng: np.random.Generator) -> Shell:
-    size = np.array([rng.uniform(17, 30), rng.uniform(17, 30), rng.uniform(10, 15)])
+GROUP_BINS = {
+    "large": (({1: 2, 2: 3, 3: 3}), ({4: 2, 5: 3, 6: 3}), ({7: 2, 8: 3, 9: 3})),
+    "small": (({1: 2, 2: 3}), ({3: 2, 4: 3}), ({5: 2, 6: 3})),
+}
+"""The paper's geometry groups: primitives per box for group g // 3, as {count: weight}."""
+
+
+def group_box_limit(group: int) -> int:
+    """Most large (and most small) boxes of geometry group ``group``: 3, 5 or 7."""
+    return (group % 3) * 2 + 3
+
+
+def sample_shell(rng: np.random.Generator, style: str = "attribute") -> Shell:
+    if style == "attribute":
+        size = np.array([rng.uniform(12, 15), rng.uniform(12, 15), rng.uniform(12, 18)])
+    else:
+        size = np.array([rng.uniform(17, 30), rng.uniform(17, 30), rng.uniform(10, 15)])
     window = None
     if rng.random() < 0.8:
         w, h = rng.uniform(0.2, 0.6), rng.uniform(0.2, 0.6)
@@ -84,10 +108,16 @@ def _weighted(rng: np.random.Generator, table: dict[int, int]) -> int:
 
 
 def sample_layout(
-    shell: Shell, rng: np.random.Generator, keep_clear: np.ndarray | None = None, clearance: float = 1.0
+    shell: Shell,
+    rng: np.random.Generator,
+    keep_clear: np.ndarray | None = None,
+    clearance: float = 1.0,
+    *,
+    style: str = "attribute",
+    group: int | None = None,
 ) -> Layout:
     """Boxes in the room (D.2), none overlapping another nor containing a ``keep_clear`` point (camera positions
-    held fixed across a geometry dataset, in room units)."""
+    held fixed across a geometry dataset, in room units); ``group``: one of the paper's geometry groups 0-8."""
     room = shell.size
     points = np.zeros((0, 3)) if keep_clear is None else np.asarray(keep_clear, dtype=np.float64).reshape(-1, 3)
     layout = Layout(shell)
@@ -112,7 +142,7 @@ def sample_layout(
             if place(make(), tries):
                 placed += 1
 
-    def large() -> ObjectBox:
+    def large(counts: dict[int, int]) -> ObjectBox:
         size = rng.uniform(4, 8, 3)
         centre = np.array(
             [
@@ -121,12 +151,18 @@ def sample_layout(
                 size[2] / 2 + 0.06,
             ]
         )
-        return ObjectBox("large", centre, size, _weighted(rng, GROUP_COUNTS["large"]))
+        return ObjectBox("large", centre, size, _weighted(rng, counts))
 
-    draw("large", _count(rng, 5), large)
+    if style == "attribute":
+        limit = 6 if group is None else group_box_limit(group)
+        large_counts = GROUP_COUNTS["large"] if group is None else GROUP_BINS["large"][group // 3]
+        small_counts = GROUP_COUNTS["small"] if group is None else GROUP_BINS["small"][group // 3]
+    else:
+        limit, large_counts, small_counts = 5, GROUP_COUNTS["large"], GROUP_COUNTS["small"]
+    draw("large", _count(rng, limit), lambda: large(large_counts))
     large_boxes = [b for b in layout.boxes if b.kind == "large"]
 
-    def small() -> ObjectBox:
+    def small(counts: dict[int, int]) -> ObjectBox:
         if large_boxes and rng.random() < 0.5:  # on top of a large box
             base = large_boxes[int(rng.integers(len(large_boxes)))]
             size = rng.uniform(2, 4, 3)
@@ -141,9 +177,11 @@ def sample_layout(
                     size[2] / 2 + 0.06,
                 ]
             )
-        return ObjectBox("small", centre, size, _weighted(rng, GROUP_COUNTS["small"]))
+        return ObjectBox("small", centre, size, _weighted(rng, counts))
 
-    draw("small", _count(rng, 8), small)
+    draw("small", _count(rng, limit if style == "attribute" else 8), lambda: small(small_counts))
+    if style == "attribute":  # the paper's attribute scenes: large and small boxes only
+        return layout
 
     def roof() -> ObjectBox:
         thickness = rng.uniform(0.5, 3) if rng.random() < 0.5 else rng.uniform(2, 4)
@@ -281,15 +319,31 @@ def shell_mesh(shell: Shell, material: int, resolution: int = 8, uv_density: flo
 
 
 def layout_mesh(
-    layout: Layout, rng: np.random.Generator, resolution: int, materials_per_group: int = 3
+    layout: Layout,
+    rng: np.random.Generator,
+    resolution: int,
+    materials_per_group: int = 3,
+    *,
+    shell: bool = True,
+    jitter: float = 0.0,
+    jitter_rng: np.random.Generator | None = None,
 ) -> tuple[Mesh, int]:
     """The whole room as one mesh and the number of material slots used. Slots: 0-2 the shell (floor,
-    ceiling, walls), then one run of ``materials_per_group`` slots per box in placement order."""
-    parts = [shell_mesh(layout.shell, 0)]
+    ceiling, walls; reserved even without the shell, so a texture seed styles the objects alike either way),
+    then one run of ``materials_per_group`` slots per box in placement order.
+
+    ``jitter`` > 0 (the paper's texture experiment 2) turns every primitive group about the vertical by up to
+    ``jitter`` x 30 degrees and shrinks it by up to ``jitter`` per axis, drawn from ``jitter_rng``: the same
+    objects, slightly changed, while ``rng`` draws exactly what it draws without jitter."""
+    parts = [shell_mesh(layout.shell, 0)] if shell else []
     slot = 3
     for item in layout.boxes:
         if item.primitives:
             unit = primitive_group(rng, item.primitives, resolution, list(range(slot, slot + materials_per_group)))
+            if jitter > 0 and jitter_rng is not None:
+                turn = Rotation.from_euler("z", jitter_rng.uniform(-30, 30) * jitter, degrees=True).as_matrix()
+                shrink = np.diag(1 - jitter * jitter_rng.uniform(0, 1, 3))
+                unit = unit.transformed(shrink @ turn, np.zeros(3))
             parts.append(unit.transformed(np.diag(item.size), item.centre))
             slot += materials_per_group
         else:

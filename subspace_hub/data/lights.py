@@ -1,15 +1,17 @@
-"""Lights and materials of the synthetic scenes (shared/reference/methods.md D.4), for a direct-lighting renderer.
+"""Lights, sky and materials of the synthetic scenes (shared/reference/methods.md D.4).
 
 MegaSynth renders with path tracing: two large area lights (up and down, strength 1), a sun behind the window
 (p = 0.6, strength U(0.2, 2), random colour) and light bulbs (p = 0.1, 1-3 point lights, strength U(0.2, 2) or
-with p = 0.15 U(5, 8)). Here the area lights become a hemispherical ambient term (sky from above, bounce from
-below); the sun becomes a directional key light that is always present (so lighting datasets vary visibly), the
-bulbs point lights with inverse-square falloff. Materials: metallic and roughness per slot (D.4).
+with p = 0.15 U(5, 8)). Here the area lights become a hemispherical ambient term (from above, and the bounce from
+below) that the renderer attenuates by ambient occlusion; the sun becomes a key light of small angular size that
+is always present (so lighting datasets vary visibly) and casts soft shadows; the bulbs are small spherical
+lights with inverse-square falloff; a sky (zenith, horizon and ground colours with the sun's disc) is what windows
+and rays leaving the scene see. Materials: metallic and roughness per slot (D.4).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +32,16 @@ class Lighting:
     """[P, 3] positions in room units."""
     point_colours: np.ndarray
     """[P, 3] colour x strength (at distance 1 scene unit)."""
+    sun_radius: float = 0.03
+    """Angular radius of the sun, radians (its shadows' penumbra)."""
+    point_radius: float = 0.3
+    """Radius of the spherical bulbs, in room units."""
+    sky_zenith: np.ndarray = field(default_factory=lambda: np.array([0.35, 0.5, 0.8]))
+    """[3] radiance of the sky straight up."""
+    sky_horizon: np.ndarray = field(default_factory=lambda: np.array([0.8, 0.85, 0.9]))
+    """[3] radiance of the sky at the horizon."""
+    ground: np.ndarray = field(default_factory=lambda: np.array([0.25, 0.22, 0.2]))
+    """[3] radiance below the horizon."""
 
 
 @dataclass
@@ -63,7 +75,26 @@ def sample_lighting(rng: np.random.Generator, room: np.ndarray, window_wall: int
     strengths = np.where(rng.random(count) < 0.15, rng.uniform(5, 8, count), rng.uniform(0.2, 2, count))
     positions = rng.uniform(0.15, 0.85, (count, 3)) * room
     colours = np.stack([_colour(rng, 0.5) for _ in range(count)]) * strengths[:, None] if count else np.zeros((0, 3))
-    return Lighting(ambient * tint, 0.35 * ambient * tint, direction, sun, positions, colours)
+    # Drawn after everything above, so these additions leave the earlier draws (and their datasets) as they were.
+    sun_radius = float(rng.uniform(0.01, 0.06))
+    sky_tint = _colour(rng, 0.3)
+    sky_strength = rng.uniform(0.5, 1.5)
+    zenith = sky_strength * np.array([0.3, 0.45, 0.85]) * sky_tint
+    horizon = sky_strength * np.array([0.85, 0.88, 0.92]) * (0.5 + 0.5 * sky_tint)
+    ground = rng.uniform(0.1, 0.35) * _colour(rng, 0.4)
+    return Lighting(
+        ambient * tint,
+        0.35 * ambient * tint,
+        direction,
+        sun,
+        positions,
+        colours,
+        sun_radius=sun_radius,
+        point_radius=0.02 * float(room.min()),
+        sky_zenith=zenith,
+        sky_horizon=horizon,
+        ground=ground,
+    )
 
 
 def sample_materials(rng: np.random.Generator, slots: int, pool: int) -> Materials:

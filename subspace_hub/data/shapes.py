@@ -9,9 +9,11 @@ triangle.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -43,11 +45,48 @@ class Mesh:
             materials=np.concatenate([m.materials for m in meshes]),
         )
 
+    def corner_normals(self, smoothing_angle: float = 40.0) -> np.ndarray:
+        """[F, 3, 3] float32 per-corner shading normals (see :func:`corner_normals`)."""
+        import torch
+
+        return corner_normals(torch.as_tensor(self.vertices[self.faces]), smoothing_angle).numpy()
+
     def transformed(self, matrix: np.ndarray, translation: np.ndarray) -> Mesh:
         """``x -> matrix @ x + translation``; triangles keep facing outwards (orientation flips with det < 0)."""
         faces = self.faces if np.linalg.det(matrix) > 0 else self.faces[:, ::-1]
         uvs = self.uvs if np.linalg.det(matrix) > 0 else self.uvs[:, ::-1]
         return Mesh(self.vertices @ matrix.T + translation, faces, uvs, self.materials)
+
+
+def corner_normals(triangles: Any, smoothing_angle: float = 40.0) -> Any:
+    """Unit normals at each corner of ``triangles`` (a torch tensor [F, 3, 3], on any device) for smooth shading:
+    the mean normal of all triangles meeting at that point, weighted by their angle there (so it does not depend
+    on how a surface is split into triangles), welded by position (so the seams between a primitive's face grids
+    vanish); or the triangle's own normal where that mean is more than ``smoothing_angle`` degrees away from it,
+    so creases such as a cube's edges (45 degrees from the mean) stay sharp. Returns float32 [F, 3, 3] on the
+    same device. The exact (flat) triangle normals remain what the renderer exports."""
+    import torch
+
+    tri = triangles.double()
+    cross = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    unit = cross / cross.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    after, before = torch.roll(tri, -1, dims=1) - tri, torch.roll(tri, 1, dims=1) - tri
+    cosine = (after * before).sum(-1) / (after.norm(dim=-1) * before.norm(dim=-1)).clamp(min=1e-30)
+    angle = torch.arccos(cosine.clamp(-1, 1)).reshape(-1)  # each triangle's angle at each of its corners
+    corners = tri.reshape(-1, 3)
+    # Weld by position: one int64 key per corner from its coordinates on a grid of 1e-6 of the extent.
+    low = corners.min(0).values
+    step = 1e-6 * max(float((corners.max(0).values - low).max()), 1e-12)
+    grid = ((corners - low) / step).round().long()
+    _, point = torch.unique((grid[:, 0] * 1_000_003 + grid[:, 1]) * 1_000_003 + grid[:, 2], return_inverse=True)
+    own = unit.repeat_interleave(3, dim=0)
+    mean = torch.zeros(int(point.max()) + 1 if len(point) else 0, 3, dtype=tri.dtype, device=tri.device)
+    mean.index_add_(0, point, own * angle[:, None])
+    mean = mean[point]
+    mean = mean / mean.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    crease = (mean * own).sum(1) < math.cos(math.radians(smoothing_angle))
+    mean = torch.where(crease[:, None], own, mean)
+    return mean.reshape(-1, 3, 3).float()
 
 
 @lru_cache(maxsize=8)

@@ -46,7 +46,7 @@ from subspace_hub.adapters import attach_adapter, save_adapter
 from subspace_hub.adapters.report import parameter_report
 from subspace_hub.backbones import load_backbone
 from subspace_hub.configuration import to_dict
-from subspace_hub.data.sources import load_samples
+from subspace_hub.data.sources import datasets_quiet, load_samples
 from subspace_hub.data.views import Batch, BatchPlan, ViewGroups, collate
 from subspace_hub.errors import ConfigError, SubspaceHubError
 from subspace_hub.fileio import atomic_write
@@ -135,21 +135,6 @@ def _stop_on_signals() -> Iterator[threading.Event]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-@contextmanager
-def _datasets_quiet(quiet: bool) -> Iterator[None]:
-    """``datasets``' own progress bars off while loading, when the run shows none."""
-    import datasets
-
-    was_enabled = datasets.utils.logging.is_progress_bar_enabled()
-    if quiet:
-        datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if quiet and was_enabled:
-            datasets.enable_progress_bars()
 
 
 def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
@@ -373,7 +358,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
         raise ConfigError(f"Method {config.method!r} left no parameter of {config.backbone!r} trainable.")
     trainable_by_group = {group: t for group, (t, _) in parameter_report(model).groups.items() if t}
     trainable = sum(trainable_by_group.values())
-    with _datasets_quiet(not progress):
+    with datasets_quiet(not progress):
         groups, plan = _training_data(config)
         height, width = groups[(0, plan.min_views)]["images"].shape[-2:]
         spec.check_image_size(height, width, build_info(model).config)
