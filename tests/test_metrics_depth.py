@@ -86,6 +86,34 @@ def test_alignment_fits_match_references():
     assert float(s[0]) == pytest.approx(max(scale, 1e-3), rel=1e-9)
 
 
+def test_scale_translation_fits_the_3d_similarity_without_rotation():
+    """The paper's joint scale + 3D translation: a scaled prediction is aligned exactly, and the fit of a noisy one
+    equals least squares of s P + t = G over the unprojected 3D points."""
+    from subspace_hub.geometry import depth_to_camera_points
+
+    gt = torch.from_numpy(1 + RNG.random((2, 8, 11)))
+    K = torch.tensor([[9.0, 0, 5.5], [0, 9.0, 4.0], [0, 0, 1]], dtype=torch.float64).expand(2, 3, 3)
+    pred = 0.5 * gt  # the reference's point map at half size: recovered exactly
+    aligned, s, shift = align_depth(pred, gt, align="scale_translation", intrinsics=K)
+    assert torch.allclose(aligned, gt) and s.tolist() == pytest.approx([2.0, 2.0])
+    assert shift.abs().max() < 1e-12
+    noisy = pred * (1 + 0.05 * torch.from_numpy(RNG.standard_normal(pred.shape)))
+    _, s, shift = align_depth(noisy, gt, align="scale_translation", intrinsics=K, per="sequence")
+    P, G = depth_to_camera_points(noisy, K).reshape(-1, 3), depth_to_camera_points(gt, K).reshape(-1, 3)
+    design = torch.zeros(3 * len(P), 4, dtype=torch.float64)  # unknowns: s, tx, ty, tz
+    design[:, 0] = P.reshape(-1)
+    for axis in range(3):
+        design[axis::3, 1 + axis] = 1
+    solution = torch.linalg.lstsq(design, G.reshape(-1, 1)).solution[:, 0]
+    assert (float(s[0]), float(shift[0])) == pytest.approx((float(solution[0]), float(solution[3])), rel=1e-9)
+    result = depth_metrics(noisy, gt, align="scale_translation", intrinsics=K)
+    assert 0 < result["abs_rel"] < 0.1
+    with pytest.raises(MetricInputError, match="pass the reference intrinsics"):
+        depth_metrics(noisy, gt, align="scale_translation")
+    with pytest.raises(MetricInputError, match=r"intrinsics must be \[\.\.\., 3, 3\]"):
+        depth_metrics(noisy, gt, align="scale_translation", intrinsics=K[0])
+
+
 def test_exact_l1_scale_shift_reaches_the_linear_programming_optimum():
     gt = 1 + RNG.random(60)
     pred = 0.7 * gt + 0.2 + 0.05 * RNG.standard_normal(60)

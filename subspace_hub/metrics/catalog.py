@@ -70,8 +70,13 @@ def _depth_inputs(
             align_corners=False,
         )
         pred = pred.reshape(*gt.shape)
-    mask = sample.get("mask")
-    return pred, gt, {"mask": None if mask is None else mask[0]}
+    mask, intrinsics = sample.get("mask"), sample.get("intrinsics")
+    # the reference cameras, for align="scale_translation" (ignored by the other alignments)
+    return (
+        pred,
+        gt,
+        {"mask": None if mask is None else mask[0], "intrinsics": None if intrinsics is None else intrinsics[0]},
+    )
 
 
 def _landmark_inputs(predictions: Mapping[str, Any], sample: Mapping[str, Any]) -> tuple[Any, Any, dict[str, Any]]:

@@ -12,6 +12,11 @@ Valid pixels: GT > 0, GT < ``max_depth`` when set, and the optional ``mask``. Al
   the loss changes by less than 1e-6), which does not reach the optimum but reproduces published numbers;
   ``l1_solver="exact"`` finds the true minimiser;
 - ``scale_shift_lstsq``: least squares on ``[pred, 1]``;
+- ``scale_translation``: the joint scale and 3D translation of the seed paper's real-face depth evaluation: the
+  predicted and reference depths are unprojected through the reference ``intrinsics`` into camera-frame points
+  ``P = pred * r`` and ``G = gt * r`` (``r = K^-1 [u, v, 1]``), ``(s, t)`` minimise
+  ``sum |s P + t - G|^2`` (closed form: centroids and ``s = <P - mean P, G - mean G> / |P - mean P|^2``), and the
+  aligned depth is the z of ``s P + t``, i.e. ``s pred + t_z``;
 - ``metric``: none.
 
 Metrics over all valid pixels passed: ``abs_rel = mean |p - g| / g``, ``sq_rel = mean (p - g)^2 / g``,
@@ -28,8 +33,8 @@ import torch
 from subspace_hub.errors import MetricInputError
 from subspace_hub.metrics._inputs import as_mask, as_tensor, median, same_shape
 
-AlignMode = Literal["median", "scale", "scale_shift_l1", "scale_shift_lstsq", "metric"]
-ALIGN_MODES: tuple[str, ...] = ("median", "scale", "scale_shift_l1", "scale_shift_lstsq", "metric")
+AlignMode = Literal["median", "scale", "scale_shift_l1", "scale_shift_lstsq", "scale_translation", "metric"]
+ALIGN_MODES: tuple[str, ...] = ("median", "scale", "scale_shift_l1", "scale_shift_lstsq", "scale_translation", "metric")
 DEPTH_METRICS: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "log_rmse", "delta_1", "delta_2", "delta_3")
 LOWER_IS_BETTER = {"abs_rel", "sq_rel", "rmse", "log_rmse"}
 
@@ -63,10 +68,27 @@ def _inputs(
     return pred, gt, valid
 
 
-def _fit(pred: torch.Tensor, gt: torch.Tensor, mode: str, l1_solver: str) -> tuple[float, float]:
-    """(scale, shift) taking ``pred`` to ``gt`` (1-D tensors of the valid pixels of one group)."""
+def _fit(
+    pred: torch.Tensor, gt: torch.Tensor, mode: str, l1_solver: str, rays: torch.Tensor | None = None
+) -> tuple[float, float]:
+    """(scale, shift) taking ``pred`` to ``gt`` (1-D tensors of the valid pixels of one group; ``rays`` [N, 3]
+    their camera rays with z = 1, for ``scale_translation``)."""
     if mode == "metric":
         return 1.0, 0.0
+    if mode == "scale_translation":
+        if rays is None:
+            raise MetricInputError(
+                "scale_translation alignment unprojects depth into 3D points: pass the reference intrinsics "
+                "([..., 3, 3], pixels) as intrinsics=."
+            )
+        P, G = pred[:, None] * rays, gt[:, None] * rays
+        Pc, Gc = P - P.mean(0), G - G.mean(0)
+        denominator = float(Pc.square().sum())
+        if denominator == 0:
+            raise MetricInputError("scale_translation alignment: the predicted points are all the same point.")
+        s = float((Pc * Gc).sum()) / denominator
+        translation = G.mean(0) - s * P.mean(0)
+        return s, float(translation[2])
     if mode == "median":
         denominator = float(torch.median(pred))
         if denominator == 0:
@@ -147,6 +169,20 @@ def _l1_exact(pred: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
     return s, t
 
 
+def _rays(intrinsics: Any, gt: torch.Tensor) -> torch.Tensor:
+    """[..., H, W, 3] camera rays with z = 1 of depth maps shaped like ``gt`` (the project's pixel convention,
+    :func:`subspace_hub.geometry.depth_to_camera_points`)."""
+    from subspace_hub.geometry import depth_to_camera_points
+
+    K = as_tensor(intrinsics, "intrinsics", device=gt.device).to(gt.dtype)
+    if K.shape[-2:] != (3, 3) or K.shape[:-2] != gt.shape[:-2]:
+        raise MetricInputError(
+            f"intrinsics must be [..., 3, 3] with one matrix per depth map {tuple(gt.shape[:-2])}, got "
+            f"{tuple(K.shape)}."
+        )
+    return depth_to_camera_points(torch.ones_like(gt), K)
+
+
 def align_depth(
     prediction: Any,
     reference: Any,
@@ -156,14 +192,17 @@ def align_depth(
     per: Literal["frame", "sequence"] = "frame",
     max_depth: float | None = None,
     l1_solver: Literal["reference", "exact"] = "reference",
+    intrinsics: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The aligned prediction (same shape as the input, float64) and the fitted scales and shifts
-    (one per frame, or one in total with ``per="sequence"``). Frames without valid pixels keep scale 1."""
+    (one per frame, or one in total with ``per="sequence"``). Frames without valid pixels keep scale 1.
+    ``intrinsics`` ([..., 3, 3] of the reference, pixels) are needed by ``align="scale_translation"`` only."""
     pred, gt, valid = _inputs(prediction, reference, mask, max_depth)
     if per not in ("frame", "sequence"):
         raise MetricInputError(f"per must be 'frame' or 'sequence', got {per!r}.")
+    rays = _rays(intrinsics, gt) if align == "scale_translation" and intrinsics is not None else None
     if per == "sequence":
-        s, t = _fit(pred[valid], gt[valid], align, l1_solver)
+        s, t = _fit(pred[valid], gt[valid], align, l1_solver, None if rays is None else rays[valid])
         scales, shifts = torch.tensor([s], dtype=pred.dtype), torch.tensor([t], dtype=pred.dtype)
         return pred * s + t, scales, shifts
     frames_pred, frames_gt, frames_valid = (
@@ -174,9 +213,11 @@ def align_depth(
     scales = torch.ones(frames_pred.shape[0], dtype=pred.dtype)
     shifts = torch.zeros(frames_pred.shape[0], dtype=pred.dtype)
     aligned = frames_pred.clone()
+    frames_rays = None if rays is None else rays.reshape(-1, *rays.shape[-3:])
     for i in range(frames_pred.shape[0]):
         if bool(frames_valid[i].any()):
-            s, t = _fit(frames_pred[i][frames_valid[i]], frames_gt[i][frames_valid[i]], align, l1_solver)
+            ray = None if frames_rays is None else frames_rays[i][frames_valid[i]]
+            s, t = _fit(frames_pred[i][frames_valid[i]], frames_gt[i][frames_valid[i]], align, l1_solver, ray)
             scales[i], shifts[i] = s, t
             aligned[i] = frames_pred[i] * s + t
     return aligned.reshape(pred.shape), scales, shifts
@@ -191,6 +232,7 @@ def depth_metrics(
     per: Literal["frame", "sequence"] = "frame",
     max_depth: float | None = None,
     l1_solver: Literal["reference", "exact"] = "reference",
+    intrinsics: Any = None,
 ) -> dict[str, float]:
     """AbsRel, SqRel, RMSE, log-RMSE and delta < 1.25, 1.25^2, 1.25^3 over the valid pixels after alignment.
 
@@ -200,11 +242,19 @@ def depth_metrics(
         align, per, l1_solver: see the module docstring (the default is per-frame median scaling, the monocular
             depth convention; use ``align="metric"`` for metric depth).
         max_depth: ignore GT depths at or beyond this value (70 for Sintel, Bonn and KITTI video depth).
+        intrinsics: [..., 3, 3] of the reference views (pixels); used by ``align="scale_translation"`` only.
 
     Returns the metrics and ``valid_pixels`` (the count, for weighting averages over sequences).
     """
     aligned, _, _ = align_depth(
-        prediction, reference, mask, align=align, per=per, max_depth=max_depth, l1_solver=l1_solver
+        prediction,
+        reference,
+        mask,
+        align=align,
+        per=per,
+        max_depth=max_depth,
+        l1_solver=l1_solver,
+        intrinsics=intrinsics,
     )
     _, gt, valid = _inputs(prediction, reference, mask, max_depth)
     p, g = aligned[valid], gt[valid]

@@ -30,4 +30,15 @@ def test_spec_declares_licence_and_frozen_dino():
     assert spec.license == "cc-by-nc-4.0"
     assert spec.frozen == (r"aggregator\.patch_embed",)
     assert spec.default_targets == ("paper",)
-    assert set(spec.presets) == {"vggt-1b", "vggt-tiny"}
+    assert set(spec.presets) == {"vggt-1b", "vggt-tiny", "vggt-small"}
+
+
+def test_small_preset_is_the_studys_base_size():
+    """vggt-small: tens of millions of parameters, the paper's fine-tuning heads only (camera and depth)."""
+    import torch
+
+    with torch.device("meta"):
+        model = subspace_hub.load_backbone("vggt", config="vggt-small")
+    sizes = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
+    assert set(sizes) == {"aggregator", "camera_head", "depth_head"}
+    assert 20e6 < sizes["aggregator"] < 25e6 and 35e6 < sum(sizes.values()) < 45e6
