@@ -59,6 +59,24 @@ def test_attribute_subset_gives_smaller_cores(bundle):
         SubspaceAdapter(bundle).attach(pretrained(), attributes=["lighting"])
 
 
+def test_random_like_has_the_mined_sizes_in_the_same_modules_and_other_directions(bundle):
+    from subspace_hub.adapters.subspace import random_like
+    from subspace_hub.subspaces.analysis import orthogonality_eigenvalues
+
+    random = random_like(bundle, seed=3)
+    assert random.dims() == bundle.dims() and random.info["random_like"] is True
+    for attribute, module, sub in random.items():
+        mined = bundle.attributes[attribute][module]
+        assert sub.U.shape == mined.U.shape and sub.V.shape == mined.V.shape
+        assert torch.allclose(sub.U.T @ sub.U, torch.eye(sub.d), atol=1e-5)
+        assert float(orthogonality_eigenvalues(sub.U, mined.U).min()) > 0.01  # not the mined directions
+    assert all(
+        torch.equal(a.U, b.U) for (_, _, a), (_, _, b) in zip(random.items(), random_like(bundle, seed=3).items())
+    )
+    model = subspace_hub.attach_adapter(pretrained(), "subspace", bundle=random)
+    assert parameter_report(model).trainable == 6 * 36  # the same cores as the mined bundle's
+
+
 def test_dependent_columns_are_dropped_and_reported(bundle, tmp_path):
     module = "blocks.1.attn.qkv"
     overlapping = SubspaceBundle(info=dict(bundle.info), attributes={a: dict(m) for a, m in bundle.attributes.items()})

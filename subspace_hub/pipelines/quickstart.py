@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 import subspace_hub
-from subspace_hub.adapters.subspace import SubspaceAdapter, synthetic_bundle
+from subspace_hub.adapters.subspace import SubspaceAdapter, random_like
 from subspace_hub.data.export import GenerationSpec, generate
 from subspace_hub.data.sources import load_samples
 from subspace_hub.errors import ConfigError
@@ -145,8 +145,7 @@ def run(
     data = generate(downstream, out / "data" / "lighting", workers=1, progress=progress)
     base = subspace_hub.load_backbone("vggt", pretrained=BASE)
     random_bundle = out / "random-bundle"
-    targets = [re.escape(module) for module in bundle.modules()]
-    synthetic_bundle(base, bundle.attribute_names, 2, targets=targets, seed=seed).save(random_bundle)
+    random_like(bundle, seed=seed).save(random_bundle)
 
     log("3/5 fine-tuning: mined vs random subspaces, the heads' LoRA alone, LoRA, PiSSA")
     scores: dict[str, Any] = {"pretrained (no adaptation)": {}}

@@ -11,7 +11,7 @@ from subspace_hub.adapters.subspace.model import (
     merge_subspace,
     save_subspace,
 )
-from subspace_hub.adapters.subspace.synthetic import synthetic_bundle
+from subspace_hub.adapters.subspace.synthetic import random_like, synthetic_bundle
 
 __all__ = [
     "CONFIG_FILE",
@@ -24,5 +24,6 @@ __all__ = [
     "load_subspace",
     "merge_subspace",
     "save_subspace",
+    "random_like",
     "synthetic_bundle",
 ]
