@@ -1,0 +1,899 @@
+"""Does mining attribute subspaces work? The reproduction study of issue 15, at the scale one GPU affords.
+
+Every stage goes through the project's public API (data generation, the training engine, extraction, the
+adapters, evaluation) and caches its outputs in ``--work``, so the study can be split across calls and a rerun
+skips what is done. Stages, in order:
+
+    data        synthetic data: general scenes for the base (camera family, rooms, standard / orbit / micro-baseline
+                cameras), the four attribute families (the paper's attribute scenes; texture and geometry with
+                micro-baseline cameras, as its anti-spoofing subspaces), and two downstream tasks, each with a
+                few-shot and a larger training set and a test set of other seeds (geometry and cameras no training
+                scene has): ``micro`` (micro-baseline close-range views of object-centred scenes) and ``object``
+                (orbits around object-centred scenes); neither the base nor any ensemble saw object-centred scenes
+    base        ``train --method full`` of ``vggt-small`` (40.7 M parameters) on the general scenes, with its curve
+    ensembles   per attribute N LoRAs of rank 16 on the paper's targets, one per dataset, distinct seeds; and the
+                same with one shared seed (the control for the initialisation artefact)
+    mine        extraction (d = 16, alpha = 1; sweep d = 4 / 8 / 32; alpha = 2; the shared-seed ensembles), random
+                bases of exactly the mined sizes, the bundles' analysis
+    downstream  fine-tuning on each task and regime, every method the same steps, several seeds, evaluated on the
+                task's test scenes: depth (median and the paper's joint scale + 3D translation alignment) and the
+                reconstruction protocol (Acc, Comp, NC)
+    report      tables, figures and RESULTS.md (``benchmarks/reproduce/report.py``)
+
+Usage (repository root; the vggt plugin on the path)::
+
+    PYTHONPATH=.:plugins/vggt SUBSPACE_HUB_PLUGINS=subspace_hub_vggt.plugin \\
+        python benchmarks/reproduce/study.py --work /tmp/study --device cuda --jobs 8
+    python benchmarks/reproduce/study.py --work /tmp/study --stages report   # RESULTS.md from the raw results
+
+``--scale smoke`` runs every stage at toy sizes on a CPU in a few minutes (the study's own test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+STAGES = ("data", "base", "ensembles", "mine", "downstream", "report")
+ATTRIBUTES = ("texture", "geometry", "camera", "lighting")
+HEADS = ["camera_head", "depth_head"]
+AGGREGATOR_LINEARS = r"aggregator\.(frame|global)_blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)"
+"""The modules the paper mines (its basis file holds the aggregator blocks' linears only)."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Every size of the study."""
+
+    backbone_config: str = "vggt-small"
+    height: int = 112
+    width: int = 112
+    mesh_resolution: int = 8
+    texture_size: int = 64
+    texture_pool: int = 8
+    # base
+    base_datasets: int = 64  # per camera mode
+    base_scenes: int = 4
+    base_views: int = 8
+    base_steps: int = 2500
+    base_lr: float = 5e-4
+    base_images: int = 48
+    base_eval_every: int = 250
+    base_eval_limit: int = 48
+    # ensembles
+    loras: int = 6
+    lora_rank: int = 16
+    attr_scenes: int = 4
+    attr_views: int = 6
+    lora_steps: int = 200
+    lora_lr: float = 5e-4
+    # mining
+    d: int = 16
+    sweep: tuple[int, ...] = (4, 8, 32)
+    # downstream
+    few: int = 4
+    many: int = 32
+    test: int = 16
+    views: int = 6
+    steps: int = 150
+    lr: float = 1e-3
+    full_lr: float = 1e-4
+    lr_check: tuple[float, ...] = (3e-4, 3e-3)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    images: int = 24
+    workers: int = 2
+
+
+SCALES = {
+    "full": Scale(),
+    "smoke": Scale(
+        backbone_config="vggt-tiny",
+        height=28,
+        width=42,
+        mesh_resolution=4,
+        texture_size=16,
+        texture_pool=2,
+        base_datasets=2,
+        base_scenes=2,
+        base_views=3,
+        base_steps=4,
+        base_images=6,
+        base_eval_every=2,
+        base_eval_limit=2,
+        loras=2,
+        lora_rank=2,
+        attr_scenes=2,
+        attr_views=3,
+        lora_steps=2,
+        d=2,
+        sweep=(1,),
+        few=1,
+        many=2,
+        test=2,
+        views=3,
+        steps=2,
+        lr_check=(3e-3,),
+        seeds=(0, 1),
+        images=6,
+        workers=0,
+    ),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------- data
+
+
+def data_specs(scale: Scale) -> dict[str, Any]:
+    """Folder (relative to ``work/data``) -> GenerationSpec."""
+    from subspace_hub.data.export import GenerationSpec
+
+    common = {
+        "height": scale.height,
+        "width": scale.width,
+        "mesh_resolution": scale.mesh_resolution,
+        "texture_size": scale.texture_size,
+        "texture_pool": scale.texture_pool,
+    }
+    specs = {}
+    for offset, mode in enumerate(("standard", "orbit", "micro")):
+        specs[f"base/{mode}"] = GenerationSpec(
+            "camera",
+            datasets=scale.base_datasets,
+            scenes=scale.base_scenes,
+            views=scale.base_views,
+            camera_mode=mode,
+            layout="megasynth",
+            seed=100 + offset,
+            test_fraction=0.25,
+            **common,
+        )
+    for offset, attribute in enumerate(ATTRIBUTES):
+        specs[f"attributes/{attribute}"] = GenerationSpec(
+            attribute,
+            datasets=scale.loras,
+            scenes=scale.attr_scenes,
+            views=scale.attr_views,
+            camera_mode="micro" if attribute in ("texture", "geometry") else "orbit",
+            seed=200 + offset,
+            test_fraction=0.0,
+            **common,
+        )
+    for offset, (task, mode) in enumerate((("micro", "micro"), ("object", "orbit"))):
+        task_common = {"camera_mode": mode, "object_centred": True, "scenes": 1, "views": scale.views, **common}
+        # few-shot and larger training sets share a seed: the few-shot scenes are the larger set's first ones
+        for regime, count in (("few", scale.few), ("many", scale.many)):
+            specs[f"{task}/{regime}"] = GenerationSpec(
+                "camera", datasets=count, seed=300 + 10 * offset, test_fraction=0.0, **task_common
+            )
+        specs[f"{task}/test"] = GenerationSpec(
+            "camera", datasets=scale.test, seed=305 + 10 * offset, test_fraction=0.0, **task_common
+        )
+    return specs
+
+
+def stage_data(work: Path, scale: Scale, device: str, log: Callable[[str], None]) -> None:
+    from subspace_hub.data.export import generate
+
+    for name, spec in data_specs(scale).items():
+        out = work / "data" / name
+        if (out / "README.md").is_file() and (out / ".complete").exists():
+            continue
+        started = time.perf_counter()
+        generate(spec, out, device=device, workers=os.cpu_count() if device != "cpu" else 1, progress=False)
+        (out / ".complete").touch()
+        log(
+            f"  data/{name}: {spec.datasets} x {spec.scenes} x {spec.views} views in "
+            f"{time.perf_counter() - started:.0f} s"
+        )
+    merge_folders(work / "data" / "base", ["standard", "orbit", "micro"])
+
+
+def merge_folders(root: Path, parts: list[str]) -> None:
+    """One dataset folder (``root``'s README.md) whose configs are the configs of ``root/<part>`` for every part,
+    so ``--config all`` trains on the union."""
+    from huggingface_hub import DatasetCard
+
+    configs = []
+    for part in parts:
+        card = DatasetCard.load(root / part / "README.md").data.to_dict()
+        for config in card.get("configs") or []:
+            files = [{**f, "path": f"{part}/{f['path']}"} for f in config.get("data_files", [])]
+            configs.append({"config_name": f"{part}-{config['config_name']}", "data_files": files})
+    text = "---\n" + _yaml({"configs": configs, "license": "cc0-1.0"}) + "---\n\nThe union of " + ", ".join(parts)
+    (root / "README.md").write_text(text + " (the reproduction study's base training data).\n")
+
+
+def _yaml(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def concatenated(folder: Path, split: str) -> Any:
+    """Every config of a generated folder, one ``datasets.Dataset``."""
+    import datasets
+
+    from subspace_hub.data.export import configs_of
+    from subspace_hub.data.sources import datasets_quiet, load_samples
+
+    with datasets_quiet():
+        return datasets.concatenate_datasets([load_samples(str(folder), split, c) for c in configs_of(folder)])
+
+
+# ----------------------------------------------------------------------------------------------------------- jobs
+
+
+@dataclass
+class Job:
+    """One training run (and its evaluation): what a worker process does."""
+
+    run: str
+    config: dict[str, Any]
+    evaluate: str | None = None
+    """Test folder to evaluate the trained adapter on (its train split holds the held-out scenes)."""
+    device: str = "cuda"
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+def train_config(**fields: Any) -> dict[str, Any]:
+    from subspace_hub.configuration import to_dict
+    from subspace_hub.pipelines.config import TrainConfig
+
+    settings = {"backbone": "vggt", "tensorboard": False, "keep_checkpoints": 1, **fields}
+    settings.setdefault("metrics", ())
+    return to_dict(_from_dict(TrainConfig, settings))
+
+
+def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
+    from subspace_hub.configuration import from_dict
+
+    return from_dict(cls, data, what="study")
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train (resuming a run that a kill stopped), then evaluate; the summary is ``run/study.json``."""
+    import torch
+
+    from subspace_hub.pipelines.config import TrainConfig
+    from subspace_hub.pipelines.train import CONFIG_FILE, train
+
+    run = Path(job.run)
+    done = run / "study.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    started = time.perf_counter()
+    config = _from_dict(TrainConfig, job.config)
+    if not (run / "result.json").is_file():
+        train(config, run, resume=(run / CONFIG_FILE).is_file(), progress=False)
+    summary = {**json.loads((run / "result.json").read_text()), "tags": job.tags}
+    if job.evaluate:
+        import subspace_hub
+
+        model = subspace_hub.load_adapter(run / "adapter")
+        summary["metrics"] = evaluate_on(model, Path(job.evaluate), job.device)
+        del model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    summary["wall_seconds"] = time.perf_counter() - started
+    done.write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def evaluate_on(model: Any, folder: Path, device: str) -> dict[str, Any]:
+    """Depth (median; joint scale + 3D translation) and reconstruction (Acc, Comp, NC) on a test folder."""
+    from subspace_hub.pipelines.evaluate import evaluate_backbone
+    from subspace_hub.plugins import get_backbone_spec, get_metric
+
+    spec, samples = get_backbone_spec("vggt"), concatenated(folder, "train")
+    first = evaluate_backbone(
+        model,
+        spec,
+        samples,
+        [get_metric("depth"), get_metric("reconstruction")],
+        options={"reconstruction": {"k": 8}},
+        device=device,
+        progress=False,
+    ).summary()
+    joint = evaluate_backbone(
+        model,
+        spec,
+        samples,
+        [get_metric("depth")],
+        options={"depth": {"align": "scale_translation"}},
+        device=device,
+        progress=False,
+    ).summary()
+    return {
+        "depth": first["depth"],
+        "depth_scale_translation": joint["depth"],
+        "reconstruction": first["reconstruction"],
+    }
+
+
+def run_jobs(
+    jobs: list[Job], workers: int, log: Callable[[str], None], deadline: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """Run the jobs on ``workers`` processes sharing the device (``workers <= 1``: in this process); jobs not
+    started by ``deadline`` (time.time()) are left for the next call. Returns run -> summary of the finished."""
+    results: dict[str, dict[str, Any]] = {}
+    pending = [job for job in jobs if not (Path(job.run) / "study.json").is_file()]
+    for job in jobs:
+        if job not in pending:
+            results[job.run] = json.loads((Path(job.run) / "study.json").read_text())
+    if not pending:
+        return results
+    log(f"  {len(pending)} run(s) to do, {len(jobs) - len(pending)} done before")
+
+    def report(job: Job, summary: dict[str, Any] | None, error: str | None) -> None:
+        if summary is not None:
+            results[job.run] = summary
+            abs_rel = summary.get("metrics", {}).get("depth", {}).get("abs_rel")
+            extra = f", AbsRel {abs_rel:.4f}" if abs_rel is not None else ""
+            name = "/".join(Path(job.run).parts[-3:])
+            log(f"  done {name}: {summary['seconds']:.0f} s training{extra}")
+        else:
+            log(f"  FAILED {job.run}: {error}")
+
+    if workers <= 1:
+        for job in pending:
+            if deadline is not None and time.time() > deadline:
+                break
+            try:
+                report(job, run_job(job), None)
+            except Exception as exc:
+                report(job, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        return results
+    import torch
+
+    context = get_context("spawn")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    initargs = (context.Value("i", 0), gpus, threads)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+        queue = list(pending)
+        running = {}
+        while queue or running:
+            while queue and len(running) < workers and (deadline is None or time.time() < deadline):
+                job = queue.pop(0)
+                running[pool.submit(run_job, job)] = job
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                try:
+                    report(job, future.result(), None)
+                except Exception as exc:
+                    report(job, None, f"{type(exc).__name__}: {exc}")
+    return results
+
+
+def _init_worker(counter: Any, gpus: int, threads: int) -> None:
+    """A worker's GPU (round robin over the machine's GPUs) and CPU threads (a share of the cores)."""
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    if gpus > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------------------------------------- base
+
+
+def base_weights(work: Path) -> str:
+    return str(work / "base" / "adapter")
+
+
+def stage_base(work: Path, scale: Scale, device: str, log: Callable[[str], None], deadline: float | None) -> None:
+    config = train_config(
+        backbone_config=scale.backbone_config,
+        method="full",
+        data={
+            "source": str(work / "data" / "base"),
+            "config": "all",
+            "test_split": "test",
+            "min_views": 2,
+            "max_views": scale.base_views,
+            "max_images": scale.base_images,
+            "workers": scale.workers,
+        },
+        steps=scale.base_steps,
+        seed=0,
+        optim={"lr": scale.base_lr, "weight_decay": 0.05, "warmup": 0.05, "start_lr": 1e-8, "end_lr": 1e-6},
+        checkpoint_every=max(1, scale.base_steps // 5),
+        eval_every=scale.base_eval_every,
+        eval_limit=scale.base_eval_limit,
+        metrics=("depth",),
+    )
+    run_jobs([Job(str(work / "base"), config, device=device, tags={"stage": "base"})], 1, log, deadline)
+    if not (work / "base" / "study.json").is_file():
+        return
+    baselines = work / "base" / "baselines.json"
+    if baselines.is_file():
+        return
+    log("  base: trivial baselines (constant depth, random weights) on the held-out scenes")
+    baselines.write_text(json.dumps(trivial_baselines(work, scale, device), indent=2, default=float))
+
+
+def trivial_baselines(work: Path, scale: Scale, device: str) -> dict[str, Any]:
+    """The base, the same architecture with random weights and a constant depth per view, on the base data's test
+    split (training datasets, held-out cameras) and on both downstream test sets (unseen geometry and cameras)."""
+    import torch
+
+    import subspace_hub
+    from subspace_hub.data.export import configs_of
+    from subspace_hub.data.sources import datasets_quiet, load_samples
+    from subspace_hub.metrics import depth_metrics
+    from subspace_hub.metrics.aggregate import mean_over_samples
+
+    base_test = work / "study-base-test"
+    if not base_test.is_dir():  # the held-out scenes of the base data, as a folder evaluate_on reads
+        import datasets
+
+        parts = []
+        with datasets_quiet():
+            for mode in ("standard", "orbit", "micro"):
+                folder = work / "data" / "base" / mode
+                parts += [load_samples(str(folder), "test", c) for c in configs_of(folder)[:4]]
+        datasets.concatenate_datasets(parts).save_to_disk(str(base_test))
+    out: dict[str, Any] = {}
+    torch.manual_seed(0)
+    models = {
+        "base": subspace_hub.load_backbone("vggt", pretrained=base_weights(work)),
+        "random weights": subspace_hub.load_backbone("vggt", config=scale.backbone_config),
+    }
+    splits = {
+        "base test split": base_test,
+        "micro test": work / "data" / "micro" / "test",
+        "object test": work / "data" / "object" / "test",
+    }
+    for name, folder in splits.items():
+        samples = _load_any(folder)
+        row = {label: evaluate_samples(model, samples, device) for label, model in models.items()}
+        constant = []
+        for sample in samples.with_format("torch"):
+            gt, mask = sample["depth"].double(), sample["mask"].bool()
+            constant.append(depth_metrics(torch.ones_like(gt), gt, mask))
+        keys = [k for k in constant[0] if k != "valid_pixels"]
+        row["constant depth"] = {"depth": mean_over_samples(constant, keys)}
+        out[name] = row
+    return out
+
+
+def _load_any(folder: Path) -> Any:
+    import datasets
+
+    if (folder / "dataset_info.json").is_file() or (folder / "state.json").is_file():
+        return datasets.load_from_disk(str(folder))
+    return concatenated(folder, "train")
+
+
+def evaluate_samples(model: Any, samples: Any, device: str) -> dict[str, Any]:
+    from subspace_hub.pipelines.evaluate import evaluate_backbone
+    from subspace_hub.plugins import get_backbone_spec, get_metric
+
+    report = evaluate_backbone(
+        model,
+        get_backbone_spec("vggt"),
+        samples,
+        [get_metric("depth"), get_metric("reconstruction")],
+        options={"reconstruction": {"k": 8}},
+        device=device,
+        progress=False,
+    )
+    return report.summary()
+
+
+# ------------------------------------------------------------------------------------------------------ ensembles
+
+
+def ensemble_jobs(work: Path, scale: Scale, device: str) -> list[Job]:
+    jobs = []
+    for a, attribute in enumerate(ATTRIBUTES):
+        for i in range(scale.loras):
+            for seeds in ("distinct", "shared"):
+                seed = 1 + 1000 * a + i if seeds == "distinct" else 0
+                config = train_config(
+                    pretrained=base_weights(work),
+                    method="lora",
+                    method_options={"rank": scale.lora_rank},
+                    data={
+                        "source": str(work / "data" / "attributes" / attribute),
+                        "config": f"{attribute}-{i:03d}",
+                        "test_split": None,
+                        "min_views": 2,
+                        "max_views": scale.attr_views,
+                        "max_images": scale.images,
+                        "workers": 0,
+                    },
+                    steps=scale.lora_steps,
+                    seed=seed,
+                    optim={"lr": scale.lora_lr, "weight_decay": 0.05, "warmup": 0.05, "start_lr": 1e-8, "end_lr": 1e-8},
+                    checkpoint_every=scale.lora_steps,
+                )
+                run = work / "ensembles" / seeds / attribute / f"lora-{i}"
+                jobs.append(Job(str(run), config, device=device, tags={"attribute": attribute, "seeds": seeds}))
+    return jobs
+
+
+def ensemble_adapters(work: Path, scale: Scale, seeds: str) -> dict[str, list[str]]:
+    return {
+        attribute: [str(work / "ensembles" / seeds / attribute / f"lora-{i}" / "adapter") for i in range(scale.loras)]
+        for attribute in ATTRIBUTES
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------- mine
+
+
+def bundle_recipes(scale: Scale) -> dict[str, dict[str, Any]]:
+    """Bundle name -> (ensemble seeds, extraction settings)."""
+    recipes = {f"d{scale.d}": {"seeds": "distinct", "d": scale.d, "alpha": 1.0}}
+    recipes.update({f"d{d}": {"seeds": "distinct", "d": d, "alpha": 1.0} for d in scale.sweep})
+    recipes[f"d{scale.d}-alpha2"] = {"seeds": "distinct", "d": scale.d, "alpha": 2.0}
+    recipes[f"d{scale.d}-shared"] = {"seeds": "shared", "d": scale.d, "alpha": 1.0}
+    return recipes
+
+
+def stage_mine(work: Path, scale: Scale, log: Callable[[str], None]) -> None:
+    from subspace_hub.adapters.subspace import random_like
+    from subspace_hub.subspaces.bundle import SubspaceBundle
+    from subspace_hub.subspaces.mining import extract_bundle
+    from subspace_hub.subspaces.report import write_report
+    from subspace_hub.subspaces.settings import ExtractionSettings
+
+    for name, recipe in bundle_recipes(scale).items():
+        folder = work / "bundles" / name
+        if (folder / "subspace_config.json").is_file():
+            continue
+        started = time.perf_counter()
+        settings = ExtractionSettings(d=recipe["d"], alpha=recipe["alpha"], targets=(AGGREGATOR_LINEARS,))
+        bundle = extract_bundle(
+            ensemble_adapters(work, scale, recipe["seeds"]), settings, progress=False, info={"backbone": "vggt"}
+        )
+        bundle.save(folder)
+        log(
+            f"  bundle {name}: {sum(bundle.dims()[a][m] for a in bundle.dims() for m in bundle.dims()[a])} dims in "
+            f"{len(bundle.modules())} modules ({time.perf_counter() - started:.0f} s)"
+        )
+    random = work / "bundles" / f"d{scale.d}-random"
+    if not (random / "subspace_config.json").is_file():
+        random_like(SubspaceBundle.load(work / "bundles" / f"d{scale.d}"), seed=0).save(random)
+    for name in (f"d{scale.d}", f"d{scale.d}-shared", f"d{scale.d}-random"):
+        analysis = work / "bundles" / name / "analysis"
+        if not (analysis / "summary.json").is_file():
+            write_report(SubspaceBundle.load(work / "bundles" / name), analysis, progress=False)
+            log(f"  analysis of {name}")
+    if not (work / "bundles" / "stats.json").is_file():
+        write_bundle_stats(work, scale)
+
+
+def cliff_stats(bundle: Any, rank: int) -> dict[str, Any]:
+    """Per module: the ratio sigma_r / sigma_(r+1) of the first-iteration spectrum (a cliff at the LoRA rank makes it
+    large) and where the largest ratio among the first 3r values is."""
+    from subspace_hub.subspaces.analysis import module_group
+
+    per_layer: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    at_rank = []
+    for attribute, module, sub in bundle.items():
+        s = sub.spectrum.double()
+        if len(s) <= rank or float(s[rank]) <= 0:
+            continue
+        ratio = float(s[rank - 1] / s[rank])
+        top = s[: 3 * rank + 1]
+        gaps = (top[:-1] / top[1:].clamp(min=1e-30)).tolist()
+        at_rank.append(1 + max(range(len(gaps)), key=gaps.__getitem__) == rank)
+        _, layer = module_group(module)
+        per_layer[attribute][int(layer)].append(ratio)
+    layers = sorted({layer for per in per_layer.values() for layer in per})
+    deep = layers[len(layers) * 2 // 3 :] if layers else []
+    deep_ratios = [r for per in per_layer.values() for layer in deep for r in per.get(layer, [])]
+    all_ratios = [r for per in per_layer.values() for rs in per.values() for r in rs]
+    return {
+        "median_ratio": median(all_ratios),
+        "median_ratio_deep_layers": median(deep_ratios),
+        "share_largest_gap_at_rank": sum(at_rank) / len(at_rank) if at_rank else None,
+        "per_layer": {a: {str(k): median(v) for k, v in sorted(per.items())} for a, per in per_layer.items()},
+    }
+
+
+def median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def orthogonality_stats(bundle: Any) -> dict[str, Any]:
+    from subspace_hub.subspaces.report import orthogonality_table
+
+    out = {}
+    for pair, modules in orthogonality_table(bundle).items():
+        smallest = [min(v["out"][0], v["in"][0]) for v in modules.values()]
+        out[pair] = {
+            "median_smallest": median(smallest),
+            "share_above_half": sum(x > 0.5 for x in smallest) / len(smallest) if smallest else None,
+            "values": smallest,
+        }
+    return out
+
+
+def write_bundle_stats(work: Path, scale: Scale) -> None:
+    """``bundles/stats.json``: what the report needs of the bundles (the cliff and orthogonality statistics, one
+    deep module's spectra, the dims), so the report runs without the bundles."""
+    from subspace_hub.subspaces.bundle import SubspaceBundle
+
+    d = scale.d
+    names = {"distinct": f"d{d}", "shared": f"d{d}-shared", "random": f"d{d}-random"}
+    bundles = {k: SubspaceBundle.load(work / "bundles" / v) for k, v in names.items()}
+    spectra = {}
+    for key in ("distinct", "shared"):
+        modules = bundles[key].modules()
+        deep = [m for m in modules if "global_blocks" in m and m.endswith("mlp.fc1")]
+        module = deep[-1] if deep else modules[-1]
+        spectra[key] = {
+            "module": module,
+            "values": {
+                a: bundles[key].attributes[a][module].spectrum.double().tolist() for a in bundles[key].attributes
+            },
+        }
+    stats = {
+        "cliff": {k: cliff_stats(b, scale.lora_rank) for k, b in bundles.items() if k != "random"},
+        "orthogonality": {k: orthogonality_stats(b) for k, b in bundles.items()},
+        "spectra": spectra,
+        "dims": {name: dict(SubspaceBundle.load(work / "bundles" / name).summary()) for name in bundle_recipes(scale)},
+    }
+    (work / "bundles" / "stats.json").write_text(json.dumps(stats, default=float))
+
+
+# ----------------------------------------------------------------------------------------------------- downstream
+
+
+def plan(work: Path, scale: Scale) -> dict[str, int]:
+    """The parameter-matched LoRA rank (cached in ``downstream/plan.json``): the LoRA rank on the paper's targets
+    whose trainable parameters are closest to the texture + geometry subspace adapter's (cores + heads' LoRA)."""
+    path = work / "downstream" / "plan.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from subspace_hub.adapters.report import count_parameters
+
+    bundle = work / "bundles" / f"d{scale.d}"
+    subspace = count_parameters(
+        "vggt",
+        "subspace",
+        config=scale.backbone_config,
+        options={"bundle": str(bundle), "attributes": ["texture", "geometry"], "lora_rank": scale.lora_rank},
+    ).trainable
+    rank_one = count_parameters("vggt", "lora", config=scale.backbone_config, options={"rank": 1}).trainable
+    out = {"rank": max(1, round(subspace / rank_one)), "subspace_parameters": subspace, "lora_rank_one": rank_one}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
+    return out
+
+
+def methods(work: Path, scale: Scale) -> dict[str, tuple[str, dict[str, Any], str]]:
+    """Row -> (method, options, kind); kind ``main`` rows are in every table, ``ablation`` rows too (they are
+    cheap), ``none`` is the base unadapted."""
+    bundles = work / "bundles"
+    d, r = scale.d, scale.lora_rank
+    matched = plan(work, scale)["rank"]
+    tex_geo = ["texture", "geometry"]
+
+    def subspace(bundle: str, attributes: list[str] | None) -> dict[str, Any]:
+        return {"bundle": str(bundles / bundle), "attributes": attributes, "lora_rank": r}
+
+    return {
+        "subspace tex+geo (mined)": ("subspace", subspace(f"d{d}", tex_geo), "main"),
+        "subspace all four (mined)": ("subspace", subspace(f"d{d}", None), "main"),
+        "random bases, tex+geo sizes": ("subspace", subspace(f"d{d}-random", tex_geo), "main"),
+        f"heads LoRA r{r} only": ("lora", {"rank": r, "targets": HEADS}, "main"),
+        f"LoRA r{r}": ("lora", {"rank": r}, "main"),
+        f"LoRA r{matched} (parameter-matched)": ("lora", {"rank": matched}, "main"),
+        f"PiSSA r{r}": ("pissa", {"rank": r}, "main"),
+        f"AdaLoRA r{r}": ("adalora", {"rank": r, "init_rank": r + r // 2, "total_step": scale.steps}, "main"),
+        f"PSV r{2 * d}": ("psv", {"rank": 2 * d}, "main"),
+        "full": ("full", {}, "main"),
+        "subspace tex+geo, shared-seed LoRAs": ("subspace", subspace(f"d{d}-shared", tex_geo), "ablation"),
+        "subspace tex+geo, alpha = 2": ("subspace", subspace(f"d{d}-alpha2", tex_geo), "ablation"),
+        "subspace texture only": ("subspace", subspace(f"d{d}", ["texture"]), "ablation"),
+    }
+
+
+def slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def downstream_jobs(work: Path, scale: Scale, device: str) -> list[Job]:
+    rows = methods(work, scale)
+    jobs = []
+    settings = [(task, regime) for task in ("micro", "object") for regime in ("few", "many")]
+    for seed in scale.seeds:  # seed-major: a call that runs out of time leaves whole seeds
+        for task, regime in settings:
+            for row, (method, options, kind) in rows.items():
+                lr = scale.full_lr if method == "full" else scale.lr
+                jobs.append(finetune_job(work, scale, device, task, regime, row, method, options, seed, lr, kind))
+    # does the verdict hinge on the learning rate? the key rows at other rates, one setting, one seed
+    for lr in scale.lr_check:
+        for row in ("subspace tex+geo (mined)", "random bases, tex+geo sizes", f"LoRA r{scale.lora_rank}", "full"):
+            method, options, _ = rows[row]
+            rate = lr / 10 if method == "full" else lr
+            jobs.append(finetune_job(work, scale, device, "micro", "few", row, method, options, 0, rate, "lr"))
+    return jobs
+
+
+def finetune_job(
+    work: Path,
+    scale: Scale,
+    device: str,
+    task: str,
+    regime: str,
+    row: str,
+    method: str,
+    options: dict[str, Any],
+    seed: int,
+    lr: float,
+    kind: str,
+) -> Job:
+    config = train_config(
+        pretrained=base_weights(work),
+        method=method,
+        method_options=options,
+        data={
+            "source": str(work / "data" / task / regime),
+            "config": "all",
+            "test_split": None,
+            "min_views": scale.views,
+            "max_views": scale.views,
+            "max_images": scale.images,
+            "workers": 0,
+        },
+        steps=scale.steps,
+        seed=seed,
+        optim={"lr": lr, "weight_decay": 0.05, "warmup": 0.05, "start_lr": 1e-8, "end_lr": 1e-8},
+        checkpoint_every=scale.steps,
+    )
+    default_lr = scale.full_lr if method == "full" else scale.lr
+    name = slug(row) + ("" if lr == default_lr else f"-lr{lr:g}")
+    run = work / "downstream" / f"{task}-{regime}" / f"{name}-seed{seed}"
+    tags = {"task": task, "regime": regime, "row": row, "method": method, "seed": seed, "lr": lr, "kind": kind}
+    return Job(str(run), config, evaluate=str(work / "data" / task / "test"), device=device, tags=tags)
+
+
+def stage_downstream(
+    work: Path, scale: Scale, device: str, jobs: int, log: Callable[[str], None], deadline: float | None
+) -> None:
+    import subspace_hub
+
+    unadapted = work / "downstream" / "unadapted.json"
+    if not unadapted.is_file():
+        model = subspace_hub.load_backbone("vggt", pretrained=base_weights(work))
+        scores = {task: evaluate_on(model, work / "data" / task / "test", device) for task in ("micro", "object")}
+        unadapted.parent.mkdir(parents=True, exist_ok=True)
+        unadapted.write_text(json.dumps(scores, indent=2, default=float))
+    matched = plan(work, scale)
+    rank, subspace, rank_one = matched["rank"], matched["subspace_parameters"], matched["lora_rank_one"]
+    log(f"  parameter-matched LoRA: rank {rank} ({rank * rank_one:,} vs the subspace adapter's {subspace:,})")
+    run_jobs(downstream_jobs(work, scale, device), jobs, log, deadline)
+
+
+# ----------------------------------------------------------------------------------------------------------- main
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", required=True, help="Folder for data, runs and bundles (cached between calls).")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--jobs", type=int, default=8, help="Training processes sharing the device.")
+    parser.add_argument("--budget", type=float, default=None, help="Start no run after this many seconds.")
+    parser.add_argument(
+        "--results",
+        default=str(HERE.parent / "results" / "reproduce"),
+        help="Where the report stage writes tables, figures and raw results.",
+    )
+    parser.add_argument("--markdown", default=str(HERE.parents[1] / "RESULTS.md"), help="The report's path.")
+    parser.add_argument(
+        "--pack", default=None, help="Write the small outputs (JSON, CSV, figures; no data or weights) to this .tar.gz."
+    )
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    work, scale = Path(args.work), SCALES[args.scale]
+    work.mkdir(parents=True, exist_ok=True)
+    recorded = work / "scale.json"
+    if recorded.is_file() and json.loads(recorded.read_text())["scale"] != args.scale:
+        sys.exit(f"{work} holds a study at scale {json.loads(recorded.read_text())['scale']!r}; use another --work.")
+    recorded.write_text(json.dumps({"scale": args.scale, "sizes": scale.__dict__}, default=list))
+    deadline = time.time() + args.budget if args.budget else None
+    if any(stage != "report" for stage in args.stages):
+        (work / "machine.json").write_text(json.dumps(machine(args.device, args.jobs)))
+    timings = _load_timings(work)
+
+    def log(line: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+    for stage in STAGES:
+        if stage not in args.stages:
+            continue
+        if deadline is not None and time.time() > deadline and stage != "report":
+            log(f"{stage}: out of budget, left for the next call")
+            continue
+        log(f"{stage}")
+        started = time.perf_counter()
+        if stage == "data":
+            stage_data(work, scale, args.device, log)
+        elif stage == "base":
+            stage_base(work, scale, args.device, log, deadline)
+        elif stage == "ensembles":
+            run_jobs(ensemble_jobs(work, scale, args.device), args.jobs, log, deadline)
+        elif stage == "mine":
+            stage_mine(work, scale, log)
+        elif stage == "downstream":
+            stage_downstream(work, scale, args.device, args.jobs, log, deadline)
+        else:
+            sys.path.insert(0, str(HERE))
+            from report import write_results  # benchmarks/reproduce/report.py
+
+            write_results(work, scale, Path(args.results), Path(args.markdown), log)
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
+        (work / "timings.json").write_text(json.dumps(timings, indent=2))
+    if args.pack:
+        pack(work, Path(args.pack))
+        log(f"packed the results into {args.pack}")
+    return 0
+
+
+def pack(work: Path, out: Path) -> None:
+    """The work folder's small files (what the report reads: JSON, CSV, the bundles' largest-singular-value
+    figures), without data, weights, checkpoints and the per-module figures."""
+    import tarfile
+
+    skip = {"data", "adapter", "checkpoints", "tensorboard", "study-base-test"}
+    with tarfile.open(out, "w:gz") as tar:
+        for path in sorted(work.rglob("*")):
+            parts = set(path.relative_to(work).parts)
+            wanted = path.suffix in {".json", ".csv"} or path.name == "max_singular_value.png"
+            if path.is_file() and wanted and not parts & skip:
+                tar.add(path, arcname=str(path.relative_to(work)))
+
+
+def machine(device: str, jobs: int) -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    gpu = torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else "CPU only"
+    return {
+        "gpu": gpu,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "jobs": jobs,
+    }
+
+
+def _load_timings(work: Path) -> dict[str, float]:
+    path = work / "timings.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
