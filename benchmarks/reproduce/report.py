@@ -118,8 +118,8 @@ def _header(work: Path, scale: Scale, raw: dict[str, Any]) -> str:
 The claim under test (seed paper 003, `../shared/reference/methods.md` A.4): fine-tuning inside attribute subspaces
 mined from LoRA ensembles matches or beats LoRA, PiSSA and full fine-tuning with far fewer trainable parameters.
 The paper's mining code and subspaces are unreleased and the VGGT-1B weights cannot be fetched here, so this study
-runs the whole method with this project's own pipeline on a model one GPU can pretrain: `vggt-small` (40.7 M
-parameters, VGGT-1B's architecture at a quarter of its depth and three eighths of its width). Everything below comes
+runs the whole method with this project's own pipeline on a model one GPU can pretrain: `vggt-small` (23.6 M
+parameters, VGGT-1B's architecture at a quarter of its depth and under a third of its width). Everything below comes
 from one command (`benchmarks/reproduce/study.py`), whose raw outputs are in `benchmarks/results/reproduce/`.
 A model this small, trained for minutes on synthetic rooms, is not VGGT-1B: a verdict here is a verdict about the
 method at this scale, with the controls the paper does not report.

@@ -10,7 +10,7 @@ skips what is done. Stages, in order:
                 few-shot and a larger training set and a test set of other seeds (geometry and cameras no training
                 scene has): ``micro`` (micro-baseline close-range views of object-centred scenes) and ``object``
                 (orbits around object-centred scenes); neither the base nor any ensemble saw object-centred scenes
-    base        ``train --method full`` of ``vggt-small`` (40.7 M parameters) on the general scenes, with its curve
+    base        ``train --method full`` of ``vggt-small`` (23.6 M parameters) on the general scenes, with its curve
     ensembles   per attribute N LoRAs of rank 16 on the paper's targets, one per dataset, distinct seeds; and the
                 same with one shared seed (the control for the initialisation artefact)
     mine        extraction (d = 16, alpha = 1; sweep d = 4 / 8 / 32; alpha = 2; the shared-seed ensembles), random
@@ -67,7 +67,7 @@ class Scale:
     base_datasets: int = 64  # per camera mode
     base_scenes: int = 4
     base_views: int = 8
-    base_steps: int = 2500
+    base_steps: int = 2000
     base_lr: float = 5e-4
     base_images: int = 48
     base_eval_every: int = 250
@@ -77,7 +77,7 @@ class Scale:
     lora_rank: int = 16
     attr_scenes: int = 4
     attr_views: int = 6
-    lora_steps: int = 200
+    lora_steps: int = 150
     lora_lr: float = 5e-4
     # mining
     d: int = 16
@@ -87,13 +87,13 @@ class Scale:
     many: int = 32
     test: int = 16
     views: int = 6
-    steps: int = 150
+    steps: int = 100
     lr: float = 1e-3
     full_lr: float = 1e-4
     lr_check: tuple[float, ...] = (3e-4, 3e-3)
     seeds: tuple[int, ...] = (0, 1, 2)
     images: int = 24
-    workers: int = 2
+    workers: int = 6
 
 
 SCALES = {
@@ -186,10 +186,13 @@ def data_specs(scale: Scale) -> dict[str, Any]:
 def stage_data(work: Path, scale: Scale, device: str, log: Callable[[str], None]) -> None:
     from subspace_hub.data.export import generate
 
+    base_done = (work / "base" / "baselines.json").is_file()
     for name, spec in data_specs(scale).items():
         out = work / "data" / name
         if (out / "README.md").is_file() and (out / ".complete").exists():
             continue
+        if base_done and name.startswith("base/"):
+            continue  # the base is trained and scored (restored from an earlier call): its data is not needed
         started = time.perf_counter()
         generate(spec, out, device=device, workers=os.cpu_count() if device != "cpu" else 1, progress=False)
         (out / ".complete").touch()
@@ -197,7 +200,8 @@ def stage_data(work: Path, scale: Scale, device: str, log: Callable[[str], None]
             f"  data/{name}: {spec.datasets} x {spec.scenes} x {spec.views} views in "
             f"{time.perf_counter() - started:.0f} s"
         )
-    merge_folders(work / "data" / "base", ["standard", "orbit", "micro"])
+    if not base_done:
+        merge_folders(work / "data" / "base", ["standard", "orbit", "micro"])
 
 
 def merge_folders(root: Path, parts: list[str]) -> None:
@@ -688,8 +692,8 @@ def plan(work: Path, scale: Scale) -> dict[str, int]:
 
 
 def methods(work: Path, scale: Scale) -> dict[str, tuple[str, dict[str, Any], str]]:
-    """Row -> (method, options, kind); kind ``main`` rows are in every table, ``ablation`` rows too (they are
-    cheap), ``none`` is the base unadapted."""
+    """Row -> (method, options, kind): ``main`` rows are trained in every setting, ``ablation`` rows in micro /
+    few-shot."""
     bundles = work / "bundles"
     d, r = scale.d, scale.lora_rank
     matched = plan(work, scale)["rank"]
@@ -722,12 +726,16 @@ def slug(text: str) -> str:
 
 
 def downstream_jobs(work: Path, scale: Scale, device: str) -> list[Job]:
+    """Every setting's main rows and, in micro / few-shot (the paper's texture + geometry setting), the ablations;
+    seed-major, so a call that runs out of time leaves whole seeds; the learning-rate check last."""
     rows = methods(work, scale)
     jobs = []
     settings = [(task, regime) for task in ("micro", "object") for regime in ("few", "many")]
-    for seed in scale.seeds:  # seed-major: a call that runs out of time leaves whole seeds
+    for seed in scale.seeds:
         for task, regime in settings:
             for row, (method, options, kind) in rows.items():
+                if kind == "ablation" and (task, regime) != ("micro", "few"):
+                    continue
                 lr = scale.full_lr if method == "full" else scale.lr
                 jobs.append(finetune_job(work, scale, device, task, regime, row, method, options, seed, lr, kind))
     # does the verdict hinge on the learning rate? the key rows at other rates, one setting, one seed
@@ -812,6 +820,15 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     parser.add_argument("--markdown", default=str(HERE.parents[1] / "RESULTS.md"), help="The report's path.")
     parser.add_argument(
+        "--carry", default=None, help="Restore the results and the base's weights that --export wrote, first."
+    )
+    parser.add_argument(
+        "--export",
+        default=None,
+        help="Write the results so far and the base's weights (bf16, files under 16 MB) to this folder, last: how the "
+        "study travels between the calls of a GPU session (the next call passes it as --carry).",
+    )
+    parser.add_argument(
         "--pack", default=None, help="Write the small outputs (JSON, CSV, figures; no data or weights) to this .tar.gz."
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
@@ -822,6 +839,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         sys.exit(f"{work} holds a study at scale {json.loads(recorded.read_text())['scale']!r}; use another --work.")
     recorded.write_text(json.dumps({"scale": args.scale, "sizes": scale.__dict__}, default=list))
     deadline = time.time() + args.budget if args.budget else None
+    if args.carry and (Path(args.carry) / CARRY_TAR).is_file():
+        restore(Path(args.carry), work)
     if any(stage != "report" for stage in args.stages):
         (work / "machine.json").write_text(json.dumps(machine(args.device, args.jobs)))
     timings = _load_timings(work)
@@ -857,10 +876,60 @@ def main(argv: Iterable[str] | None = None) -> int:
     if args.pack:
         pack(work, Path(args.pack))
         log(f"packed the results into {args.pack}")
+    if args.export:
+        export(work, Path(args.export))
+        log(f"wrote the results and the base's weights to {args.export}")
     return 0
 
 
-def pack(work: Path, out: Path) -> None:
+CARRY_TAR = "study.tar.gz"
+SHARD_BYTES = 15 * 2**20
+
+
+def export(work: Path, folder: Path) -> None:
+    """The small results (``pack``) and the base's weights in bf16, split in safetensors files under 16 MB."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    adapter = work / "base" / "adapter"
+    small = [adapter / name for name in ("config.json", "README.md", "subspace_hub_adapter.json")]
+    pack(work, folder / CARRY_TAR, [path for path in small if path.is_file()])
+    if not (adapter / "model.safetensors").is_file():
+        return
+    shard: dict[str, torch.Tensor] = {}
+    index, size = 0, 0
+    for key, tensor in load_file(adapter / "model.safetensors").items():
+        tensor = tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor
+        if shard and size + tensor.numel() * tensor.element_size() > SHARD_BYTES:
+            save_file(shard, folder / f"base-{index:02d}.safetensors")
+            shard, index, size = {}, index + 1, 0
+        shard[key] = tensor.contiguous()
+        size += tensor.numel() * tensor.element_size()
+    save_file(shard, folder / f"base-{index:02d}.safetensors")
+
+
+def restore(folder: Path, work: Path) -> None:
+    """Unpack what :func:`export` wrote: the results into ``work`` and the base's weights (back in float32: every
+    method then starts from the same once-rounded weights) into ``work/base/adapter``."""
+    import tarfile
+
+    from safetensors.torch import load_file, save_file
+
+    with tarfile.open(folder / CARRY_TAR) as tar:
+        tar.extractall(work, filter="data")
+    shards = sorted(folder.glob("base-*.safetensors"))
+    if not shards:
+        return
+    adapter = work / "base" / "adapter"
+    adapter.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for shard in shards:
+        state.update({k: v.float() if v.is_floating_point() else v for k, v in load_file(shard).items()})
+    save_file(state, adapter / "model.safetensors")
+
+
+def pack(work: Path, out: Path, extra: Iterable[Path] = ()) -> None:
     """The work folder's small files (what the report reads: JSON, CSV, the bundles' largest-singular-value
     figures), without data, weights, checkpoints and the per-module figures."""
     import tarfile
@@ -872,6 +941,8 @@ def pack(work: Path, out: Path) -> None:
             wanted = path.suffix in {".json", ".csv"} or path.name == "max_singular_value.png"
             if path.is_file() and wanted and not parts & skip:
                 tar.add(path, arcname=str(path.relative_to(work)))
+        for path in extra:
+            tar.add(path, arcname=str(path.relative_to(work)))
 
 
 def machine(device: str, jobs: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ The top-level fields are those of the official ``config.json`` of ``facebook/VGG
 ``patch_size``, ``embed_dim``, the ``enable_*`` switches), so that file loads as is; the nested sections expose
 the sizes the official constructors fix internally (depths, heads, DPT channels, tracker sizes, layer indices,
 activations). :data:`PRESETS` holds ``vggt-1b`` (the official model), ``vggt-tiny`` (a few MB, for tests and
-the CPU quickstart) and ``vggt-small`` (41 M parameters, the reproduction study's base).
+the CPU quickstart) and ``vggt-small`` (23 M parameters, the reproduction study's base).
 """
 
 from __future__ import annotations
@@ -269,17 +269,18 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
             num_virtual_tracks=4,
         ),
     ).to_dict(),
-    # The reproduction study's base (benchmarks/reproduce): 40.7 M parameters (aggregator 21.5 M, camera head
-    # 16.3 M, depth head 2.9 M): VGGT-1B's layout at a quarter of its depth and three eighths of its width (6 frame
-    # + 6 global blocks of width 384, conv patch embedding) with the paper's fine-tuning heads (camera and depth;
-    # point and track off), trainable from scratch on one GPU in minutes.
+    # The reproduction study's base (benchmarks/reproduce): 23.6 M parameters (aggregator 15.0 M, camera head 6.4 M,
+    # depth head 2.3 M): VGGT-1B's layout at a quarter of its depth and under a third of its width (6 frame + 6
+    # global blocks of width 320, conv patch embedding) with the paper's fine-tuning heads (camera and depth; point
+    # and track off); trainable from scratch on one GPU in minutes, and small enough (47 MB in bf16) to travel
+    # between the calls of a GPU session.
     "vggt-small": VGGTConfig(
-        embed_dim=384,
+        embed_dim=320,
         enable_point=False,
         enable_track=False,
-        aggregator=AggregatorConfig(depth=6, num_heads=6, num_register_tokens=4, patch_embed="conv"),
-        camera_head=CameraHeadConfig(trunk_depth=2, num_heads=6),
-        depth_head=DPTHeadConfig(features=64, out_channels=(48, 96, 192, 384), intermediate_layer_idx=(1, 2, 4, 5)),
+        aggregator=AggregatorConfig(depth=6, num_heads=5, num_register_tokens=4, patch_embed="conv"),
+        camera_head=CameraHeadConfig(trunk_depth=1, num_heads=5),
+        depth_head=DPTHeadConfig(features=64, out_channels=(40, 80, 160, 320), intermediate_layer_idx=(1, 2, 4, 5)),
     ).to_dict(),
 }
 """Named configurations for :func:`subspace_hub.load_backbone` (``config="vggt-tiny"``)."""
