@@ -230,7 +230,7 @@ CASES = [
     ),
     cli(
         "registry-token-namespace",
-        "registry token alice --root {out} --write Bad!Space",
+        "registry token add alice --root {out} --write Bad!Space",
         r"Bad!Space",
         r"letters|namespace",
     ),

@@ -33,7 +33,7 @@ def no_xet(monkeypatch):
 def registry(tmp_path):
     root = tmp_path / "registry"
     book = TokenBook.load(root)
-    tokens = {"alice": book.add("alice", write=("org",)), "bob": book.add("bob", write=())}
+    tokens = {"alice": book.add("alice", write=("org",)), "bob": book.add("bob")}  # bob: his own namespace
     server = RegistryServer(root, page_size=2)
     url = server.start()
     yield server, url, tokens
@@ -101,7 +101,8 @@ def test_commits_regular_and_lfs_tags_branches_listing_and_downloads(registry, t
     with urllib.request.urlopen(request) as response:
         assert response.status == 206 and response.read() == big[10:20]
         assert response.headers["Content-Range"] == f"bytes 10-19/{len(big)}"
-    api.delete_tag("org/model", tag="v1")
+    with pytest.raises(HfHubHTTPError, match="protected"):
+        api.delete_tag("org/model", tag="v1")  # published tags are immutable (see test_hub_security)
     api.delete_repo("org/model")
     assert not api.repo_exists("org/model")
 

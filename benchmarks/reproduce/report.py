@@ -49,6 +49,7 @@ def write_results(work: Path, scale: Scale, results: Path, markdown: Path, log: 
     log("  report: parameter counts at VGGT-1B scale")
     sections.append(_param_counts(raw))
     sections.append(_verdicts(raw))
+    sections.insert(1, _status(work, scale, raw))
     (results / "results.json").write_text(json.dumps(raw, indent=1, default=float) + "\n")
     markdown.write_text("\n\n".join(s.strip() for s in sections if s) + "\n")
     log(f"  wrote {markdown} and {results}")
@@ -145,6 +146,40 @@ runs every stage at toy sizes on a CPU.)
 
 The downstream test sets (`*/test`) are other seeds than their training sets: no test scene shares geometry or
 cameras with a training scene. No stage before the downstream fine-tuning saw an object-centred scene."""
+
+
+def _status(work: Path, scale: Scale, raw: dict[str, Any]) -> str:
+    """What of the planned study has run: the runs per stage and the seeds per downstream setting."""
+    from study import downstream_jobs, ensemble_jobs
+
+    def done(jobs: list[Any]) -> int:
+        return sum((Path(job.run) / "study.json").is_file() for job in jobs)
+
+    ensembles = ensemble_jobs(work, scale, "cuda")
+    downstream = downstream_jobs(work, scale, "cuda") if (work / "downstream" / "plan.json").is_file() else []
+    seeds = {seed: [j for j in downstream if j.tags["seed"] == seed and j.tags["kind"] != "lr"] for seed in scale.seeds}
+    complete = [seed for seed, jobs in seeds.items() if jobs and done(jobs) == len(jobs)]
+    raw["status"] = {
+        "ensemble_runs": [done(ensembles), len(ensembles)],
+        "downstream_runs": [done(downstream), len(downstream)],
+        "complete_seeds": complete,
+    }
+    partial = len(complete) < len(scale.seeds)
+    lines = [
+        f"- base: {'trained' if (work / 'base' / 'study.json').is_file() else 'not trained'}",
+        f"- ensembles: {done(ensembles)} of {len(ensembles)} LoRAs",
+        f"- mining: {'done' if (work / 'bundles' / 'stats.json').is_file() else 'not run'}",
+        f"- downstream: {done(downstream)} of {len(downstream)} runs; complete seeds: "
+        f"{', '.join(map(str, complete)) or 'none'} of {', '.join(map(str, scale.seeds))}",
+    ]
+    note = (
+        "\n\n**This is a partial run.** The study's remaining runs did not fit this session's GPU time; the command "
+        "above continues it (finished runs are skipped). Until every seed has run, the downstream verdicts below are "
+        "inconclusive by their own rule, whatever the direction of the differences."
+        if partial
+        else ""
+    )
+    return "## Status of this run\n\n" + "\n".join(lines) + note
 
 
 # ---------------------------------------------------------------------------------------------------------- base
@@ -600,30 +635,37 @@ HEADS_1B = ["camera_head", "depth_head"]
 # -------------------------------------------------------------------------------------------------------- verdicts
 
 
-def _compare(summary: dict[str, Any], a: str, b: str, label: str) -> list[tuple[str, float, float]]:
-    """Per setting: (setting, mean(a) - mean(b), its standard error) on ``label`` for rows a and b."""
+def _compare(summary: dict[str, Any], a: str, b: str, label: str) -> list[tuple[str, float, float, int]]:
+    """Per setting: (setting, mean(a) - mean(b), its standard error, seeds) on ``label`` for rows a and b; ``seeds``
+    is the smaller seed count of the two (the unadapted base is deterministic and does not count)."""
     out = []
     for key, rows in summary.items():
         if a in rows and b in rows and rows[a].get(label) and rows[b].get(label):
             va, vb = rows[a][label], rows[b][label]
             (ma, sa), (mb, sb) = _mean_std(va), _mean_std(vb)
             se = math.sqrt(sa**2 / len(va) + sb**2 / len(vb))
-            out.append((key, ma - mb, se))
+            seeds = min(len(va), len(vb)) if b != "no adaptation" else len(va)
+            out.append((key, ma - mb, se, seeds))
     return out
 
 
-def _verdict(comparisons: list[tuple[str, float, float]], lower_is_better: bool, claim: str) -> tuple[str, str]:
+def _verdict(comparisons: list[tuple[str, float, float, int]], lower_is_better: bool, claim: str) -> tuple[str, str]:
     """``claim`` is "not worse" (matches or beats) or "better". A setting counts as better / worse when the difference
-    of means exceeds twice its standard error."""
+    of means exceeds twice its standard error; with fewer than two seeds there is no standard error and the verdict
+    is inconclusive, whatever the direction."""
     if not comparisons:
         return "inconclusive", "not run"
     sign = 1 if lower_is_better else -1
-    better = [k for k, diff, se in comparisons if sign * diff < -2 * se]
-    worse = [k for k, diff, se in comparisons if sign * diff > 2 * se]
-    evidence = ", ".join(f"{k}: {diff:+.4f} ± {se:.4f}" for k, diff, se in comparisons)
     total = len(comparisons)
+    if min(seeds for *_, seeds in comparisons) < 2:
+        ahead = sum(sign * diff < 0 for _, diff, _, _ in comparisons)
+        evidence = ", ".join(f"{k}: {diff:+.4f}" for k, diff, _, _ in comparisons)
+        return f"inconclusive (one seed; ahead in {ahead} of {total} settings)", evidence
+    better = [k for k, diff, se, _ in comparisons if sign * diff < -2 * se]
+    worse = [k for k, diff, se, _ in comparisons if sign * diff > 2 * se]
+    evidence = ", ".join(f"{k}: {diff:+.4f} ± {se:.4f}" for k, diff, se, _ in comparisons)
     if claim == "better":
-        if len(better) >= (total + 1) // 2 + (total % 2 == 0) and not worse:
+        if len(better) >= total // 2 + 1 and not worse:
             return "reproduced", evidence
         if worse or not better:
             return "not reproduced", evidence
@@ -758,6 +800,7 @@ Rules: a comparison counts a setting (task x regime) as better or worse when the
 exceeds twice its standard error (differences are row - comparator; for AbsRel and Acc negative is better). "Match or
 beat" is **reproduced** when no setting is worse, **not reproduced** when more than a quarter of the settings are
 worse, else inconclusive. "Beats" is **reproduced** when a majority of the settings are better and none worse,
-**not reproduced** when none is better or any is worse, else inconclusive.
+**not reproduced** when none is better or any is worse, else inconclusive. With one seed there is no standard error:
+the verdict is inconclusive and says in how many settings the row was ahead.
 
 {_table(["claim", "verdict", "evidence (per setting: difference ± standard error)"], rows)}"""

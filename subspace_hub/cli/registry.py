@@ -40,7 +40,22 @@ def registry() -> None:
 @click.option(
     "--log-file", type=click.Path(dir_okay=False), default=None, help="JSON-lines request log (default: stderr)."
 )
-def serve(root, host, port, anonymous_read, upload_mode, max_file_size, log_file) -> None:
+@click.option(
+    "--workers", type=click.IntRange(1, 4096), default=64, show_default=True, help="Connections served at once."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a connection may stall on a read or write before it is closed.",
+)
+@click.option(
+    "--allow-tag-deletion", is_flag=True, help="Let writers delete tags (published tags are immutable by default)."
+)
+def serve(
+    root, host, port, anonymous_read, upload_mode, max_file_size, log_file, workers, timeout, allow_tag_deletion
+) -> None:
     """Serve the registry under --root until interrupted.
 
     \b
@@ -61,25 +76,124 @@ def serve(root, host, port, anonymous_read, upload_mode, max_file_size, log_file
         anonymous_read=anonymous_read,
         upload_mode=upload_mode,
         max_file_size=max_file_size,
+        workers=workers,
+        timeout=timeout,
+        allow_tag_deletion=allow_tag_deletion,
         on_ready=lambda url: click.echo(f"Serving {root} at {url}", err=True),
     )
 
 
-@registry.command("token")
+@registry.group("token")
+def token() -> None:
+    """Tokens of a registry root: add, list, revoke (a running server sees the change at its next request)."""
+
+
+@token.command("add")
 @click.argument("user")
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="The registry root.")
 @click.option(
     "--write",
     "write",
     multiple=True,
-    help="Namespace the token may write (repeatable; '*' for all). Its own user name is always writable.",
+    help="Namespace the token may write (repeatable; '*' for all). Default: the user's own namespace.",
 )
-@click.option("--read", "read", multiple=True, help="Namespaces whose private repos it may read (default: all).")
-def token(user, root, write, read) -> None:
-    """Create a token for USER and print it (only its hash is stored)."""
+@click.option("--read-only", is_flag=True, help="A token that writes nothing.")
+@click.option(
+    "--read",
+    "read",
+    multiple=True,
+    help="Namespace whose private repos it may read besides those it writes (repeatable; '*' for all).",
+)
+def token_add(user, root, write, read_only, read) -> None:
+    """Create a token for USER and print it (shown once; only its hash is stored)."""
+    from subspace_hub.errors import ConfigError
     from subspace_hub.hub.server.auth import TokenBook
 
-    click.echo(TokenBook.load(root).add(user, write=tuple(write), read=tuple(read) or ("*",)))
+    if read_only and write:
+        raise ConfigError("--read-only and --write contradict each other: choose one.")
+    rights = () if read_only else (tuple(write) or None)
+    click.echo(TokenBook.load(root).add(user, write=rights, read=tuple(read)))
+
+
+@token.command("list")
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="The registry root.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_list(root, as_json) -> None:
+    """The tokens of --root: user, rights, creation date and the start of the token's hash (never the token)."""
+    from subspace_hub.hub.server.auth import TokenBook
+
+    book = TokenBook.load(root)
+    rows = [
+        {"user": u.name, "write": list(u.write), "read": list(u.read), "created": u.created, "id": d[:12]}
+        for d, u in sorted(book.users.items(), key=lambda item: (item[1].name, item[0]))
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    table = [
+        (r["user"], ", ".join(r["write"]) or "-", ", ".join(r["read"]) or "-", r["created"] or "-", r["id"])
+        for r in rows
+    ]
+    click.echo(format_table(("USER", "WRITES", "READS (PRIVATE)", "CREATED", "ID"), table))
+
+
+@token.command("revoke")
+@click.argument("user_or_id")
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="The registry root.")
+def token_revoke(user_or_id, root) -> None:
+    """Revoke every token of a user, or one token by the ID `token list` shows."""
+    from subspace_hub.errors import ConfigError
+    from subspace_hub.hub.server.auth import TokenBook
+
+    removed = TokenBook.load(root).revoke(user_or_id)
+    if not removed:
+        raise ConfigError(
+            f"No token of user or with ID {user_or_id!r} in {root}: see `subspace-hub registry token list`."
+        )
+    click.echo(f"Revoked {removed} token(s).")
+
+
+@registry.command("fsck")
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False), help="The registry root.")
+def fsck(root) -> None:
+    """Hash every blob and check every repo's refs and commits; exit 1 if anything is wrong."""
+    from subspace_hub.hub.server.storage import RepoStore
+
+    store = RepoStore(root)
+    try:
+        problems = store.fsck()
+    finally:
+        store.close()
+    for problem in problems:
+        click.echo(problem)
+    blobs = sum(1 for _ in store.blobs.all())
+    click.echo(f"{len(problems)} problem(s) in {root} ({blobs} blobs checked).", err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+@registry.command("gc")
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False), help="The registry root.")
+@click.option(
+    "--grace-hours",
+    type=click.FloatRange(min=0),
+    default=24.0,
+    show_default=True,
+    help="Keep unreferenced blobs younger than this (uploads whose commit has not come yet).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
+def gc(root, grace_hours, dry_run) -> None:
+    """Delete the blobs that no commit of any repo references (safe while the server runs)."""
+    from subspace_hub.hub.server.storage import RepoStore
+
+    store = RepoStore(root)
+    try:
+        doomed = store.gc(grace=grace_hours * 3600, dry_run=dry_run)
+    finally:
+        store.close()
+    for sha256 in doomed:
+        click.echo(sha256)
+    click.echo(f"{'Would delete' if dry_run else 'Deleted'} {len(doomed)} unreferenced blob(s).", err=True)
 
 
 @registry.command("list")

@@ -75,7 +75,7 @@ def embedded_registry(root: Path | None = None) -> Endpoint:
             root.mkdir(parents=True, exist_ok=True)
             token_file = root / "local-token"
             if not token_file.is_file():
-                token = TokenBook.load(root).add(_LOCAL_USER, write=("*",))
+                token = TokenBook.load(root).add(_LOCAL_USER, write=("*",), read=("*",))
                 atomic_write(token_file, lambda p: p.write_text(token), mode=0o600)
             server = RegistryServer(root, "127.0.0.1", 0)
             server.start()

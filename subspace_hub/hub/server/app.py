@@ -4,7 +4,16 @@ datasets, transformers and PEFT work against it unchanged.
 Model, dataset and space repos; commits with inline ("regular") and LFS uploads (Xet is never offered);
 branches and tags; paginated tree and paths-info listings; resolve with the headers the clients check and Range
 requests; repo info, refs and commit history. Storage is :mod:`.storage`; access is :mod:`.auth`. Built on the
-standard library's threading HTTP server: no dependency, one thread per connection, keep-alive.
+standard library's HTTP server with a bounded pool of worker threads, a listen backlog, socket timeouts and
+TCP_NODELAY; keep-alive.
+
+What it promises (the threat model is in the README): requests are authenticated before their bodies are read and
+bodies are bounded (a commit is parsed as a stream, one line at a time), so memory stays bounded whatever a client
+sends; private repos are readable only by tokens with rights on their namespace; a blob can be named in a commit only
+by whoever uploaded its bytes or may read a repo that has it, and the LFS endpoints answer only for blobs of the repo
+asked about; tags are immutable (``allow_tag_deletion`` is the administrator's switch) and branches move only by
+commits; errors never echo control characters into headers; signed upload URLs never reach the log. TLS is a
+reverse proxy's job.
 
     subspace-hub registry serve --root /srv/registry --host 0.0.0.0 --port 8080
 
@@ -16,6 +25,7 @@ Clients of huggingface_hub >= 1.20 with ``hf_xet`` installed switch LFS uploads 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -25,8 +35,9 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -65,6 +76,47 @@ LFS_SUFFIXES = (
     ".msgpack",
 )
 PAGE_SIZE = 1000
+JSON_LIMIT = 1 << 20
+"""Largest JSON body (repo creation, preupload, LFS batch, paths-info, YAML validation), bytes."""
+DRAIN_LIMIT = 64 << 10
+"""An unread body up to this size is drained to keep the connection alive; a larger one closes it."""
+
+
+class _PooledHTTPServer(HTTPServer):
+    """An HTTP server whose connections are served by a bounded pool of threads (excess connections wait in the
+    pool's queue and the listen backlog instead of each getting a thread)."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, workers: int) -> None:
+        super().__init__(address, handler)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.pool.submit(self._serve, request, client_address)
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # a broken connection must not kill the worker
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection error from %s", client_address, exc_info=True)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def header_safe(value: str) -> str:
+    """A header value that cannot split the header block: control characters become spaces, non-ASCII is
+    percent-encoded."""
+    cleaned = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in value)
+    return quote(cleaned, safe=" !\"#$&'()*+,-./:;<=>?@[]^_`{|}~")
 
 
 class RegistryServer:
@@ -83,12 +135,17 @@ class RegistryServer:
         max_file_size: int = 50 << 30,
         max_commit_size: int = 1 << 30,
         page_size: int = PAGE_SIZE,
+        workers: int = 64,
+        timeout: float = 30.0,
+        allow_tag_deletion: bool = False,
+        verify_interval: float = 24 * 3600,
     ) -> None:
         if upload_mode not in ("auto", "regular", "lfs"):
             raise ValueError("upload_mode must be auto, regular or lfs")
         self.root = Path(root)
-        self.store = RepoStore(self.root)
+        self.store = RepoStore(self.root, verify_interval=verify_interval)
         self.tokens = TokenBook.load(self.root)
+        self.allow_tag_deletion = allow_tag_deletion
         self.anonymous_read = anonymous_read
         self.upload_mode = upload_mode
         self.regular_limit = regular_limit
@@ -101,9 +158,8 @@ class RegistryServer:
 
             atomic_write(secret_path, lambda p: p.write_bytes(secrets.token_bytes(32)), mode=0o600)
         self.secret = secret_path.read_bytes()
-        handler = type("Handler", (_Handler,), {"registry": self})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        handler = type("Handler", (_Handler,), {"registry": self, "timeout": timeout})
+        self.httpd = _PooledHTTPServer((host, port), handler, workers)
         self._thread: threading.Thread | None = None
 
     @property
@@ -123,17 +179,21 @@ class RegistryServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.store.close()
 
     # -- upload signatures: LFS PUTs carry their own authorisation ----------------------------------------------
 
-    def sign(self, oid: str, size: int, expires: int) -> str:
-        return hmac.new(self.secret, f"{oid}:{size}:{expires}".encode(), hashlib.sha256).hexdigest()
+    def sign(self, oid: str, size: int, expires: int, user: str) -> str:
+        message = f"{oid}:{size}:{expires}:{user}".encode()
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
 
 
 class _Handler(BaseHTTPRequestHandler):
     registry: RegistryServer
     protocol_version = "HTTP/1.1"
     server_version = "subspace-hub-registry"
+    disable_nagle_algorithm = True  # small responses leave at once on keep-alive connections
+    timeout = 30.0  # seconds a socket read or write may block (slow or stalled clients free their worker)
     # Responses are buffered and flushed by the base class after the handler returns: headers and a small body leave
     # in one write, and the request's log record (_finish) is written before the client can see the response.
     wbufsize = 1 << 16
@@ -159,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
         record = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "method": self.command,
-            "path": self.path,
+            "path": _redact(self.path),
             "status": self._status,
             "bytes": self._sent,
             "ms": round(1000 * (time.perf_counter() - self._t0), 1),
@@ -168,28 +228,71 @@ class _Handler(BaseHTTPRequestHandler):
         }
         log.info(json.dumps(record))
 
+    def _length(self) -> int:
+        """The request body's length: 0 without one. Chunked bodies and malformed lengths are refused (400/411)."""
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise ApiError("Send the body with a Content-Length; chunked transfer is not accepted.", 411)
+        raw = self.headers.get("Content-Length")
+        if raw is None or raw.strip() == "":
+            return 0
+        if not raw.strip().isdigit():
+            self.close_connection = True
+            raise ApiError(f"Invalid Content-Length {raw!r}: a non-negative integer.", 400, "BadRequest")
+        return int(raw)
+
     def _drain(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        self._body_read = True
+        try:
+            length = self._length()
+        except ApiError:
+            self.close_connection = True
+            return
+        if length > DRAIN_LIMIT:
+            self.close_connection = True  # reading it would cost what the refusal was meant to save
+            return
         while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 20))
+            chunk = self.rfile.read(min(length, 1 << 16))
             if not chunk:
                 break
             length -= len(chunk)
-        self._body_read = True
 
     def _body(self, limit: int) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self._length()
         if length > limit:
+            self.close_connection = True
             raise ApiError(f"Request body of {length} bytes exceeds the limit of {limit}.", 413, "TooLarge")
         self._body_read = True
-        return self.rfile.read(length) if length else b""
+        data = self.rfile.read(length) if length else b""
+        if len(data) != length:
+            self.close_connection = True
+            raise ApiError(f"Request body ended after {len(data)} of {length} bytes.", 400, "Truncated")
+        return data
 
-    def _json_body(self) -> Any:
-        raw = self._body(16 << 20)
+    def _json_body(self, limit: int = JSON_LIMIT) -> Any:
+        raw = self._body(limit)
         try:
             return json.loads(raw or b"{}")
-        except json.JSONDecodeError as exc:
-            raise ApiError(f"Request body is not JSON: {exc}", 400) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(f"Request body is not JSON: {exc}", 400, "BadRequest") from None
+
+    def _lines(self, limit: int, line_limit: int) -> Iterator[bytes]:
+        """The body's lines, read as a stream: at most ``limit`` bytes in all and ``line_limit`` a line."""
+        remaining = self._length()
+        if remaining > limit:
+            self.close_connection = True
+            raise ApiError(f"Request body of {remaining} bytes exceeds the limit of {limit}.", 413, "TooLarge")
+        self._body_read = True
+        while remaining > 0:
+            line = self.rfile.readline(min(remaining, line_limit + 1))
+            if not line:
+                self.close_connection = True
+                raise ApiError("Request body ended before its Content-Length.", 400, "Truncated")
+            remaining -= len(line)
+            if len(line) > line_limit and not line.endswith(b"\n") and remaining > 0:
+                self.close_connection = True
+                raise ApiError(f"A commit line is longer than {line_limit} bytes.", 413, "TooLarge")
+            yield line
 
     def _send(
         self,
@@ -203,7 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for key, value in (headers or {}).items():
-            self.send_header(key, value)
+            self.send_header(key, header_safe(str(value)))
         self.end_headers()
         if self.command != "HEAD" and body:
             self.wfile.write(body)
@@ -216,7 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
         extra = dict(headers or {})
         if error.code:
             extra["X-Error-Code"] = error.code
-        extra["X-Error-Message"] = str(error).encode("ascii", "replace").decode()[:300]
+        extra["X-Error-Message"] = str(error)[:300]  # made header-safe by _send
         self._json({"error": str(error)}, error.status, extra)
 
     def _dispatch(self) -> None:
@@ -249,25 +352,46 @@ class _Handler(BaseHTTPRequestHandler):
         self._user = user
         return user
 
-    def _require_write(self, namespace: str) -> User:
+    def _require_user(self) -> User:
         user = self._authenticate()
         if user is None:
             raise ApiError("Writing needs a token (Authorization: Bearer ...).", 401, "Unauthorized")
+        return user
+
+    def _require_write(self, namespace: str) -> User:
+        user = self._require_user()
         if not user.can_write(namespace):
             raise ApiError(f"User {user.name!r} may not write to namespace {namespace!r}.", 403, "Forbidden")
         return user
 
+    def _may_read(self, user: User | None, repo_type: str, repo_id: str) -> bool:
+        store = self.registry.store
+        if not store.exists(repo_type, repo_id):
+            return False
+        if store.repo_meta(repo_type, repo_id).get("private"):
+            return user is not None and user.can_read(repo_id.split("/")[0])
+        return user is not None or self.registry.anonymous_read
+
     def _require_read(self, repo_type: str, repo_id: str) -> None:
         user = self._authenticate()
-        namespace = repo_id.split("/")[0]
-        private = self.registry.store.exists(repo_type, repo_id) and self.registry.store.repo_meta(
-            repo_type, repo_id
-        ).get("private")
-        if user is None and (private or not self.registry.anonymous_read):
-            # Like the Hub: a repo one cannot see does not exist.
+        if self._may_read(user, repo_type, repo_id) or not self.registry.store.exists(repo_type, repo_id):
+            return  # a missing repo is reported by the handler (404)
+        # Like the Hub: a repo one cannot see does not exist.
+        if user is None:
             raise ApiError(f"Repository {repo_id} not found (or it needs a token).", 401, "RepoNotFound")
-        if user is not None and private and not user.can_read(namespace):
-            raise ApiError(f"Repository {repo_id} not found.", 404, "RepoNotFound")
+        raise ApiError(f"Repository {repo_id} not found.", 404, "RepoNotFound")
+
+    def _may_use_blob(self, user: User, sha256: str) -> bool:
+        """May ``user`` name this stored blob without sending its bytes: they uploaded it, or a repo they may read
+        references it."""
+        store = self.registry.store
+        if store.possesses(user.name, sha256):
+            return True
+        for key in store.repos_referencing(sha256):
+            repo_type, repo_id = key.split("/", 1)
+            if self._may_read(user, repo_type, repo_id):
+                return True
+        return False
 
     # -- routing ----------------------------------------------------------------------------------------------------
 
@@ -356,12 +480,12 @@ class _Handler(BaseHTTPRequestHandler):
         return f"{self._base_url()}/{_PREFIX[repo_type]}{repo_id}"
 
     def _create_repo(self) -> None:
+        user = self._require_user()  # before the body is read
         body = self._json_body()
         repo_type = body.get("type") or "model"
-        name, namespace = body.get("name", ""), body.get("organization")
-        if namespace is None:
-            user = self._authenticate()
-            namespace = user.name if user else ""
+        if repo_type not in _PREFIX:
+            raise ApiError(f"Unknown repo type {repo_type!r}; use model, dataset or space.", 400)
+        name, namespace = body.get("name", ""), body.get("organization") or user.name
         repo_id = f"{namespace}/{name}"
         validate_repo_id(repo_id)
         user = self._require_write(namespace)
@@ -374,6 +498,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({"url": url, "name": repo_id, "id": repo_id})
 
     def _delete_repo(self) -> None:
+        self._require_user()
         body = self._json_body()
         repo_id = f"{body.get('organization') or ''}/{body.get('name', '')}"
         validate_repo_id(repo_id)
@@ -384,8 +509,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _validate_yaml(self) -> None:
         import yaml
 
+        self._require_user()
         body = self._json_body()
         content = body.get("content", "")
+        if not isinstance(content, str):
+            raise ApiError('validate-yaml takes {"content": <the card\'s text>}.', 400, "BadRequest")
         errors = []
         if content.startswith("---"):
             try:
@@ -445,7 +573,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._require_write(repo_id.split("/")[0])
         store = self.registry.store
         if self.command == "DELETE":
-            store.set_ref(repo_type, repo_id, kind, name, None)
+            store.set_ref(repo_type, repo_id, kind, name, None, allow_tag_deletion=self.registry.allow_tag_deletion)
             return self._json({})
         body = self._json_body()
         if kind == "tag":  # POST /tag/{revision} {"tag": name}
@@ -477,9 +605,14 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError:
             files = {}
         answers = []
-        for item in body.get("files", []):
+        items = body.get("files", [])
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("path"), str) for i in items
+        ):
+            raise ApiError('preupload takes {"files": [{"path": ..., "size": ...}, ...]}.', 400, "BadRequest")
+        for item in items:
             path = validate_path(item["path"])
-            mode = self._mode(path, int(item.get("size", 0)))
+            mode = self._mode(path, _int(item.get("size", 0), "size"))
             current = files.get(path)
             oid = None if current is None else (current.sha256 if mode == "lfs" else current.sha1)
             answers.append({"path": path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
@@ -489,14 +622,23 @@ class _Handler(BaseHTTPRequestHandler):
         validate_repo_id(repo_id)
         body = self._json_body()
         operation = body.get("operation")
+        if operation not in ("upload", "download"):
+            raise ApiError("operation must be 'upload' or 'download'.", 400, "BadRequest")
+        user = None
         if operation == "upload":
-            self._require_write(repo_id.split("/")[0])
+            user = self._require_write(repo_id.split("/")[0])
         else:
             self._require_read(repo_type, repo_id)
+        store = self.registry.store
+        if not store.exists(repo_type, repo_id):
+            raise ApiError(f"Repository {repo_id} not found.", 404, "RepoNotFound")
+        objects_in = body.get("objects", [])
+        if not isinstance(objects_in, list) or not all(isinstance(o, dict) for o in objects_in):
+            raise ApiError('The batch takes {"objects": [{"oid": ..., "size": ...}, ...]}.', 400, "BadRequest")
         base_url = self._base_url()
         objects = []
-        for obj in body.get("objects", []):
-            oid, size = str(obj.get("oid", "")), int(obj.get("size", 0))
+        for obj in objects_in:
+            oid, size = str(obj.get("oid", "")), _int(obj.get("size", 0), "size")
             entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
             if not re.fullmatch(r"[0-9a-f]{64}", oid):
                 entry["error"] = {"code": 422, "message": "oid must be a sha256 hex digest"}
@@ -505,17 +647,22 @@ class _Handler(BaseHTTPRequestHandler):
                     "code": 413,
                     "message": f"object larger than the limit of {self.registry.max_file_size} bytes",
                 }
-            elif operation == "upload" and not self.registry.store.blobs.exists(oid):
-                expires = int(time.time()) + 3600
-                signature = self.registry.sign(oid, size, expires)
-                entry["actions"] = {
-                    "upload": {
-                        "href": f"{base_url}/lfs-upload/{oid}?size={size}&expires={expires}&sig={signature}",
-                        "header": {},
-                        "expires_in": 3600,
+            elif operation == "upload":
+                # Known bytes are skipped only for whoever may already use them; anyone else uploads them (and
+                # so proves they have them): the answer says nothing about what other namespaces stored.
+                if not (user is not None and store.blobs.exists(oid) and self._may_use_blob(user, oid)):
+                    expires = int(time.time()) + 3600
+                    name = user.name if user else ""
+                    signature = self.registry.sign(oid, size, expires, name)
+                    query = f"size={size}&expires={expires}&user={quote(name)}&sig={signature}"
+                    entry["actions"] = {
+                        "upload": {
+                            "href": f"{base_url}/lfs-upload/{oid}?{query}",
+                            "header": {},
+                            "expires_in": 3600,
+                        }
                     }
-                }
-            elif operation == "download" and not self.registry.store.blobs.exists(oid):
+            elif not store.referenced_by(repo_type, repo_id, oid) or not store.blobs.exists(oid):
                 entry["error"] = {"code": 404, "message": "object not found"}
             objects.append(entry)
         self._send(
@@ -532,62 +679,78 @@ class _Handler(BaseHTTPRequestHandler):
                 int(self._query["expires"][0]),
                 self._query["sig"][0],
             )
+            user = self._query.get("user", [""])[0]
         except (KeyError, ValueError, IndexError):
             raise ApiError("Upload URL lacks its signature.", 403, "Forbidden") from None
-        if expires < time.time() or not hmac.compare_digest(signature, self.registry.sign(oid, size, expires)):
+        if expires < time.time() or not hmac.compare_digest(signature, self.registry.sign(oid, size, expires, user)):
             raise ApiError("Upload URL signature is invalid or expired.", 403, "Forbidden")
-        length = int(self.headers.get("Content-Length") or -1)
+        length = self._length()
         if length != size:
             raise ApiError(f"Upload of {oid} must be {size} bytes, the request carries {length}.", 400)
         self._body_read = True  # the store reads it
         self.registry.store.blobs.write(self.rfile, size, expected_sha256=oid, max_size=self.registry.max_file_size)
+        if user:
+            self.registry.store.record_possession(user, oid)
         self._json({})
 
     def _commit(self, repo_type: str, repo_id: str, revision: str) -> None:
-        user = self._require_write(repo_id.split("/")[0])
+        user = self._require_write(repo_id.split("/")[0])  # before a byte of the body is read
         if self._query.get("create_pr", ["0"])[0] not in ("0", "false", "False", ""):
             raise ApiError("Pull requests are not supported by this registry; commit to a branch.", 400)
-        raw = self._body(self.registry.max_commit_size)
+        if not self.registry.store.exists(repo_type, repo_id):
+            raise ApiError(f"Repository {repo_id} not found.", 404, "RepoNotFound")
         header: dict[str, Any] = {}
         operations: list[Operation] = []
         blobs = self.registry.store.blobs
-        for line in raw.splitlines():
+        # one line holds at most one inline file: base64 of the regular-file limit, plus its JSON
+        line_limit = max(self.registry.regular_limit, 1 << 20) * 4 // 3 + (64 << 10)
+        for number, line in enumerate(self._lines(self.registry.max_commit_size, line_limit), 1):
             if not line.strip():
                 continue
-            item = json.loads(line)
-            key, value = item.get("key"), item.get("value", {})
-            if key == "header":
-                header = value
-            elif key == "file":
-                data = (
-                    base64.b64decode(value["content"])
-                    if value.get("encoding", "base64") == "base64"
-                    else value["content"].encode()
-                )
-                if len(data) > self.registry.max_file_size:
-                    raise ApiError(f"{value['path']} exceeds the size limit.", 413, "TooLarge")
-                digest, _ = blobs.put_bytes(data)
-                operations.append(Operation("add", validate_path(value["path"]), digest, False))
-            elif key == "lfsFile":
-                operations.append(Operation("add", validate_path(value["path"]), value["oid"], True))
-            elif key == "deletedFile":
-                operations.append(Operation("delete_file", value["path"]))
-            elif key == "deletedFolder":
-                operations.append(Operation("delete_folder", value["path"]))
-            else:
-                raise ApiError(f"Unsupported commit operation {key!r}.", 400)
+            try:
+                item = json.loads(line)
+                key, value = item.get("key"), item.get("value", {})
+                if key == "header":
+                    header = dict(value)
+                elif key == "file":
+                    encoding = value.get("encoding", "base64")
+                    data = (
+                        base64.b64decode(value["content"], validate=True)
+                        if encoding == "base64"
+                        else value["content"].encode()
+                    )
+                    if len(data) > self.registry.max_file_size:
+                        raise ApiError(f"{value['path']} exceeds the size limit.", 413, "TooLarge")
+                    path = validate_path(value["path"])
+                    digest, _ = blobs.put_bytes(data)
+                    operations.append(Operation("add", path, digest, False))
+                elif key == "lfsFile":
+                    operations.append(Operation("add", validate_path(value["path"]), str(value["oid"]), True))
+                elif key == "deletedFile":
+                    operations.append(Operation("delete_file", str(value["path"])))
+                elif key == "deletedFolder":
+                    operations.append(Operation("delete_folder", str(value["path"])))
+                else:
+                    raise ApiError(f"Unsupported commit operation {key!r}.", 400)
+            except ApiError:
+                raise
+            except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+                raise ApiError(
+                    f"Commit line {number} is not a valid operation ({type(exc).__name__}: {exc}).", 400, "BadRequest"
+                ) from None
         parent = header.get("parentCommit")
-        if parent is not None and not re.fullmatch(r"[0-9a-fA-F]{5,40}", parent):
+        if parent is not None and not (isinstance(parent, str) and re.fullmatch(r"[0-9a-fA-F]{5,40}", parent)):
             raise ApiError(f"Invalid parentCommit {parent!r}.", 400)
         commit = self.registry.store.create_commit(
             repo_type,
             repo_id,
             revision,
             operations,
-            title=header.get("summary") or "update",
-            message=header.get("description") or "",
+            title=str(header.get("summary") or "update"),
+            message=str(header.get("description") or ""),
             author=user.name,
             parent=parent.lower() if parent else None,
+            may_use=lambda sha256: self._may_use_blob(user, sha256),
         )
         url = self._repo_url(repo_type, repo_id)
         self._json({"commitOid": commit.id, "commitUrl": f"{url}/commit/{commit.id}", "pullRequestUrl": None})
@@ -632,7 +795,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise EntryNotFound(f"{path} does not exist at {revision}.")
         recursive = self._query.get("recursive", ["false"])[0].lower() == "true"
         entries = self._entries(commit.files, path, recursive)
-        start = int(self._query.get("cursor", ["0"])[0] or 0)
+        start = _int(self._query.get("cursor", ["0"])[0] or 0, "cursor")
         limit = self.registry.page_size
         page = entries[start : start + limit]
         headers = {}
@@ -647,12 +810,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _paths_info(self, repo_type: str, repo_id: str, revision: str) -> None:
         self._require_read(repo_type, repo_id)
-        raw = self._body(16 << 20).decode()
-        form = (
-            parse_qs(raw)
-            if "application/json" not in (self.headers.get("Content-Type") or "")
-            else {"paths": json.loads(raw or "{}").get("paths", [])}
-        )
+        try:
+            raw = self._body(JSON_LIMIT).decode()
+            form = (
+                parse_qs(raw)
+                if "application/json" not in (self.headers.get("Content-Type") or "")
+                else {"paths": json.loads(raw or "{}").get("paths", [])}
+            )
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+            raise ApiError(f"paths-info takes paths=...: {exc}", 400, "BadRequest") from None
+        if not isinstance(form.get("paths", []), list):
+            raise ApiError("paths-info takes a list of paths.", 400, "BadRequest")
         store = self.registry.store
         commit = store.commit(repo_type, repo_id, store.resolve(repo_type, repo_id, revision))
         out = []
@@ -730,6 +898,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         with open(blob, "rb") as f:  # zero-copy from the page cache to the socket where the OS allows it
             self._sent += self.connection.sendfile(f, offset=start, count=length)
+
+
+def _int(value: Any, what: str) -> int:
+    """A non-negative integer from a request, or a 400 naming ``what``."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(f"{what} must be a non-negative integer, got {value!r}.", 400, "BadRequest") from None
+    if number < 0:
+        raise ApiError(f"{what} must be a non-negative integer, got {value!r}.", 400, "BadRequest")
+    return number
+
+
+def _redact(path: str) -> str:
+    """A request path for the log: the signature of an upload URL replaced (it authorises the upload)."""
+    return re.sub(r"([?&]sig=)[^&]*", r"\1<redacted>", path)
 
 
 def _file_entry(path: str, entry: Any) -> dict[str, Any]:

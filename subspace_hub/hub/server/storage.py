@@ -8,14 +8,20 @@ Layout under the root::
         repo.json                {"created", "private"}
         commits/<id>.json        one immutable manifest per commit: parents, message, author, date, files
         refs.json                {"branches": {...}, "tags": {...}}, replaced atomically
-    tmp/                         uploads in progress (never read)
+    possession/<user>/<sha256>   markers: this user uploaded these bytes (may commit them by hash)
+    tmp/<session>/               uploads in progress of one server process (swept once that process is gone)
 
 A write goes to ``tmp`` first, is hashed while it streams, verified against the expected hash, and renamed into
 place (and counts as verified until the file changes); a commit is written in full before the ref moves to it,
 under the repo's lock, and only if the branch still points where the writer expected (optimistic concurrency).
 A crash at any point therefore leaves the previous commit intact. A blob is hashed again before it is served
-whenever its size or mtime differ from when it was last verified (and at least once per server process), so a
-corrupted blob is an error, never silently served.
+whenever its size, mtime, ctime or inode differ from when it was last verified (a write that restores the mtime
+still moves the ctime), when the last verification is older than ``verify_interval``, and at least once per server
+process, so a corrupted blob is an error, never silently served; :meth:`RepoStore.fsck` hashes everything.
+
+Blobs are shared by every repo, so who may name a blob in a commit is checked: its bytes were uploaded by the
+committer (the possession markers) or the blob is reachable from a repo the committer may read. :meth:`RepoStore.gc`
+removes blobs no commit of any repo references (after a grace period for uploads not yet committed).
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ import os
 import re
 import shutil
 import threading
+import time
+import unicodedata
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -43,6 +51,11 @@ from subspace_hub.hub.repo_id import parse_repo_id
 REPO_TYPES = ("model", "dataset", "space")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _CHUNK = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Characters a path may not hold although they are printable: bidirectional overrides and isolates, zero-width
+# characters, the byte-order mark and line/paragraph separators (they make a name look like another).
+_INVISIBLE = set("\u200b\u200c\u200d\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2060")
+_INVISIBLE |= set("\u2066\u2067\u2068\u2069\ufeff")
 
 
 class ApiError(SubspaceHubError):
@@ -89,10 +102,26 @@ def validate_repo_id(repo_id: str) -> tuple[str, str]:
 
 
 def validate_path(path: str) -> str:
-    """A file path inside a repo: relative, ``/``-separated, no ``..``, ``.`` or empty segments, no ``.git``."""
-    if not path or len(path) > 1000 or path.startswith("/") or "\\" in path or "\x00" in path:
+    """A file path inside a repo: relative, ``/``-separated, no ``..``, ``.`` or empty segments, no ``.git``; Unicode
+    in NFC without control, bidirectional-override or zero-width characters (names that look alike are alike)."""
+    if not path or len(path) > 1000 or path.startswith("/") or "\\" in path:
         raise ApiError(
             f"Invalid path {path!r}: paths are relative, '/'-separated and at most 1000 characters.", 400, "InvalidPath"
+        )
+    bad = sorted(
+        {f"U+{ord(c):04X}" for c in path if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or c in _INVISIBLE}
+    )
+    if bad:
+        raise ApiError(
+            f"Invalid path {path!r}: control or invisible characters ({', '.join(bad)}) are not allowed.",
+            400,
+            "InvalidPath",
+        )
+    if unicodedata.normalize("NFC", path) != path:
+        raise ApiError(
+            f"Invalid path {path!r}: not in Unicode NFC; normalise it (unicodedata.normalize('NFC', path)).",
+            400,
+            "InvalidPath",
         )
     segments = path.split("/")
     if any(s in ("", ".", "..") for s in segments) or ".git" in segments:
@@ -101,15 +130,22 @@ def validate_path(path: str) -> str:
 
 
 def validate_ref_name(name: str) -> str:
+    """A branch or tag name git would accept that cannot be mistaken for something else: not a full commit id
+    (40 hex digits) or sha256, not ``refs/...``."""
     if (
         not name
         or len(name) > 200
-        or name.startswith(("-", "/"))
+        or name.startswith(("-", "/", "refs/"))
         or ".." in name
         or any(c in name for c in " ~^:?*[\\\x00")
+        or any(unicodedata.category(c) in ("Cc", "Cf") for c in name)
         or name.endswith((".", "/", ".lock"))
     ):
         raise ApiError(f"Invalid branch or tag name {name!r}.", 400, "InvalidRef")
+    if re.fullmatch(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}", name):
+        raise ApiError(
+            f"Invalid branch or tag name {name!r}: it reads as a commit id, and would shadow one.", 400, "InvalidRef"
+        )
     return name
 
 
@@ -156,21 +192,34 @@ class Operation:
 
 
 class BlobStore:
-    """Content-addressed, verified file storage."""
+    """Content-addressed, verified file storage. Each process writes its uploads in progress to its own
+    ``tmp/<session>/`` folder, held by a lock for the process's life; opening a store removes the folders whose
+    process is gone (a killed upload leaves nothing behind across restarts)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, verify_interval: float = 24 * 3600) -> None:
         self.root = root / "blobs"
-        self.tmp = root / "tmp"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self._verified: dict[str, tuple[int, int]] = {}
+        self.verify_interval = verify_interval
+        self._verified: dict[str, tuple[tuple[int, ...], float]] = {}
         self._lock = threading.Lock()
+        tmp_root = root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        sweep_temporary(tmp_root)
+        self.tmp = tmp_root / f"session-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.tmp.mkdir()
+        self._session_lock = FileLock(self.tmp / ".lock")
+        self._session_lock.acquire()
+
+    def close(self) -> None:
+        """Give up this process's upload folder (what is in it is abandoned)."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._session_lock.release()
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
 
     def exists(self, sha256: str) -> bool:
-        return bool(re.fullmatch(r"[0-9a-f]{64}", sha256)) and self.path(sha256).is_file()
+        return bool(_SHA256.fullmatch(sha256)) and self.path(sha256).is_file()
 
     def meta(self, sha256: str) -> dict[str, Any]:
         meta_path = self.path(sha256).with_suffix(".json")
@@ -224,11 +273,13 @@ class BlobStore:
                 meta = final.with_suffix(".json")
                 tmp_meta = self.tmp / f"meta-{uuid.uuid4().hex}"
                 tmp_meta.write_text(json.dumps({"size": written, "sha1": sha1.hexdigest()}))
-                os.replace(tmp_meta, meta)
+                os.replace(tmp_meta, meta)  # the meta first: a blob file without its meta never exists
                 os.replace(temporary, final)
-                stat = final.stat()
+                fsync_dir(final.parent)
                 with self._lock:  # hashed as it was written: no need to hash it again until the file changes
-                    self._verified[digest] = (stat.st_size, stat.st_mtime_ns)
+                    self._verified[digest] = (_stamp(final), time.time())
+            else:
+                os.utime(final)  # a fresh upload of known bytes: the grace period of gc starts again
             return digest, written
         finally:
             temporary.unlink(missing_ok=True)
@@ -236,22 +287,25 @@ class BlobStore:
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         return self.write([data], len(data))
 
-    def verify(self, sha256: str) -> Path:
-        """The blob's path after checking its content hashes to its name (cached until the file changes)."""
+    def verify(self, sha256: str, *, force: bool = False) -> Path:
+        """The blob's path after checking its content hashes to its name (cached while the file's size, mtime,
+        ctime and inode are unchanged, for at most ``verify_interval`` seconds; ``force``: hash it now)."""
         path = self.path(sha256)
         try:
-            stat = path.stat()
+            stamp = _stamp(path)
         except FileNotFoundError:
             raise EntryNotFound(f"Blob {sha256} is missing from the store.") from None
-        key = (stat.st_size, stat.st_mtime_ns)
         with self._lock:
-            if self._verified.get(sha256) == key:
-                return path
+            cached = self._verified.get(sha256)
+        if not force and cached is not None and cached[0] == stamp and time.time() - cached[1] < self.verify_interval:
+            return path
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(_CHUNK), b""):
                 digest.update(chunk)
         if digest.hexdigest() != sha256:
+            with self._lock:
+                self._verified.pop(sha256, None)
             raise CorruptBlob(
                 f"Blob {sha256} is corrupted on disk (its content hashes to {digest.hexdigest()}); restore it from a "
                 "backup.",
@@ -259,8 +313,72 @@ class BlobStore:
                 "CorruptBlob",
             )
         with self._lock:
-            self._verified[sha256] = key
+            self._verified[sha256] = (stamp, time.time())
         return path
+
+    def all(self) -> Iterator[str]:
+        """Every stored blob's sha256."""
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_dir():
+                for path in sorted(folder.iterdir()):
+                    if _SHA256.fullmatch(path.name):
+                        yield path.name
+
+    def remove(self, sha256: str) -> None:
+        """Delete a blob: the content first, then its meta (a crash in between leaves a meta without content, which
+        :meth:`RepoStore.gc` removes next time; never content without meta)."""
+        path = self.path(sha256)
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+        fsync_dir(path.parent)
+        with self._lock:
+            self._verified.pop(sha256, None)
+
+
+def _stamp(path: Path) -> tuple[int, ...]:
+    stat = path.stat()
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def sweep_temporary(tmp_root: Path) -> int:
+    """Remove the ``tmp`` folders of processes that are gone (their lock can be taken) and loose files left by
+    older versions; returns how many entries were removed."""
+    from filelock import Timeout
+
+    removed = 0
+    for entry in tmp_root.iterdir():
+        if entry.is_dir() and entry.name.startswith("session-"):
+            lock = FileLock(entry / ".lock")
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue  # a live process's uploads
+            try:
+                shutil.rmtree(entry, ignore_errors=True)
+            finally:
+                lock.release()
+            removed += 1
+        elif entry.is_dir() and entry.name.startswith("deleted-"):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        elif entry.is_file() and entry.name.startswith(("upload-", "meta-")):
+            entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _chunks(stream: BinaryIO | Iterable[bytes], size: int | None) -> Iterator[bytes]:
@@ -278,14 +396,88 @@ def _chunks(stream: BinaryIO | Iterable[bytes], size: int | None) -> Iterator[by
 
 
 class RepoStore:
-    """Repos of every type over one :class:`BlobStore`."""
+    """Repos of every type over one :class:`BlobStore`, with the index of which repos reference which blobs."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, verify_interval: float = 24 * 3600) -> None:
         self.root = Path(root)
-        self.blobs = BlobStore(self.root)
+        self.blobs = BlobStore(self.root, verify_interval=verify_interval)
         (self.root / "repos").mkdir(parents=True, exist_ok=True)
         self._locks: dict[Path, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._index: dict[str, set[str]] | None = None  # sha256 -> repo keys ("type/ns/name") referencing it
+        self._index_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.blobs.close()
+
+    # -- which repos reference a blob ---------------------------------------------------------------------------
+
+    def _repo_key(self, repo_type: str, repo_id: str) -> str:
+        return f"{repo_type}/{repo_id}"
+
+    def _build_index(self) -> dict[str, set[str]]:
+        index: dict[str, set[str]] = {}
+        for repo_type in REPO_TYPES:
+            for repo_id in self.list_repos(repo_type):
+                for sha256 in self._repo_blobs(repo_type, repo_id):
+                    index.setdefault(sha256, set()).add(self._repo_key(repo_type, repo_id))
+        return index
+
+    def _repo_blobs(self, repo_type: str, repo_id: str) -> set[str]:
+        """Every blob any commit of the repo references (history included: old revisions stay downloadable)."""
+        out: set[str] = set()
+        for path in (self.repo_dir(repo_type, repo_id) / "commits").glob("*.json"):
+            try:
+                files = json.loads(path.read_text())["files"]
+            except (OSError, ValueError, KeyError):
+                continue  # fsck reports it
+            out.update(entry["sha256"] for entry in files.values())
+        return out
+
+    def index(self) -> dict[str, set[str]]:
+        with self._index_lock:
+            if self._index is None:
+                self._index = self._build_index()
+            return self._index
+
+    def repos_referencing(self, sha256: str) -> set[str]:
+        """Repo keys (``type/namespace/name``) with a commit that references the blob."""
+        return set(self.index().get(sha256, ()))
+
+    def referenced_by(self, repo_type: str, repo_id: str, sha256: str) -> bool:
+        return self._repo_key(repo_type, repo_id) in self.index().get(sha256, ())
+
+    def _index_add(self, repo_type: str, repo_id: str, blobs: Iterable[str]) -> None:
+        key = self._repo_key(repo_type, repo_id)
+        index = self.index()
+        with self._index_lock:
+            for sha256 in blobs:
+                index.setdefault(sha256, set()).add(key)
+
+    def _index_drop_repo(self, repo_type: str, repo_id: str) -> None:
+        key = self._repo_key(repo_type, repo_id)
+        index = self.index()
+        with self._index_lock:
+            for sha256 in [s for s, keys in index.items() if key in keys]:
+                index[sha256].discard(key)
+                if not index[sha256]:
+                    del index[sha256]
+
+    # -- possession: who uploaded which bytes ---------------------------------------------------------------
+
+    def record_possession(self, user: str, sha256: str) -> None:
+        """``user`` uploaded these bytes (an LFS PUT that hashed to ``sha256``): they may commit them by hash."""
+        marker = self.root / "possession" / user / sha256
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+    def possesses(self, user: str, sha256: str) -> bool:
+        return bool(_SHA256.fullmatch(sha256)) and (self.root / "possession" / user / sha256).is_file()
+
+    def gc_lock(self) -> FileLock:
+        """Held by a commit while it checks and records its blobs, and by :meth:`gc` while it deletes: a blob is
+        never collected between a commit's check and the commit becoming visible."""
+        return FileLock(self.root / "gc.lock")
 
     # -- repos ------------------------------------------------------------------------------------------------
 
@@ -330,9 +522,11 @@ class RepoStore:
     def delete_repo(self, repo_type: str, repo_id: str) -> None:
         directory = self._require(repo_type, repo_id)
         with self.locked(directory):
-            graveyard = self.root / "tmp" / f"deleted-{uuid.uuid4().hex}"
+            graveyard = self.blobs.tmp / f"deleted-{uuid.uuid4().hex}"
             os.replace(directory, graveyard)  # atomic disappearance, then cleanup
+            fsync_dir(directory.parent)
         shutil.rmtree(graveyard, ignore_errors=True)
+        self._index_drop_repo(repo_type, repo_id)
 
     def repo_meta(self, repo_type: str, repo_id: str) -> dict[str, Any]:
         return json.loads((self._require(repo_type, repo_id) / "repo.json").read_text())
@@ -358,15 +552,18 @@ class RepoStore:
         """A branch, tag, full commit id (or an unambiguous prefix of 7+ hex) -> commit id."""
         directory = self._require(repo_type, repo_id)
         revision = revision or "main"
+        # a full commit id is that commit, whatever a ref is called (ref names of 40 hex digits are refused)
+        if _HEX40.fullmatch(revision) and (directory / "commits" / f"{revision}.json").is_file():
+            return revision
         refs = json.loads((directory / "refs.json").read_text())
         for prefix in ("", "refs/heads/", "refs/tags/"):
             name = revision.removeprefix(prefix) if prefix else revision
+            if prefix and not revision.startswith(prefix):
+                continue
             if prefix != "refs/tags/" and name in refs["branches"]:
                 return refs["branches"][name]
             if prefix != "refs/heads/" and name in refs["tags"]:
                 return refs["tags"][name]
-        if _HEX40.fullmatch(revision) and (directory / "commits" / f"{revision}.json").is_file():
-            return revision
         if re.fullmatch(r"[0-9a-f]{7,39}", revision):
             matches = [p.stem for p in (directory / "commits").glob(f"{revision}*.json")]
             if len(matches) == 1:
@@ -429,19 +626,30 @@ class RepoStore:
         message: str = "",
         author: str = "",
         parent: str | None = None,
+        may_use: Callable[[str], bool] | None = None,
     ) -> Commit:
         """Apply ``operations`` on top of ``branch`` in a new commit and move the branch to it.
 
+        ``may_use(sha256)`` says whether the committer may name an existing blob it did not send in this commit
+        (LFS files); default: any blob.
+
         Raises:
             Conflict (412): ``parent`` is given and the branch has moved past it.
-            EntryNotFound: an added blob was never uploaded, or a deleted path does not exist.
+            Conflict (409): a file and a folder of the same name would coexist.
+            EntryNotFound: an added blob was never uploaded (or may not be used), or a deleted path does not exist.
         """
         directory = self._require(repo_type, repo_id)
         for op in operations:
             validate_path(op.path.rstrip("/") if op.kind == "delete_folder" else op.path)
-            if op.kind == "add" and not self.blobs.exists(op.sha256 or ""):
-                raise EntryNotFound(f"{op.path}: its content ({op.sha256}) was not uploaded first.", 400)
-        with self.locked(directory):
+        with self.gc_lock(), self.locked(directory):
+            for op in operations:
+                if op.kind != "add":
+                    continue
+                usable = self.blobs.exists(op.sha256 or "") and (
+                    may_use is None or not op.lfs or may_use(op.sha256 or "")
+                )
+                if not usable:
+                    raise EntryNotFound(f"{op.path}: its content ({op.sha256}) was not uploaded first.", 400)
             refs = json.loads((directory / "refs.json").read_text())
             if branch not in refs["branches"]:
                 raise RevisionNotFound(f"No branch {branch!r} in {repo_id}.")
@@ -467,15 +675,28 @@ class RepoStore:
                         raise EntryNotFound(f"Cannot delete folder {op.path}: it is empty or missing.")
                     for p in doomed:
                         del files[p]
+            _refuse_file_folder_clash(files)
             commit = self._write_commit(directory, (head,), title, message, author, files)
             refs["branches"][branch] = commit.id
             _atomic_json(directory / "refs.json", refs)  # the moment the commit becomes visible
+            self._index_add(repo_type, repo_id, (entry.sha256 for entry in files.values()))
             return commit
 
     def set_ref(
-        self, repo_type: str, repo_id: str, kind: str, name: str, target: str | None, *, exist_ok: bool = False
+        self,
+        repo_type: str,
+        repo_id: str,
+        kind: str,
+        name: str,
+        target: str | None,
+        *,
+        exist_ok: bool = False,
+        allow_tag_deletion: bool = False,
     ) -> None:
-        """Create (``target`` a revision) or delete (``target`` None) a branch or tag."""
+        """Create (``target`` a revision) or delete (``target`` None) a branch or tag. Tags are immutable: one that
+        exists is never moved, and deleting one needs ``allow_tag_deletion`` (the server's admin switch). A branch
+        that exists is left where it is, also with ``exist_ok`` (branches move by commits, which check their
+        parent)."""
         directory = self._require(repo_type, repo_id)
         validate_ref_name(name)
         with self.locked(directory):
@@ -485,14 +706,117 @@ class RepoStore:
                 if name not in table:
                     raise RevisionNotFound(f"No {kind} {name!r} in {repo_id}.")
                 if kind == "branch" and name == "main":
-                    raise ApiError("The main branch cannot be deleted.", 403)
+                    raise ApiError("The main branch cannot be deleted.", 403, "Forbidden")
+                if kind == "tag" and not allow_tag_deletion:
+                    raise ApiError(
+                        f"Tag {name!r} of {repo_id} is protected: published tags are immutable on this registry (its "
+                        "administrator can start it with --allow-tag-deletion).",
+                        403,
+                        "ProtectedTag",
+                    )
                 del table[name]
             else:
                 commit_id = self.resolve(repo_type, repo_id, target)
-                if name in table and not exist_ok:
+                if name in table:
+                    if kind == "branch" and exist_ok:
+                        return
                     raise Conflict(f"{kind.capitalize()} {name!r} already exists in {repo_id} (at {table[name][:12]}).")
                 table[name] = commit_id
             _atomic_json(directory / "refs.json", refs)
+
+    # -- maintenance ----------------------------------------------------------------------------------------------
+
+    def fsck(self, *, progress: Callable[[str], None] | None = None) -> list[str]:
+        """Hash every blob and check every repo (refs point to commits, commits parse and name stored blobs of the
+        recorded sizes); returns the problems found (empty: healthy)."""
+        problems: list[str] = []
+        for sha256 in self.blobs.all():
+            try:
+                self.blobs.verify(sha256, force=True)
+                meta = self.blobs.meta(sha256)
+                if meta["size"] != self.blobs.path(sha256).stat().st_size:
+                    problems.append(
+                        f"blob {sha256}: {self.blobs.path(sha256).stat().st_size} bytes, meta says {meta['size']}"
+                    )
+            except ApiError as error:
+                problems.append(f"blob {sha256}: {error}")
+            if progress:
+                progress(sha256)
+        for repo_type in REPO_TYPES:
+            for repo_id in self.list_repos(repo_type):
+                directory = self.repo_dir(repo_type, repo_id)
+                try:
+                    refs = json.loads((directory / "refs.json").read_text())
+                except (OSError, ValueError) as error:
+                    problems.append(f"{repo_type} {repo_id}: refs.json unreadable ({error})")
+                    continue
+                for kind in ("branches", "tags"):
+                    for name, commit_id in refs.get(kind, {}).items():
+                        if not (directory / "commits" / f"{commit_id}.json").is_file():
+                            problems.append(
+                                f"{repo_type} {repo_id}: {'tag' if kind == 'tags' else 'branch'} {name} -> missing "
+                                f"commit {commit_id}"
+                            )
+                for path in sorted((directory / "commits").glob("*.json")):
+                    try:
+                        data = json.loads(path.read_text())
+                        files = data["files"]
+                    except (OSError, ValueError, KeyError) as error:
+                        problems.append(f"{repo_type} {repo_id}: commit {path.stem} unreadable ({error})")
+                        continue
+                    for file_path, entry in files.items():
+                        if not self.blobs.exists(entry["sha256"]):
+                            problems.append(
+                                f"{repo_type} {repo_id}@{path.stem[:12]}: {file_path} -> missing blob {entry['sha256']}"
+                            )
+        return problems
+
+    def gc(self, *, grace: float = 24 * 3600, dry_run: bool = False) -> list[str]:
+        """Delete the blobs no commit of any repo references and that are older than ``grace`` seconds (uploads
+        not committed yet are younger), with their possession markers and stray metas; returns what was (or, with
+        ``dry_run``, would be) deleted. Crash-safe: each blob goes content first, then meta."""
+        with self.gc_lock():
+            with self._index_lock:
+                self._index = None
+            referenced = self.index()
+            now_ = time.time()
+            doomed = []
+            for sha256 in self.blobs.all():
+                if sha256 in referenced:
+                    continue
+                try:
+                    if now_ - self.blobs.path(sha256).stat().st_mtime < grace:
+                        continue
+                except FileNotFoundError:
+                    continue
+                doomed.append(sha256)
+            if not dry_run:
+                for sha256 in doomed:
+                    self.blobs.remove(sha256)
+                for folder in self.blobs.root.iterdir():  # metas whose content a crash already removed
+                    if folder.is_dir():
+                        for meta in folder.glob("*.json"):
+                            if not meta.with_suffix("").is_file() and now_ - meta.stat().st_mtime >= grace:
+                                meta.unlink(missing_ok=True)
+                possession = self.root / "possession"
+                if possession.is_dir():
+                    for marker in possession.glob("*/*"):
+                        if not self.blobs.exists(marker.name):
+                            marker.unlink(missing_ok=True)
+            return doomed
+
+
+def _refuse_file_folder_clash(files: dict[str, Any]) -> None:
+    """A path that is a file may not also be a folder of another file (``x`` and ``x/y``)."""
+    for path in files:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in files:
+                raise Conflict(
+                    f"{path!r} would put a file inside {folder!r}, which is a file: a file and a folder cannot share a "
+                    "name (delete one first)."
+                )
 
 
 def _atomic_json(path: Path, data: Any) -> None:
