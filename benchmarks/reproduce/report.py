@@ -219,7 +219,10 @@ def _base(work: Path, scale: Scale, results: Path, figures: Path, raw: dict[str,
     fig.savefig(figures / "base_curve.png", dpi=120)
     plt.close(fig)
     rows = []
+    note = baselines.get("_note", "")
     for split, row in baselines.items():
+        if split.startswith("_"):
+            continue
         for label, scores in row.items():
             rows.append(
                 [split, label]
@@ -243,7 +246,9 @@ The trivial baselines: a constant depth per view (under per-view median alignmen
 predictor) and the same architecture with random weights (for Acc/Comp/NC, which need cameras). Depth after
 per-view median alignment; Acc/Comp/NC by the paper's protocol (depth + predicted cameras, Umeyama Sim(3), ICP).
 
-{table}"""
+{table}
+
+{note}"""
 
 
 # -------------------------------------------------------------------------------------------------------- mining
@@ -750,6 +755,36 @@ def _verdicts(raw: dict[str, Any]) -> str:
         verdict, evidence = _verdict(_compare(summary, a, b, label), lower, claim)
         verdicts[text] = {"verdict": verdict, "evidence": evidence}
         rows.append([text, f"**{verdict}**", evidence])
+    baselines = raw.get("base", {}).get("baselines", {})
+    if baselines:
+        lines, clear = [], []
+        for split, row in baselines.items():
+            if split.startswith("_"):
+                continue
+            base = _get(row.get("base"), ("depth", "abs_rel"))
+            trivial = min(
+                v
+                for v in (
+                    _get(row.get("constant depth"), ("depth", "abs_rel")),
+                    _get(row.get("random weights"), ("depth", "abs_rel")),
+                )
+                if v is not None
+            )
+            clear.append(base is not None and base < 0.95 * trivial)
+            lines.append(f"{split}: {base:.4f} vs {trivial:.4f}")
+        splits = [s for s in baselines if not s.startswith("_")]
+        if all(clear):
+            verdict = "yes"
+        elif any(clear):
+            verdict = "only on " + ", ".join(s for s, c in zip(splits, clear, strict=True) if c)
+        else:
+            verdict = "no"
+        text = (
+            "The base is clearly better than a trivial baseline (AbsRel at least 5 % below the better of a constant "
+            "depth and random weights)"
+        )
+        verdicts[text] = {"verdict": verdict, "evidence": "; ".join(lines)}
+        rows.insert(0, [text, f"**{verdict}**", "; ".join(lines)])
     mining = raw.get("mining", {})
     cliff = mining.get("cliff", {})
     if cliff:
