@@ -275,7 +275,7 @@ def test_killing_the_server_mid_upload_leaves_the_previous_commit_intact(tmp_pat
         assert store.resolve("model", "org/safe", "main") == first.oid
         assert not store.blobs.exists(oid)  # the partial upload never became a blob
         # and left nothing behind: the killed process's upload folder was swept when the server started again
-        assert [p for p in (root / "tmp").rglob("upload-*")] == []
+        assert list((root / "tmp").rglob("upload-*")) == []
         out = hf_hub_download("org/safe", "model.safetensors", endpoint=url, cache_dir=tmp_path / "c")
         assert Path(out).read_bytes() == b"v1" * 1000
         api.create_commit(

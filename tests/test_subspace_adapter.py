@@ -71,7 +71,8 @@ def test_random_like_has_the_mined_sizes_in_the_same_modules_and_other_direction
         assert torch.allclose(sub.U.T @ sub.U, torch.eye(sub.d), atol=1e-5)
         assert float(orthogonality_eigenvalues(sub.U, mined.U).min()) > 0.01  # not the mined directions
     assert all(
-        torch.equal(a.U, b.U) for (_, _, a), (_, _, b) in zip(random.items(), random_like(bundle, seed=3).items())
+        torch.equal(a.U, b.U)
+        for (_, _, a), (_, _, b) in zip(random.items(), random_like(bundle, seed=3).items(), strict=True)
     )
     model = subspace_hub.attach_adapter(pretrained(), "subspace", bundle=random)
     assert parameter_report(model).trainable == 6 * 36  # the same cores as the mined bundle's

@@ -424,6 +424,8 @@ def stage_base(work: Path, scale: Scale, device: str, log: Callable[[str], None]
         eval_limit=scale.base_eval_limit,
         metrics=("depth",),
     )
+    (work / "base").mkdir(parents=True, exist_ok=True)
+    (work / "base" / "study-config.json").write_text(json.dumps(config))
     run_jobs([Job(str(work / "base"), config, device=device, tags={"stage": "base"})], 1, log, deadline)
     if not (work / "base" / "study.json").is_file():
         return
@@ -435,26 +437,25 @@ def stage_base(work: Path, scale: Scale, device: str, log: Callable[[str], None]
 
 
 def trivial_baselines(work: Path, scale: Scale, device: str) -> dict[str, Any]:
-    """The base, the same architecture with random weights and a constant depth per view, on the base data's test
-    split (training datasets, held-out cameras) and on both downstream test sets (unseen geometry and cameras)."""
+    """The base, the same architecture with random weights and a constant depth per view, on the samples of the
+    base's curve (its test split: training datasets, held-out cameras) and on both downstream test sets (unseen
+    geometry and cameras)."""
     import torch
 
     import subspace_hub
-    from subspace_hub.data.export import configs_of
-    from subspace_hub.data.sources import datasets_quiet, load_samples
+    from subspace_hub.data.sources import datasets_quiet
     from subspace_hub.metrics import depth_metrics
     from subspace_hub.metrics.aggregate import mean_over_samples
 
     base_test = work / "study-base-test"
-    if not base_test.is_dir():  # the held-out scenes of the base data, as a folder evaluate_on reads
-        import datasets
+    if not base_test.is_dir():  # the samples the base's curve is measured on: the first eval_limit of its test split
+        from subspace_hub.pipelines.config import TrainConfig
+        from subspace_hub.pipelines.train import held_out_samples
 
-        parts = []
+        config = _from_dict(TrainConfig, json.loads((work / "base" / "study-config.json").read_text()))
         with datasets_quiet():
-            for mode in ("standard", "orbit", "micro"):
-                folder = work / "data" / "base" / mode
-                parts += [load_samples(str(folder), "test", c) for c in configs_of(folder)[:2]]
-        datasets.concatenate_datasets(parts).save_to_disk(str(base_test))
+            held_out = held_out_samples(config)
+        held_out.select(range(min(scale.base_eval_limit, len(held_out)))).save_to_disk(str(base_test))
     out: dict[str, Any] = {}
     torch.manual_seed(0)
     models = {

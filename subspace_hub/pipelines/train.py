@@ -306,8 +306,9 @@ class _PlannedBatches(torch.utils.data.Dataset):
         return batch, collate([self.groups[(index, batch.views)] for index in batch.items])
 
 
-def _test_samples(config: TrainConfig) -> Any:
-    """The test split, or ``None`` when the source has none."""
+def held_out_samples(config: TrainConfig) -> Any:
+    """The samples a run is evaluated on (its ``eval_every`` curve and ``evaluation.json`` take the first
+    ``eval_limit``): the source's test split, or ``None`` when the source has none."""
     data = config.data
     if data.test_split is None:
         return None
@@ -362,7 +363,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
         groups, plan = _training_data(config)
         height, width = groups[(0, plan.min_views)]["images"].shape[-2:]
         spec.check_image_size(height, width, build_info(model).config)
-        test_samples = _test_samples(config) if accelerator.is_main_process else None
+        held_out = held_out_samples(config) if accelerator.is_main_process else None
     if main:  # only now that the model, the method and the data are known to work: bad input writes nothing
         run.mkdir(parents=True, exist_ok=True)
         atomic_write(run / CONFIG_FILE, lambda p: p.write_text(config.to_yaml()))
@@ -477,8 +478,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                         state,
                         keep=config.keep_checkpoints,
                     )
-            if main and config.eval_every and step % config.eval_every == 0 and test_samples is not None:
-                evaluation = _evaluate(accelerator.unwrap_model(prepared), config, test_samples, device)
+            if main and config.eval_every and step % config.eval_every == 0 and held_out is not None:
+                evaluation = _evaluate(accelerator.unwrap_model(prepared), config, held_out, device)
                 scores = {f"{metric}/{key}": value for metric, out in evaluation.items() for key, value in out.items()}
                 log.add({"step": step, **scores}, evaluation=True)
             if stopping and step < config.steps:
@@ -494,8 +495,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     if main:
         model = accelerator.unwrap_model(prepared)
         result.adapter = save_adapter(model, run / ADAPTER_FOLDER)
-        if test_samples is not None:
-            result.evaluation = _evaluate(model, config, test_samples, device)
+        if held_out is not None:
+            result.evaluation = _evaluate(model, config, held_out, device)
             atomic_write(run / "evaluation.json", lambda p: p.write_text(json.dumps(result.evaluation, indent=2)))
         result.losses = [row["loss"] for row in log.rows if "loss" in row]
         log.close()

@@ -1,0 +1,179 @@
+"""2D-LFM: the correspondence encoding, the closed-form camera of the 2D loss, Proposition 1, and conformance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from subspace_hub_lfm2d import LFM2D, LFM2DConfig, laplacian_phi, orthographic_procrustes, reprojection_loss, rff_phi
+from subspace_hub_lfm2d.plugin import SPEC
+
+import subspace_hub
+from subspace_hub.testing import AdapterTests, BackboneTests
+
+TINY = "lfm2d-tiny"
+
+
+class TestLFM2DBackbone(BackboneTests):
+    backbone = "lfm2d"
+    config = TINY
+
+
+class TestLoRAOnLFM2D(AdapterTests):
+    adapter = "lora"
+    backbone = "lfm2d"
+    config = TINY
+
+
+class TestSubspaceOnLFM2D(AdapterTests):
+    adapter = "subspace"
+    backbone = "lfm2d"
+    config = TINY
+
+
+def test_phi_is_the_inverse_gaussian_cdf_spectrum():
+    phi = rff_phi(10, 8, sigma=2.5)
+    assert phi.shape == (10, 8) and torch.isfinite(phi).all()
+    # w_k = sigma sqrt(2) erfinv((k + 1/2) / 4): the half-normal quantiles at 1/8, 3/8, 5/8, 7/8
+    omega = [2.5 * math.sqrt(2) * float(torch.special.erfinv(torch.tensor((k + 0.5) / 4))) for k in range(4)]
+    j = 3
+    expected = [math.sin(w * j) for w in omega] + [math.cos(w * j) for w in omega]
+    assert phi[j].tolist() == pytest.approx(expected, abs=1e-6)
+    assert phi[0, :4].abs().max() == 0 and phi[0, 4:].tolist() == pytest.approx([1.0] * 4)
+    distances = torch.cdist(phi, phi) + torch.eye(10) * 10
+    assert float(distances.min()) > 0.1  # every landmark slot gets its own code
+
+
+def test_laplacian_phi_is_a_function_of_the_graph_only():
+    chain = torch.zeros(1, 5, 5)
+    for i in range(4):
+        chain[0, i, i + 1] = chain[0, i + 1, i] = 1
+    projection = torch.randn(5, 12, generator=torch.Generator().manual_seed(0))
+    phi = laplacian_phi(chain, 12, projection)
+    assert phi.shape == (1, 5, 12) and torch.isfinite(phi).all()
+    assert torch.allclose(phi, laplacian_phi(chain.clone(), 12, projection))
+    star = torch.zeros(1, 5, 5)
+    star[0, 0, 1:] = star[0, 1:, 0] = 1
+    assert not torch.allclose(phi, laplacian_phi(star, 12, projection), atol=1e-3)
+
+
+def _random_rotation(generator: torch.Generator) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    return q if torch.det(q) > 0 else -q
+
+
+def test_orthographic_procrustes_recovers_the_camera_and_the_loss_is_blind_to_similarities():
+    generator = torch.Generator().manual_seed(1)
+    shape = torch.randn(1, 12, 3, generator=generator, dtype=torch.float64)
+    rotation = _random_rotation(generator)
+    x = 1.7 * (shape @ rotation.T)[..., :2] + torch.tensor([0.3, -0.2], dtype=torch.float64)
+    visible = torch.ones(1, 12, dtype=torch.bool)
+    scale, r2, _, _ = orthographic_procrustes(x, shape, visible)
+    assert float(scale) == pytest.approx(1.7, rel=1e-7)  # exact up to the solve's tiny ridge
+    assert torch.allclose(r2[0], rotation[:2], atol=1e-7)
+    assert float(reprojection_loss(shape, x, visible)) < 1e-14
+    # any similarity of the 3D prediction fits equally well (the camera absorbs it)
+    other = 0.4 * shape @ _random_rotation(generator).T + 5.0
+    assert float(reprojection_loss(other, x, visible)) < 1e-14
+    # a wrong shape does not; hidden landmarks are ignored, whatever their 2D coordinates
+    assert float(reprojection_loss(torch.randn_like(shape), x, visible)) > 1e-2
+    hidden = visible.clone()
+    hidden[0, :3] = False
+    noisy = x.clone()
+    noisy[0, :3] += 100.0
+    assert float(reprojection_loss(shape, noisy, hidden)) < 1e-14
+
+
+def test_the_loss_trains_through_the_svd_and_with_a_stopped_camera():
+    generator = torch.Generator().manual_seed(2)
+    target = torch.randn(4, 9, 3, generator=generator)
+    x = target[..., :2]
+    visible = torch.ones(4, 9, dtype=torch.bool)
+    for stop in (False, True):
+        y = torch.randn(4, 9, 3, generator=generator, requires_grad=True)
+        optimizer = torch.optim.Adam([y], lr=0.05)
+        first = float(reprojection_loss(y.detach(), x, visible, stop_gradient=stop))
+        for _ in range(200):
+            optimizer.zero_grad()
+            loss = reprojection_loss(y, x, visible, stop_gradient=stop)
+            loss.backward()
+            optimizer.step()
+        assert float(loss) < 0.05 * first
+
+
+def _batch(n: int = 7, seed: int = 3) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    shapes = torch.randn(2, n, 3, generator=generator)
+    visible = torch.ones(2, n, dtype=torch.bool)
+    visible[0, 2] = False
+    return {
+        "landmarks2d": shapes[..., :2],
+        "visible": visible,
+        "category": torch.tensor([0, 1]),
+        "landmarks": shapes,
+    }
+
+
+def test_without_phi_a_permutation_of_the_landmarks_is_invisible_to_the_2d_loss():
+    """Proposition 1: a permutation-equivariant model and a permutation-invariant 2D loss give every ordering the
+    same loss; with Phi the landmark identity matters."""
+    torch.manual_seed(0)
+    plain = LFM2D(LFM2DConfig.from_dict({**SPEC.presets[TINY], "phi": "none"})).eval()
+    torch.manual_seed(0)
+    with_phi = LFM2D(LFM2DConfig.from_dict(SPEC.presets[TINY])).eval()
+    batch = _batch()
+    permutation = torch.tensor([4, 0, 6, 2, 1, 5, 3])
+    permuted = {k: v[:, permutation] if k != "category" else v for k, v in batch.items()}
+    spec = subspace_hub.plugins.get_backbone_spec("lfm2d")
+    with torch.no_grad():
+        out, out_permuted = spec.run(plain, batch), spec.run(plain, permuted)
+        assert torch.allclose(out["landmarks"][:, permutation], out_permuted["landmarks"], atol=1e-5)
+        assert float(spec.task_loss(out, batch)) == pytest.approx(
+            float(spec.task_loss(out_permuted, permuted)), rel=1e-5
+        )
+        phi_out, phi_permuted = spec.run(with_phi, batch), spec.run(with_phi, permuted)
+        assert not torch.allclose(phi_out["landmarks"][:, permutation], phi_permuted["landmarks"], atol=1e-3)
+
+
+@pytest.mark.parametrize("layers", ["all", "input", "every_second", "first_last"])
+def test_phi_placement_switches(layers):
+    config = LFM2DConfig.from_dict({**SPEC.presets[TINY], "depth": 4, "phi_layers": layers})
+    expected = {"all": [0, 1, 2, 3], "input": [], "every_second": [0, 2], "first_last": [0, 3]}[layers]
+    assert [i for i in range(4) if config.phi_in_layer(i)] == expected
+    out = LFM2D(config)(**{k: v for k, v in _batch().items() if k in ("landmarks2d", "visible", "category")})
+    assert out["landmarks"].shape == (2, 7, 3)
+
+
+def test_bad_configs_and_inputs_say_what_is_wrong():
+    from subspace_hub.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="divisible by heads"):
+        LFM2DConfig(dim=30, heads=4)
+    with pytest.raises(ConfigError, match="phi_layers must be one of"):
+        LFM2DConfig(phi_layers="sometimes")
+    model = LFM2D(LFM2DConfig.from_dict(SPEC.presets[TINY]))
+    with pytest.raises(ValueError, match="exceed max_landmarks"):
+        model(torch.zeros(1, 40, 2), torch.ones(1, 40, dtype=torch.bool), torch.zeros(1, dtype=torch.long))
+    laplacian = LFM2D(LFM2DConfig.from_dict({**SPEC.presets[TINY], "phi": "laplacian"}))
+    with pytest.raises(ValueError, match="adjacency"):
+        laplacian(torch.zeros(1, 4, 2), torch.ones(1, 4, dtype=torch.bool), torch.zeros(1, dtype=torch.long))
+
+
+def test_the_alternation_never_increases_the_2d_error_on_noisy_views():
+    generator = torch.Generator().manual_seed(5)
+    shape = torch.randn(16, 10, 3, generator=generator, dtype=torch.float64)
+    x = (shape @ _random_rotation(generator).T)[..., :2] + 0.1 * torch.randn(
+        16, 10, 2, generator=generator, dtype=torch.float64
+    )
+    visible = torch.rand(16, 10, generator=generator) > 0.2
+    errors = []
+    for iterations in (0, 1, 2, 5):
+        scale, r2, x_mean, y_mean = orthographic_procrustes(x, shape, visible, iterations=iterations)
+        projected = scale[:, None, None] * ((shape - y_mean[:, None]) @ r2.transpose(1, 2))
+        residual = ((x - x_mean[:, None]) - projected).square().sum(-1) * visible
+        errors.append(residual.sum(1))
+        assert torch.allclose(r2 @ r2.transpose(1, 2), torch.eye(2, dtype=torch.float64).expand(16, 2, 2), atol=1e-9)
+    for before, after in zip(errors[:-1], errors[1:], strict=True):
+        assert (after <= before + 1e-12).all()
