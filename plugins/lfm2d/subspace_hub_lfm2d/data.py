@@ -1,0 +1,212 @@
+"""Synthetic landmark data for 2D-LFM: procedural categories (articulated skeletons and rigid object templates)
+with per-sample shape deformation, random views, orthographic projection, 2D noise and occlusion. The 3D shape is
+kept for evaluation only (training reads ``landmarks2d`` and ``visible``).
+
+A sample (one view of one shape) holds ``scene_id``, ``category`` (int), ``landmarks2d`` [N, 2] (centred, unit RMS
+radius over the visible landmarks), ``visible`` [N] bool, ``valid`` [N] bool (real slots; the rest is padding to
+``max_landmarks``), ``landmarks`` [N, 3] (the 3D shape in the camera frame, centred and scaled as its 2D view) and
+``adjacency`` [N, N] (the category's skeleton, for the graph-Laplacian Phi). Everything follows from the seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+# (name, rest positions [N, 3], edges, articulated): small, readable templates
+_HUMAN = np.array(
+    [
+        [0, 0, 0],
+        [0.12, 0, 0],
+        [0.12, -0.45, 0],
+        [0.12, -0.9, 0],
+        [-0.12, 0, 0],
+        [-0.12, -0.45, 0],
+        [-0.12, -0.9, 0],
+        [0, 0.25, 0],
+        [0, 0.5, 0],
+        [0, 0.62, 0.05],
+        [0, 0.75, 0],
+        [-0.2, 0.5, 0],
+        [-0.45, 0.5, 0],
+        [-0.7, 0.5, 0],
+        [0.2, 0.5, 0],
+        [0.45, 0.5, 0],
+        [0.7, 0.5, 0],
+    ],
+    dtype=np.float64,
+)
+_HUMAN_EDGES = [(0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (5, 6), (0, 7), (7, 8), (8, 9), (9, 10), (8, 11), (11, 12),
+                (12, 13), (8, 14), (14, 15), (15, 16)]  # fmt: skip
+_QUADRUPED = np.array(
+    [
+        [0, 0, 0],
+        [0.4, 0, 0],
+        [0.8, 0, 0],
+        [1.0, 0.15, 0],
+        [1.15, 0.2, 0],
+        [0, -0.1, 0.15],
+        [0, -0.5, 0.15],
+        [0, -0.1, -0.15],
+        [0, -0.5, -0.15],
+        [0.8, -0.1, 0.15],
+        [0.8, -0.5, 0.15],
+        [0.8, -0.1, -0.15],
+        [0.8, -0.5, -0.15],
+        [-0.3, 0.1, 0],
+    ],
+    dtype=np.float64,
+)
+_QUADRUPED_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (0, 7), (7, 8), (2, 9), (9, 10), (2, 11),
+                    (11, 12), (0, 13)]  # fmt: skip
+_CHAIR = np.array(
+    [
+        [0, 0, 0],
+        [0.5, 0, 0],
+        [0.5, 0, 0.5],
+        [0, 0, 0.5],
+        [0, -0.5, 0],
+        [0.5, -0.5, 0],
+        [0.5, -0.5, 0.5],
+        [0, -0.5, 0.5],
+        [0, 0.6, 0.5],
+        [0.5, 0.6, 0.5],
+    ],
+    dtype=np.float64,
+)
+_CHAIR_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 4), (1, 5), (2, 6), (3, 7), (3, 8), (2, 9), (8, 9)]
+_BOTTLE = np.array(
+    [[np.cos(a) * r, y, np.sin(a) * r] for y, r in ((-0.6, 0.2), (0.2, 0.2), (0.45, 0.08)) for a in (0, 2.1, 4.2)]
+    + [[0, 0.6, 0]],
+    dtype=np.float64,
+)
+_BOTTLE_EDGES = [(0, 1), (1, 2), (2, 0), (3, 4), (4, 5), (5, 3), (6, 7), (7, 8), (8, 6), (0, 3), (1, 4), (2, 5),
+                 (3, 6), (4, 7), (5, 8), (6, 9), (7, 9), (8, 9)]  # fmt: skip
+
+CATEGORIES: dict[str, tuple[np.ndarray, list[tuple[int, int]], bool]] = {
+    "human": (_HUMAN, _HUMAN_EDGES, True),
+    "quadruped": (_QUADRUPED, _QUADRUPED_EDGES, True),
+    "chair": (_CHAIR, _CHAIR_EDGES, False),
+    "bottle": (_BOTTLE, _BOTTLE_EDGES, False),
+}
+"""name -> (rest shape [N, 3], skeleton edges, articulated)."""
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly distributed 3D rotation (QR of a Gaussian matrix with the signs fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _rodrigues(axis: np.ndarray, angle: float) -> np.ndarray:
+    axis = axis / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def deform(category: str, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """One instance of ``category``: anisotropic scaling and per-landmark jitter for every category, and for the
+    articulated ones random rotations of each bone's subtree about its parent joint."""
+    rest, edges, articulated = CATEGORIES[category]
+    shape = rest * rng.uniform(1 - amount, 1 + amount, size=3)
+    if articulated:
+        children: dict[int, list[int]] = {}
+        for parent, child in edges:
+            children.setdefault(parent, []).append(child)
+
+        def subtree(joint: int) -> list[int]:
+            out = [joint]
+            for child in children.get(joint, []):
+                out += subtree(child)
+            return out
+
+        for parent, child in edges:
+            moved = subtree(child)
+            rotation = _rodrigues(rng.standard_normal(3), rng.normal(0, 0.6 * amount + 0.05))
+            shape[moved] = (shape[moved] - shape[parent]) @ rotation.T + shape[parent]
+    return shape + rng.normal(0, 0.02 * amount, size=shape.shape)
+
+
+def adjacency(category: str, slots: int) -> np.ndarray:
+    """[slots, slots] 0/1 skeleton of ``category`` (padding slots unconnected)."""
+    rest, edges, _ = CATEGORIES[category]
+    matrix = np.zeros((slots, slots), dtype=np.float32)
+    for a, b in edges:
+        matrix[a, b] = matrix[b, a] = 1
+    return matrix
+
+
+@dataclass(frozen=True)
+class LandmarkSpec:
+    """What :func:`generate_samples` draws."""
+
+    samples_per_category: int = 256
+    categories: tuple[str, ...] = tuple(CATEGORIES)
+    max_landmarks: int = 32
+    deformation: float = 0.3
+    """Relative amount of shape variation within a category."""
+    noise: float = 0.01
+    """Standard deviation of the 2D noise, in units of the view's RMS radius."""
+    occlusion: float = 0.1
+    """Chance that a landmark is hidden."""
+    seed: int = 0
+
+
+def generate_samples(spec: LandmarkSpec) -> Iterator[dict[str, object]]:
+    """The samples of ``spec``, category by category (deterministic in ``spec.seed``)."""
+    for category_index, name in enumerate(spec.categories):
+        if name not in CATEGORIES:
+            raise ValueError(f"Unknown landmark category {name!r}; choose from {', '.join(CATEGORIES)}.")
+        n = len(CATEGORIES[name][0])
+        if n > spec.max_landmarks:
+            raise ValueError(f"Category {name!r} has {n} landmarks, more than max_landmarks={spec.max_landmarks}.")
+        rng = np.random.default_rng([spec.seed, category_index])
+        graph = adjacency(name, spec.max_landmarks)
+        for i in range(spec.samples_per_category):
+            shape = deform(name, rng, spec.deformation)
+            camera = shape @ random_rotation(rng).T  # camera frame: x, y on the image, z towards the scene
+            visible = rng.random(n) >= spec.occlusion
+            if visible.sum() < 3:
+                visible[rng.choice(n, 3, replace=False)] = True
+            centre = camera[visible, :2].mean(0)
+            radius = np.sqrt(((camera[visible, :2] - centre) ** 2).sum(1).mean())
+            camera = (camera - np.array([*centre, camera[visible, 2].mean()])) / radius
+            points2d = camera[:, :2] + rng.normal(0, spec.noise, size=(n, 2))
+            pad = spec.max_landmarks - n
+            yield {
+                "scene_id": f"{name}-{i:05d}",
+                "category": category_index,
+                "landmarks2d": np.pad(points2d, ((0, pad), (0, 0))).astype(np.float32),
+                "visible": np.pad(visible, (0, pad)),
+                "valid": np.pad(np.ones(n, dtype=bool), (0, pad)),
+                "landmarks": np.pad(camera, ((0, pad), (0, 0))).astype(np.float32),
+                "adjacency": graph,
+            }
+
+
+def category_mean_shapes(samples: list[dict[str, object]]) -> dict[int, np.ndarray]:
+    """The trivial baseline of the acceptance: per category, the mean of the training samples' 3D shapes after
+    aligning each to the first by a similarity (a fixed prediction whatever the 2D input)."""
+    import torch
+
+    from subspace_hub.metrics.alignment import umeyama
+
+    out: dict[int, np.ndarray] = {}
+    by_category: dict[int, list[dict[str, object]]] = {}
+    for sample in samples:
+        by_category.setdefault(int(sample["category"]), []).append(sample)
+    for category, group in by_category.items():
+        valid = np.asarray(group[0]["valid"], dtype=bool)
+        reference = np.asarray(group[0]["landmarks"])[valid]
+        aligned = []
+        for sample in group:
+            points = np.asarray(sample["landmarks"])[valid]
+            sim = umeyama(torch.from_numpy(points).double(), torch.from_numpy(reference).double())
+            aligned.append(sim.apply(torch.from_numpy(points).double()).numpy())
+        mean = np.zeros_like(np.asarray(group[0]["landmarks"]), dtype=np.float64)
+        mean[valid] = np.mean(aligned, axis=0)
+        out[category] = mean
+    return out
