@@ -1,9 +1,13 @@
-"""The multi-view sample of the ecosystem (DESIGN.md, Conventions), and its conversion to tensors.
+"""The samples of the ecosystem (DESIGN.md, Conventions), and their conversion to tensors.
 
-A record holds ``scene_id``, ``images`` (S RGB images: PIL images as ``datasets`` decodes them, or arrays
-[S, H, W, 3] uint8 / [S, 3, H, W] float in [0, 1]), ``depth`` [S, H, W] (scene units, 0 where invalid), ``mask``
-[S, H, W], ``intrinsics`` [S, 3, 3] (pixels), ``extrinsics`` [S, 3, 4] (camera-from-world, OpenCV axes) and
-optionally ``normals`` [S, H, W, 3] and ``world_points`` [S, H, W, 3]. Other keys pass through untouched.
+Two kinds. A **multi-view** record holds ``scene_id``, ``images`` (S RGB images: PIL images as ``datasets``
+decodes them, or arrays [S, H, W, 3] uint8 / [S, 3, H, W] float in [0, 1]), ``depth`` [S, H, W] (scene units, 0
+where invalid), ``mask`` [S, H, W], ``intrinsics`` [S, 3, 3] (pixels), ``extrinsics`` [S, 3, 4]
+(camera-from-world, OpenCV axes) and optionally ``normals`` [S, H, W, 3] and ``world_points`` [S, H, W, 3]. A
+**landmark** record (one 2D view of a set of landmarks, what landmark lifters such as 2D-LFM read) holds
+``scene_id``, ``landmarks2d`` [N, 2], ``visible`` [N] bool and ``category`` (int), optionally ``valid`` [N] bool
+(real slots; the rest is padding), ``landmarks`` [N, 3] (the 3D ground truth, for evaluation) and ``adjacency``
+[N, N]. Other keys pass through untouched.
 
 Datasets, metrics and backbones all read this module; it imports numpy and torch only to convert.
 """
@@ -22,9 +26,16 @@ REQUIRED_KEYS: tuple[str, ...] = ("scene_id", "images", "depth", "mask", "intrin
 """The keys every record of a dataset holds."""
 OPTIONAL_KEYS: tuple[str, ...] = ("normals", "world_points")
 """The keys a record may hold as well."""
+LANDMARK_KEYS: tuple[str, ...] = ("scene_id", "landmarks2d", "visible", "category")
+"""The keys every landmark record holds."""
 BATCH_KEYS: tuple[str, ...] = ("images", "depth", "intrinsics", "extrinsics")
 """What :func:`sample_to_batch` needs: a missing ``mask`` is derived from ``depth > 0``, ``scene_id`` is optional."""
-FLOAT_KEYS = ("depth", "intrinsics", "extrinsics", "normals", "world_points", "landmarks")
+FLOAT_KEYS = ("depth", "intrinsics", "extrinsics", "normals", "world_points", "landmarks", "landmarks2d", "adjacency")
+
+
+def is_landmark_sample(sample: Mapping[str, Any]) -> bool:
+    """A landmark record (``landmarks2d``) rather than a multi-view one."""
+    return "landmarks2d" in sample
 
 
 def images_to_tensor(images: Any) -> torch.Tensor:
@@ -59,6 +70,8 @@ def sample_to_batch(sample: Mapping[str, Any], device: torch.device | str | None
     import numpy as np
     import torch
 
+    if is_landmark_sample(sample):
+        return _landmarks_to_batch(sample, device)
     missing = [k for k in BATCH_KEYS if sample.get(k) is None]
     if missing:
         raise ConfigError(
@@ -76,6 +89,28 @@ def sample_to_batch(sample: Mapping[str, Any], device: torch.device | str | None
             batch[key] = value
     if batch.get("mask") is None:
         batch["mask"] = batch["depth"] > 0
+    if device is not None:
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return batch
+
+
+def _landmarks_to_batch(sample: Mapping[str, Any], device: torch.device | str | None) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    missing = [k for k in LANDMARK_KEYS if k != "scene_id" and sample.get(k) is None]
+    if missing:
+        raise ConfigError(f"A landmark sample needs {', '.join(missing)}; it has {', '.join(sorted(sample))}.")
+    batch: dict[str, Any] = {}
+    for key, value in sample.items():
+        if key in FLOAT_KEYS and value is not None:
+            batch[key] = torch.as_tensor(np.asarray(value, dtype=np.float32))[None]
+        elif key in ("visible", "valid") and value is not None:
+            batch[key] = torch.as_tensor(np.asarray(value)).bool()[None]
+        elif key == "category":
+            batch[key] = torch.as_tensor(np.asarray(value), dtype=torch.long).reshape(1)
+        else:
+            batch[key] = value
     if device is not None:
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     return batch

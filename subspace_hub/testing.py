@@ -31,7 +31,7 @@ from subspace_hub.adapters import attach_adapter, load_adapter, merge_adapter, s
 from subspace_hub.backbones import build_backbone, build_info
 from subspace_hub.data.sources import pick_split
 from subspace_hub.errors import ConfigError, ConformanceError, SpecError, SubspaceHubError
-from subspace_hub.interchange import REQUIRED_KEYS
+from subspace_hub.interchange import LANDMARK_KEYS, REQUIRED_KEYS, is_landmark_sample
 from subspace_hub.plugins import get_host, list_plugins
 from subspace_hub.specs import AdapterSpec, BackboneSpec, DatasetSpec, MetricSpec
 
@@ -457,6 +457,8 @@ def check_dataset(dataset: str | DatasetSpec, **load_options: Any) -> Mapping[st
     spec = _spec("dataset", DatasetSpec, dataset)
     what = f"dataset {spec.name!r}"
     sample = next(iter(pick_split(spec.load(**load_options), source=what, first=True)))
+    if is_landmark_sample(sample):
+        return _check_landmark_sample(what, sample)
     missing = [k for k in REQUIRED_KEYS if k not in sample]
     if missing:
         raise _fail(what, f"samples lack {missing}")
@@ -485,6 +487,35 @@ def check_dataset(dataset: str | DatasetSpec, **load_options: Any) -> Mapping[st
     for key in ("intrinsics", "extrinsics"):
         if not np.isfinite(np.asarray(sample[key], dtype=np.float64)).all():
             raise _fail(what, f"{key} has non-finite values")
+    return sample
+
+
+def _check_landmark_sample(what: str, sample: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A landmark record: its keys, shapes and values (interchange module docstring)."""
+    import numpy as np
+
+    missing = [k for k in LANDMARK_KEYS if k not in sample]
+    if missing:
+        raise _fail(what, f"landmark samples lack {missing}")
+    points = np.asarray(sample["landmarks2d"], dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise _fail(what, f"landmarks2d must be [N, 2], got shape {points.shape}")
+    n = points.shape[0]
+    visible = np.asarray(sample["visible"])
+    if visible.shape != (n,) or visible.dtype != np.bool_:
+        raise _fail(what, f"visible must be bool [{n}], got {visible.dtype} {visible.shape}")
+    if not np.isfinite(points[visible]).all():
+        raise _fail(what, "landmarks2d has non-finite values at visible landmarks")
+    if not visible.any():
+        raise _fail(what, "a sample without any visible landmark")
+    if not isinstance(sample["category"], numbers.Integral) and np.asarray(sample["category"]).dtype.kind not in "iu":
+        raise _fail(what, f"category must be an integer, got {sample['category']!r}")
+    expected = {"valid": (n,), "landmarks": (n, 3), "adjacency": (n, n)}
+    for key, shape in expected.items():
+        if sample.get(key) is not None and np.asarray(sample[key]).shape != shape:
+            raise _fail(what, f"{key} must have shape {shape}, got {np.asarray(sample[key]).shape}")
+    if sample.get("valid") is not None and (visible & ~np.asarray(sample["valid"], dtype=bool)).any():
+        raise _fail(what, "a padding slot (valid false) is marked visible")
     return sample
 
 

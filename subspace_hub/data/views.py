@@ -65,6 +65,40 @@ class ViewGroups(torch.utils.data.Dataset):
         }
 
 
+class LandmarkRecords(torch.utils.data.Dataset):
+    """Landmark records (one 2D view of a set of landmarks each, see :mod:`subspace_hub.interchange`) as tensors:
+    ``landmarks2d`` [N, 2], ``visible`` and ``valid`` [N] bool, ``category`` (long), and when present ``landmarks``
+    [N, 3] and ``adjacency`` [N, N]. Indexed like :class:`ViewGroups` (``dataset[i]`` or ``dataset[i, views]``, the
+    views ignored), so the training engine batches both kinds with one :class:`BatchPlan` (one "view" a sample, a
+    batch of ``max_images`` samples)."""
+
+    def __init__(self, rows: Any) -> None:
+        self.rows = rows.with_format("numpy") if hasattr(rows, "with_format") else rows
+        self.view_counts: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index = key[0] if isinstance(key, tuple) else key
+        row = self.rows[index]
+        points = torch.as_tensor(np.asarray(row["landmarks2d"], dtype=np.float32))
+        n = points.shape[0]
+        item: dict[str, Any] = {
+            "scene_id": row.get("scene_id", str(index)),
+            "landmarks2d": points,
+            "visible": torch.as_tensor(np.asarray(row["visible"], dtype=bool)),
+            "valid": torch.as_tensor(np.asarray(row["valid"], dtype=bool))
+            if row.get("valid") is not None
+            else torch.ones(n, dtype=torch.bool),
+            "category": torch.as_tensor(int(np.asarray(row["category"])), dtype=torch.long),
+        }
+        for key_ in ("landmarks", "adjacency"):
+            if row.get(key_) is not None:
+                item[key_] = torch.as_tensor(np.asarray(row[key_], dtype=np.float32))
+        return item
+
+
 @dataclass(frozen=True)
 class Batch:
     """One training batch: which scenes, and how many views of each."""

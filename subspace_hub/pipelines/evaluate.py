@@ -125,7 +125,7 @@ def _score_sample(
 ) -> dict[str, Any]:
     """Predict one sample and score it with every metric: ``{"scene_id": ..., "metrics": {name: {output: value}}}``."""
     batch = sample_to_batch(sample, device)
-    if index == 0:  # refuse images the backbone cannot take before scoring anything
+    if index == 0 and "images" in batch:  # refuse images the backbone cannot take before scoring anything
         info = build_info(model)
         backbone.check_image_size(*batch["images"].shape[-2:], info.config if info is not None else None)
     with (

@@ -47,7 +47,7 @@ from subspace_hub.adapters.report import parameter_report
 from subspace_hub.backbones import load_backbone
 from subspace_hub.configuration import to_dict
 from subspace_hub.data.sources import datasets_quiet, load_samples
-from subspace_hub.data.views import Batch, BatchPlan, ViewGroups, collate
+from subspace_hub.data.views import Batch, BatchPlan, LandmarkRecords, ViewGroups, collate
 from subspace_hub.errors import ConfigError, SubspaceHubError
 from subspace_hub.fileio import atomic_write
 from subspace_hub.pipelines.checkpoints import (
@@ -278,7 +278,7 @@ def _samples(config: TrainConfig, split: str, dataset_config: str | None) -> Any
     return datasets.concatenate_datasets(parts)
 
 
-def _training_data(config: TrainConfig) -> tuple[ViewGroups, BatchPlan]:
+def _training_data(config: TrainConfig) -> tuple[ViewGroups | LandmarkRecords, BatchPlan]:
     data = config.data
     rows = _samples(config, data.split, data.config)
     if not hasattr(rows, "with_format"):
@@ -286,6 +286,10 @@ def _training_data(config: TrainConfig) -> tuple[ViewGroups, BatchPlan]:
             f"Training needs random access to the samples of {data.source!r} (a datasets.Dataset); it returned "
             f"{type(rows).__name__}."
         )
+    if "landmarks2d" in (getattr(rows, "column_names", None) or []):
+        # landmark records: one "view" each, batches of max_images samples
+        records = LandmarkRecords(rows)
+        return records, BatchPlan(len(records), 1, 1, data.max_images, config.seed)
     groups = ViewGroups(rows, views=data.max_views, seed=config.seed)
     plan = BatchPlan(len(groups), data.min_views, data.max_views, data.max_images, config.seed, groups.view_counts)
     return groups, plan
@@ -294,7 +298,7 @@ def _training_data(config: TrainConfig) -> tuple[ViewGroups, BatchPlan]:
 class _PlannedBatches(torch.utils.data.Dataset):
     """The batches of the plan this process reads, in order, collated; loader workers decode them ahead."""
 
-    def __init__(self, groups: ViewGroups, batches: list[Batch]) -> None:
+    def __init__(self, groups: ViewGroups | LandmarkRecords, batches: list[Batch]) -> None:
         self.groups = groups
         self.batches = batches
 
@@ -361,8 +365,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     trainable = sum(trainable_by_group.values())
     with datasets_quiet(not progress):
         groups, plan = _training_data(config)
-        height, width = groups[(0, plan.min_views)]["images"].shape[-2:]
-        spec.check_image_size(height, width, build_info(model).config)
+        first = groups[(0, plan.min_views)]
+        if "images" in first:  # landmark records have no images to size
+            height, width = first["images"].shape[-2:]
+            spec.check_image_size(height, width, build_info(model).config)
         held_out = held_out_samples(config) if accelerator.is_main_process else None
     if main:  # only now that the model, the method and the data are known to work: bad input writes nothing
         run.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,6 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
     # the paper's size: 8 layers of width 512 (methods.md B.2: 6-24 layers, D = 256-1024, about 25 M parameters)
     "lfm2d-paper": LFM2DConfig().to_dict(),
     "lfm2d-small": LFM2DConfig(dim=128, depth=6, heads=8, max_landmarks=32, categories=16).to_dict(),
-    "lfm2d-tiny": LFM2DConfig(dim=32, depth=2, heads=2, max_landmarks=16, categories=4, tpe_features=16).to_dict(),
+    "lfm2d-tiny": LFM2DConfig(dim=32, depth=2, heads=2, max_landmarks=32, categories=4, tpe_features=16).to_dict(),
 }
 """Named configurations for ``load_backbone("lfm2d", config=...)``."""

@@ -210,3 +210,37 @@ def category_mean_shapes(samples: list[dict[str, object]]) -> dict[int, np.ndarr
         mean[valid] = np.mean(aligned, axis=0)
         out[category] = mean
     return out
+
+
+def load_landmarks(
+    *,
+    samples_per_category: int = 256,
+    categories: tuple[str, ...] | list[str] | None = None,
+    max_landmarks: int = 32,
+    deformation: float = 0.3,
+    noise: float = 0.01,
+    occlusion: float = 0.1,
+    seed: int = 0,
+    test_fraction: float = 0.25,
+) -> object:
+    """``DatasetSpec.load`` of ``lfm2d-synthetic``: a ``datasets.DatasetDict`` with ``train`` and ``test`` (the last
+    ``test_fraction`` of each category's samples: other shapes and views than any training sample)."""
+    import datasets
+
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}.")
+    spec = LandmarkSpec(
+        samples_per_category=samples_per_category,
+        categories=tuple(categories or CATEGORIES),
+        max_landmarks=max_landmarks,
+        deformation=deformation,
+        noise=noise,
+        occlusion=occlusion,
+        seed=seed,
+    )
+    held_out = int(round(test_fraction * samples_per_category))
+    splits: dict[str, list[dict[str, object]]] = {"train": [], "test": []}
+    for sample in generate_samples(spec):
+        index = int(str(sample["scene_id"]).rsplit("-", 1)[1])
+        splits["test" if index >= samples_per_category - held_out else "train"].append(sample)
+    return datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in splits.items() if rows})

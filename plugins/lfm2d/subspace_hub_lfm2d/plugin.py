@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
-from subspace_hub import BackboneSpec, hookimpl
+from subspace_hub import BackboneSpec, DatasetSpec, hookimpl
 from subspace_hub_lfm2d.config import PRESETS, LFM2DConfig
+from subspace_hub_lfm2d.data import load_landmarks
 from subspace_hub_lfm2d.losses import lfm2d_loss
 from subspace_hub_lfm2d.model import LFM2D
 
@@ -97,6 +98,20 @@ SPEC = BackboneSpec(
 """The backbone spec the plugin registers."""
 
 
+DATASET = DatasetSpec(
+    "lfm2d-synthetic",
+    load_landmarks,
+    description="procedural landmark categories (skeletons, rigid templates): 2D views for training, 3D to evaluate",
+    license="cc0-1.0",
+)
+"""The synthetic landmark data the plugin registers."""
+
+
 @hookimpl
 def register_backbones(register):
     register(SPEC)
+
+
+@hookimpl
+def register_datasets(register):
+    register(DATASET)

@@ -10,7 +10,7 @@ from subspace_hub_lfm2d import LFM2D, LFM2DConfig, laplacian_phi, orthographic_p
 from subspace_hub_lfm2d.plugin import SPEC
 
 import subspace_hub
-from subspace_hub.testing import AdapterTests, BackboneTests
+from subspace_hub.testing import AdapterTests, BackboneTests, DatasetTests, PluginTests
 
 TINY = "lfm2d-tiny"
 
@@ -155,7 +155,7 @@ def test_bad_configs_and_inputs_say_what_is_wrong():
         LFM2DConfig(phi_layers="sometimes")
     model = LFM2D(LFM2DConfig.from_dict(SPEC.presets[TINY]))
     with pytest.raises(ValueError, match="exceed max_landmarks"):
-        model(torch.zeros(1, 40, 2), torch.ones(1, 40, dtype=torch.bool), torch.zeros(1, dtype=torch.long))
+        model(torch.zeros(1, 40, 2), torch.ones(1, 40, dtype=torch.bool), torch.zeros(1, dtype=torch.long))  # 40 > 32
     laplacian = LFM2D(LFM2DConfig.from_dict({**SPEC.presets[TINY], "phi": "laplacian"}))
     with pytest.raises(ValueError, match="adjacency"):
         laplacian(torch.zeros(1, 4, 2), torch.ones(1, 4, dtype=torch.bool), torch.zeros(1, dtype=torch.long))
@@ -177,3 +177,12 @@ def test_the_alternation_never_increases_the_2d_error_on_noisy_views():
         assert torch.allclose(r2 @ r2.transpose(1, 2), torch.eye(2, dtype=torch.float64).expand(16, 2, 2), atol=1e-9)
     for before, after in zip(errors[:-1], errors[1:], strict=True):
         assert (after <= before + 1e-12).all()
+
+
+class TestLandmarkDataset(DatasetTests):
+    dataset = "lfm2d-synthetic"
+    load_options = {"samples_per_category": 4}
+
+
+class TestPlugin(PluginTests):
+    plugin = "lfm2d"
