@@ -1,0 +1,103 @@
+"""2D-LFM trained from scratch with 2D supervision only, through the training engine, on the plugin's synthetic
+landmark categories: PA-MPJPE on held-out shapes and views for Phi in every layer (the paper), Phi at the input
+only, and no Phi (Proposition 1), against the category-mean-shape baseline (one fixed 3D shape per category,
+whatever the 2D input; PA-MPJPE aligns it to each sample by a similarity, as it aligns the predictions).
+
+    SUBSPACE_HUB_PLUGINS=subspace_hub_lfm2d.plugin PYTHONPATH=.:plugins/lfm2d \\
+        python benchmarks/bench_lfm2d.py --steps 1500 --json out.json
+
+Units: the generator's (each view centred with unit RMS radius in 2D; a human is about 1.7 units tall before that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from _report import finish, header  # benchmarks/_report.py: the script's folder is on sys.path
+from subspace_hub_lfm2d.data import category_mean_shapes, load_landmarks
+
+from subspace_hub.metrics import pa_mpjpe
+from subspace_hub.pipelines.config import DataConfig, OptimConfig, TrainConfig
+from subspace_hub.pipelines.train import train
+
+VARIANTS = {
+    "phi every layer (the paper)": {"phi": "rff", "phi_layers": "all"},
+    "phi input only": {"phi": "rff", "phi_layers": "input"},
+    "no phi": {"phi": "none"},
+}
+
+
+def mean_shape_baseline(data: Any) -> float:
+    means = category_mean_shapes(list(data["train"]))
+    errors = []
+    for sample in data["test"]:
+        visible = np.asarray(sample["visible"], dtype=bool)
+        prediction = means[int(sample["category"])]
+        errors.append(pa_mpjpe(prediction[visible][None], np.asarray(sample["landmarks"])[visible][None]))
+    return float(np.mean(errors))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="lfm2d-small")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--samples", type=int, default=400, help="Samples per category (a quarter held out).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    data = load_landmarks(samples_per_category=args.samples, seed=args.seed)
+    report: dict[str, Any] = {
+        **header("cpu"),
+        "preset": args.preset,
+        "steps": args.steps,
+        "batch": args.batch,
+        "train_samples": len(data["train"]),
+        "test_samples": len(data["test"]),
+        "category_mean_shape_pa_mpjpe": mean_shape_baseline(data),
+        "variants": {},
+    }
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "data"
+        data.save_to_disk(str(folder))
+        for name, options in VARIANTS.items():
+            from subspace_hub_lfm2d.config import PRESETS
+
+            config = TrainConfig(
+                backbone="lfm2d",
+                backbone_config={**PRESETS[args.preset], **options},
+                method="full",
+                data=DataConfig(source=str(folder), split="train", test_split="test", max_images=args.batch),
+                steps=args.steps,
+                seed=args.seed,
+                optim=OptimConfig(lr=args.lr, weight_decay=1e-4, warmup=0.05, start_lr=1e-6, end_lr=1e-6),
+                checkpoint_every=args.steps,
+                metrics=("pa_mpjpe", "mpjpe"),
+                tensorboard=False,
+            )
+            start = time.perf_counter()
+            result = train(
+                config, Path(work) / name.replace(" ", "-").replace("(", "").replace(")", ""), progress=False
+            )
+            evaluation = result.evaluation or {}
+            report["variants"][name] = {
+                "pa_mpjpe": evaluation.get("pa_mpjpe", {}).get("pa_mpjpe"),
+                "mpjpe": evaluation.get("mpjpe", {}).get("mpjpe"),
+                "loss_first": result.losses[0],
+                "loss_last": float(np.mean(result.losses[-50:])),
+                "seconds": time.perf_counter() - start,
+            }
+            print(name, report["variants"][name], flush=True)
+    finish(report, args.json)
+
+
+if __name__ == "__main__":
+    main()
