@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from study import ATTRIBUTES, Scale, data_specs, methods, plan
+from study import ATTRIBUTES, HEADS, Scale, data_specs, methods, plan
 
 PAPER = {  # the seed paper's subspace-adapter parameter counts (Tables 1 and 2; ../shared/seeds/003)
     ("texture", "geometry"): {8: 3.8e6, 16: 4.0e6, 32: 4.7e6},
@@ -551,7 +551,7 @@ def _param_counts(raw: dict[str, Any]) -> str:
 
     config = {**PRESETS["vggt-1b"], "enable_point": False, "enable_track": False}
     aggregator = r"aggregator\.(frame|global)_blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)"
-    heads = count_parameters("vggt", "lora", config=config, options={"rank": 16, "targets": HEADS_1B}).trainable
+    heads = count_parameters("vggt", "lora", config=config, options={"rank": 16, "targets": HEADS}).trainable
 
     def cores(attributes: tuple[str, ...], k: int, targets: str | None, rest: int | None) -> int:
         def options(model: Any) -> dict[str, Any]:
@@ -632,9 +632,6 @@ LoRA r16 ({heads / 1e6:.2f} M). But c = {c:.0f}, not the 192 linears of the aggr
 code's basis-file keys name (reading A, {100 * worst[next(iter(readings))]:.0f} % short at d = 64): the counts hold
 about {c - 192:.0f} more cores, about as many as the heads have adapted layers. The reading that fits best is
 **{best}**. {explanation}"""
-
-
-HEADS_1B = ["camera_head", "depth_head"]
 
 
 # -------------------------------------------------------------------------------------------------------- verdicts

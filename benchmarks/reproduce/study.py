@@ -297,28 +297,9 @@ def run_job(job: Job) -> dict[str, Any]:
 
 def evaluate_on(model: Any, folder: Path, device: str) -> dict[str, Any]:
     """Depth (median; joint scale + 3D translation) and reconstruction (Acc, Comp, NC) on a test folder."""
-    from subspace_hub.pipelines.evaluate import evaluate_backbone
-    from subspace_hub.plugins import get_backbone_spec, get_metric
-
-    spec, samples = get_backbone_spec("vggt"), concatenated(folder, "train")
-    first = evaluate_backbone(
-        model,
-        spec,
-        samples,
-        [get_metric("depth"), get_metric("reconstruction")],
-        options={"reconstruction": {"k": 8}},
-        device=device,
-        progress=False,
-    ).summary()
-    joint = evaluate_backbone(
-        model,
-        spec,
-        samples,
-        [get_metric("depth")],
-        options={"depth": {"align": "scale_translation"}},
-        device=device,
-        progress=False,
-    ).summary()
+    samples = concatenated(folder, "train")
+    first = evaluate_samples(model, samples, device)
+    joint = evaluate_samples(model, samples, device, align="scale_translation", reconstruction=False)
     return {
         "depth": first["depth"],
         "depth_scale_translation": joint["depth"],
@@ -488,16 +469,23 @@ def _load_any(folder: Path) -> Any:
     return concatenated(folder, "train")
 
 
-def evaluate_samples(model: Any, samples: Any, device: str) -> dict[str, Any]:
+def evaluate_samples(
+    model: Any, samples: Any, device: str, *, align: str = "median", reconstruction: bool = True
+) -> dict[str, Any]:
+    """The depth metric (with ``align``) and, with ``reconstruction``, the reconstruction protocol over ``samples``."""
     from subspace_hub.pipelines.evaluate import evaluate_backbone
     from subspace_hub.plugins import get_backbone_spec, get_metric
 
+    metrics, options = [get_metric("depth")], {"depth": {"align": align}}
+    if reconstruction:
+        metrics.append(get_metric("reconstruction"))
+        options["reconstruction"] = {"k": 8}
     report = evaluate_backbone(
         model,
         get_backbone_spec("vggt"),
         samples,
-        [get_metric("depth"), get_metric("reconstruction")],
-        options={"reconstruction": {"k": 8}},
+        metrics,
+        options=options,
         device=device,
         progress=False,
     )
