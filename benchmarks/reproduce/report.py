@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from study import ATTRIBUTES, HEADS, Scale, data_specs, methods, plan
+from study import ATTRIBUTES, BASE_STAGES, HEADS, Scale, data_specs, methods, plan
 
 PAPER = {  # the seed paper's subspace-adapter parameter counts (Tables 1 and 2; ../shared/seeds/003)
     ("texture", "geometry"): {8: 3.8e6, 16: 4.0e6, 32: 4.7e6},
@@ -166,7 +166,8 @@ def _status(work: Path, scale: Scale, raw: dict[str, Any]) -> str:
     }
     partial = len(complete) < len(scale.seeds)
     lines = [
-        f"- base: {'trained' if (work / 'base' / 'study.json').is_file() else 'not trained'}",
+        "- base: "
+        + ", ".join(f"{s} {'trained' if (work / s / 'study.json').is_file() else 'not trained'}" for s in BASE_STAGES),
         f"- ensembles: {done(ensembles)} of {len(ensembles)} LoRAs",
         f"- mining: {'done' if (work / 'bundles' / 'stats.json').is_file() else 'not run'}",
         f"- downstream: {done(downstream)} of {len(downstream)} runs; complete seeds: "
@@ -193,52 +194,89 @@ def _read_csv(path: Path) -> list[dict[str, float]]:
 
 
 def _base(work: Path, scale: Scale, results: Path, figures: Path, raw: dict[str, Any]) -> str:
-    run = work / "base"
-    metrics, evaluation = _read_csv(run / "metrics.csv"), _read_csv(run / "evaluation.csv")
-    baselines = _json(run / "baselines.json") or {}
-    summary = _json(run / "study.json") or {}
-    raw["base"] = {"result": summary, "evaluation": evaluation, "baselines": baselines}
-    for name in ("metrics.csv", "evaluation.csv"):
-        if (run / name).is_file():
-            shutil.copy(run / name, results / f"base_{name}")
-    if not metrics:
+    stages = {}
+    for stage in BASE_STAGES:
+        run = work / stage
+        stages[stage] = {
+            "result": _json(run / "study.json") or {},
+            "metrics": _read_csv(run / "metrics.csv"),
+            "evaluation": _read_csv(run / "evaluation.csv"),
+            "baselines": _json(run / "baselines.json") or {},
+        }
+        for name in ("metrics.csv", "evaluation.csv"):
+            if (run / name).is_file():
+                shutil.copy(run / name, results / f"{stage.replace('-', '_')}_{name}")
+    raw["base_stages"] = {k: {n: v[n] for n in ("result", "evaluation", "baselines")} for k, v in stages.items()}
+    last = stages[BASE_STAGES[-1]]
+    raw["base"] = {n: last[n] for n in ("result", "evaluation", "baselines")}  # what every later stage started from
+    if not stages[BASE_STAGES[0]]["metrics"]:
         return "## 1. Base model\n\nNot run yet."
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-    left.plot([r["step"] for r in metrics], [r["loss"] for r in metrics], lw=0.6)
+    offset = 0
+    for stage, data in stages.items():
+        metrics, evaluation = data["metrics"], data["evaluation"]
+        if not metrics:
+            continue
+        left.plot([offset + r["step"] for r in metrics], [r["loss"] for r in metrics], lw=0.6, label=stage)
+        key = next((k for k in (evaluation[0] if evaluation else {}) if k.endswith("abs_rel")), None)
+        if key:
+            line = right.plot(
+                [offset + r["step"] for r in evaluation], [r[key] for r in evaluation], marker="o", label=stage
+            )
+            constant = _get(data["baselines"].get("base test split", {}).get("constant depth"), ("depth", "abs_rel"))
+            if constant is not None:
+                right.axhline(
+                    constant, color=line[0].get_color(), ls="--", lw=0.8, label=f"constant depth ({stage}'s scenes)"
+                )
+        offset += int(metrics[-1]["step"])
     left.set(xlabel="step", ylabel="training loss (camera x5 + depth)", yscale="log", title="vggt-small pretraining")
-    key = next((k for k in (evaluation[0] if evaluation else {}) if k.endswith("abs_rel")), None)
-    if key:
-        right.plot([r["step"] for r in evaluation], [r[key] for r in evaluation], marker="o", label="vggt-small")
-        constant = _get(baselines.get("base test split", {}).get("constant depth"), ("depth", "abs_rel"))
-        if constant is not None:
-            right.axhline(constant, color="gray", ls="--", label="constant depth per view")
-        right.set(xlabel="step", ylabel="AbsRel (held-out scenes)", title="held-out depth")
-        right.legend()
+    left.legend()
+    right.set(xlabel="step", ylabel="AbsRel (held-out scenes)", title="held-out depth")
+    right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(figures / "base_curve.png", dpi=120)
     plt.close(fig)
     rows = []
-    note = baselines.get("_note", "")
-    for split, row in baselines.items():
-        if split.startswith("_"):
-            continue
-        for label, scores in row.items():
-            rows.append(
-                [split, label]
-                + [
-                    f"{v:.4f}" if (v := _get(scores, path)) is not None else "-"
-                    for path, _, _ in [METRICS[0], METRICS[1], METRICS[4], METRICS[5], METRICS[6]]
-                ]
-            )
+    for stage, data in stages.items():
+        for split, row in data["baselines"].items():
+            if split.startswith("_"):
+                continue
+            for label, scores in row.items():
+                if label != "base" and stage != BASE_STAGES[-1] and split != "base test split":
+                    continue  # the trivial predictors on the downstream tests do not depend on the stage
+                rows.append(
+                    [f"{split} ({stage})" if split == "base test split" else split, stage if label == "base" else label]
+                    + [
+                        f"{v:.4f}" if (v := _get(scores, path)) is not None else "-"
+                        for path, _, _ in [METRICS[0], METRICS[1], METRICS[4], METRICS[5], METRICS[6]]
+                    ]
+                )
     table = _table(["test scenes", "predictor", "AbsRel", "δ<1.25", "Acc", "Comp", "NC"], rows)
+    notes = "\n\n".join(n for d in stages.values() if (n := d["baselines"].get("_note", "")))
+    first, second = (stages[s]["result"] for s in BASE_STAGES)
+
+    def minutes(result: dict[str, Any]) -> str:
+        return f"{result.get('seconds', 0) / 60:.1f} min" if result else "not run yet"
+
+    def losses(result: dict[str, Any]) -> str:
+        return f"{result.get('loss_first', float('nan')):.3f} → {result.get('loss_last', float('nan')):.3f}"
+
     return f"""## 1. Base model
 
-`train --method full` of `vggt-small` from random weights on the general scenes ({scale.base_steps} steps, at most
-{scale.base_images} images a step, AdamW lr {scale.base_lr:g}, weight decay 0.05, 5 % warm-up then cosine; the
-camera + depth loss of VGGT): {summary.get("seconds", 0) / 60:.1f} min, loss
-{summary.get("loss_first", float("nan")):.3f}
-at the first step and {summary.get("loss_last", float("nan")):.3f} at the last.
+`train --method full` of `vggt-small` in two stages, the camera + depth loss of VGGT, AdamW with weight decay
+0.05, 5 % warm-up then cosine in each:
+
+- **`base`**, from random weights on the rooms (standard, orbit and micro-baseline cameras): {scale.base_steps}
+  steps of at most {scale.base_images} images, lr {scale.base_lr:g}; {minutes(first)}, loss {losses(first)}. Its
+  curve is measured on the first {scale.base_eval_limit} held-out views of its sources.
+- **`base-2`**, from `base` on the rooms and the object-centred scenes (orbit cameras): {scale.tune_steps} steps of
+  at most {scale.tune_images} images, lr {scale.tune_lr:g}; {minutes(second)}, loss {losses(second)}. Its curve is
+  measured on the first {scale.tune_eval_limit} held-out views, which cover the four kinds of scene alike. Every
+  later stage starts from `base-2`.
+
+Both stages' test splits hold other views (cameras) of the training scenes; the downstream test sets hold other
+scenes.
 
 ![base curve](benchmarks/results/reproduce/figures/base_curve.png)
 
@@ -248,7 +286,7 @@ per-view median alignment; Acc/Comp/NC by the paper's protocol (depth + predicte
 
 {table}
 
-{note}"""
+{notes}"""
 
 
 # -------------------------------------------------------------------------------------------------------- mining

@@ -4,13 +4,16 @@ Every stage goes through the project's public API (data generation, the training
 adapters, evaluation) and caches its outputs in ``--work``, so the study can be split across calls and a rerun
 skips what is done. Stages, in order:
 
-    data        synthetic data: general scenes for the base (camera family, rooms, standard / orbit / micro-baseline
-                cameras), the four attribute families (the paper's attribute scenes; texture and geometry with
-                micro-baseline cameras, as its anti-spoofing subspaces), and two downstream tasks, each with a
-                few-shot and a larger training set and a test set of other seeds (geometry and cameras no training
-                scene has): ``micro`` (micro-baseline close-range views of object-centred scenes) and ``object``
-                (orbits around object-centred scenes); neither the base nor any ensemble saw object-centred scenes
-    base        ``train --method full`` of ``vggt-small`` (23.6 M parameters) on the general scenes, with its curve
+    data        synthetic data: general scenes for the base (camera family, every attribute varying: rooms with
+                standard / orbit / micro-baseline cameras, and object-centred scenes with orbit cameras), the four
+                attribute families (the paper's attribute scenes; texture and geometry with micro-baseline cameras,
+                as its anti-spoofing subspaces), and two downstream tasks, each with a few-shot and a larger
+                training set and a test set of other seeds (geometry and cameras no training scene has): ``micro``
+                (micro-baseline close-range views of object-centred scenes, a camera/scene pairing no earlier stage
+                saw) and ``object`` (orbits around object-centred scenes); no ensemble saw object-centred scenes
+    base        ``train --method full`` of ``vggt-small`` (23.6 M parameters) in two stages, each with its curve:
+                from random weights on the rooms (``base``), then on rooms and object-centred scenes with larger
+                batches (``base-2``, the base every later stage starts from)
     ensembles   per attribute N LoRAs of rank 16 on the paper's targets, one per dataset, distinct seeds; and the
                 same with one shared seed (the control for the initialisation artefact)
     mine        extraction (d = 16, alpha = 1; sweep d = 4 / 8 / 32; alpha = 2; the shared-seed ensembles), random
@@ -49,6 +52,9 @@ HERE = Path(__file__).resolve().parent
 STAGES = ("data", "base", "ensembles", "mine", "downstream", "report")
 ATTRIBUTES = ("texture", "geometry", "camera", "lighting")
 HEADS = ["camera_head", "depth_head"]
+ROOM_PARTS = ("standard", "orbit", "micro")  # rooms (the megasynth layout) under these camera modes
+BASE_PARTS = (*ROOM_PARTS, "object")  # and object-centred scenes under orbit cameras
+BASE_STAGES = ("base", "base-2")  # the base's two training stages (run folders); every later stage starts from the last
 AGGREGATOR_LINEARS = r"aggregator\.(frame|global)_blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)"
 """The modules the paper mines (its basis file holds the aggregator blocks' linears only)."""
 
@@ -72,6 +78,11 @@ class Scale:
     base_images: int = 48
     base_eval_every: int = 250
     base_eval_limit: int = 48
+    # base, stage 2: continued on every general scene, object-centred ones included
+    tune_steps: int = 1000
+    tune_lr: float = 3e-4
+    tune_images: int = 96
+    tune_eval_limit: int = 128
     # ensembles
     loras: int = 6
     lora_rank: int = 16
@@ -112,6 +123,9 @@ SCALES = {
         base_images=6,
         base_eval_every=2,
         base_eval_limit=2,
+        tune_steps=3,
+        tune_images=6,
+        tune_eval_limit=4,
         loras=2,
         lora_rank=2,
         attr_scenes=2,
@@ -147,13 +161,14 @@ def data_specs(scale: Scale) -> dict[str, Any]:
         "texture_pool": scale.texture_pool,
     }
     specs = {}
-    for offset, mode in enumerate(("standard", "orbit", "micro")):
-        specs[f"base/{mode}"] = GenerationSpec(
+    for offset, part in enumerate(BASE_PARTS):
+        specs[f"base/{part}"] = GenerationSpec(
             "camera",
             datasets=scale.base_datasets,
             scenes=scale.base_scenes,
             views=scale.base_views,
-            camera_mode=mode,
+            camera_mode="orbit" if part == "object" else part,
+            object_centred=part == "object",
             layout="megasynth",
             seed=100 + offset,
             test_fraction=0.25,
@@ -186,7 +201,7 @@ def data_specs(scale: Scale) -> dict[str, Any]:
 def stage_data(work: Path, scale: Scale, device: str, log: Callable[[str], None]) -> None:
     from subspace_hub.data.export import generate
 
-    base_done = (work / "base" / "baselines.json").is_file()
+    base_done = (work / BASE_STAGES[-1] / "baselines.json").is_file()
     for name, spec in data_specs(scale).items():
         out = work / "data" / name
         if (out / "README.md").is_file() and (out / ".complete").exists():
@@ -201,20 +216,36 @@ def stage_data(work: Path, scale: Scale, device: str, log: Callable[[str], None]
             f"{time.perf_counter() - started:.0f} s"
         )
     if not base_done:
-        merge_folders(work / "data" / "base", ["standard", "orbit", "micro"])
+        merge_folders(work / "data" / "base", list(BASE_PARTS))
+        rooms = work / "data" / "base-rooms"  # stage 1's source: the room parts, linked
+        rooms.mkdir(parents=True, exist_ok=True)
+        for part in ROOM_PARTS:
+            if not (rooms / part).exists():
+                (rooms / part).symlink_to(Path("..") / "base" / part, target_is_directory=True)
+        merge_folders(rooms, list(ROOM_PARTS))
 
 
 def merge_folders(root: Path, parts: list[str]) -> None:
     """One dataset folder (``root``'s README.md) whose configs are the configs of ``root/<part>`` for every part,
-    so ``--config all`` trains on the union."""
+    so ``--config all`` trains on the union. The parts' configs are interleaved (dataset 0 of every part, then
+    dataset 1, ...), so the first samples of a split, which a run's curve is measured on, cover every part."""
+    from itertools import zip_longest
+
     from huggingface_hub import DatasetCard
 
-    configs = []
+    per_part = []
     for part in parts:
         card = DatasetCard.load(root / part / "README.md").data.to_dict()
-        for config in card.get("configs") or []:
-            files = [{**f, "path": f"{part}/{f['path']}"} for f in config.get("data_files", [])]
-            configs.append({"config_name": f"{part}-{config['config_name']}", "data_files": files})
+        per_part.append(
+            [
+                {
+                    "config_name": f"{part}-{config['config_name']}",
+                    "data_files": [{**f, "path": f"{part}/{f['path']}"} for f in config.get("data_files", [])],
+                }
+                for config in card.get("configs") or []
+            ]
+        )
+    configs = [config for group in zip_longest(*per_part) for config in group if config is not None]
     text = "---\n" + _yaml({"configs": configs, "license": "cc0-1.0"}) + "---\n\nThe union of " + ", ".join(parts)
     (root / "README.md").write_text(text + " (the reproduction study's base training data).\n")
 
@@ -380,67 +411,84 @@ def _init_worker(counter: Any, gpus: int, threads: int) -> None:
 # ----------------------------------------------------------------------------------------------------------- base
 
 
-def base_weights(work: Path) -> str:
-    return str(work / "base" / "adapter")
+def base_weights(work: Path, stage: str = BASE_STAGES[-1]) -> str:
+    """The weights a stage of the base ended with (by default the last stage's: what every later stage starts from)."""
+    return str(work / stage / "adapter")
 
 
-def stage_base(work: Path, scale: Scale, device: str, log: Callable[[str], None], deadline: float | None) -> None:
-    config = train_config(
-        backbone_config=scale.backbone_config,
+def base_config(work: Path, scale: Scale, stage: str) -> dict[str, Any]:
+    """Stage 1 (``base``): from random weights on the rooms. Stage 2 (``base-2``): from stage 1, on the rooms and
+    the object-centred scenes, with larger batches and its own warm-up and cosine."""
+    first = stage == BASE_STAGES[0]
+    steps = scale.base_steps if first else scale.tune_steps
+    start = {"backbone_config": scale.backbone_config} if first else {"pretrained": base_weights(work, BASE_STAGES[0])}
+    return train_config(
+        **start,
         method="full",
         data={
-            "source": str(work / "data" / "base"),
+            "source": str(work / "data" / ("base-rooms" if first else "base")),
             "config": "all",
             "test_split": "test",
             "min_views": 2,
             "max_views": scale.base_views,
-            "max_images": scale.base_images,
+            "max_images": scale.base_images if first else scale.tune_images,
             "workers": scale.workers,
         },
-        steps=scale.base_steps,
+        steps=steps,
         seed=0,
-        optim={"lr": scale.base_lr, "weight_decay": 0.05, "warmup": 0.05, "start_lr": 1e-8, "end_lr": 1e-6},
-        checkpoint_every=max(1, scale.base_steps // 5),
+        optim={
+            "lr": scale.base_lr if first else scale.tune_lr,
+            "weight_decay": 0.05,
+            "warmup": 0.05,
+            "start_lr": 1e-8,
+            "end_lr": 1e-6,
+        },
+        checkpoint_every=max(1, steps // 5),
         eval_every=scale.base_eval_every,
-        eval_limit=scale.base_eval_limit,
+        eval_limit=scale.base_eval_limit if first else scale.tune_eval_limit,
         metrics=("depth",),
     )
-    (work / "base").mkdir(parents=True, exist_ok=True)
-    (work / "base" / "study-config.json").write_text(json.dumps(config))
-    run_jobs([Job(str(work / "base"), config, device=device, tags={"stage": "base"})], 1, log, deadline)
-    if not (work / "base" / "study.json").is_file():
-        return
-    baselines = work / "base" / "baselines.json"
-    if baselines.is_file():
-        return
-    log("  base: trivial baselines (constant depth, random weights) on the held-out scenes")
-    baselines.write_text(json.dumps(trivial_baselines(work, scale, device), indent=2, default=float))
 
 
-def trivial_baselines(work: Path, scale: Scale, device: str) -> dict[str, Any]:
-    """The base, the same architecture with random weights and a constant depth per view, on the samples of the
-    base's curve (its test split: training datasets, held-out cameras) and on both downstream test sets (unseen
-    geometry and cameras)."""
+def stage_base(work: Path, scale: Scale, device: str, log: Callable[[str], None], deadline: float | None) -> None:
+    for stage in BASE_STAGES:
+        run = work / stage
+        if not (run / "study.json").is_file():
+            config = base_config(work, scale, stage)
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "study-config.json").write_text(json.dumps(config))
+            run_jobs([Job(str(run), config, device=device, tags={"stage": stage})], 1, log, deadline)
+            if not (run / "study.json").is_file():
+                return
+        baselines = run / "baselines.json"
+        if not baselines.is_file():
+            log(f"  {stage}: trivial baselines (constant depth, random weights) on the held-out scenes")
+            baselines.write_text(json.dumps(trivial_baselines(work, scale, stage, device), indent=2, default=float))
+
+
+def trivial_baselines(work: Path, scale: Scale, stage: str, device: str) -> dict[str, Any]:
+    """A stage of the base, the same architecture with random weights and a constant depth per view, on the samples
+    of the stage's curve (its test split: training datasets, held-out cameras) and on both downstream test sets
+    (unseen geometry and cameras)."""
     import torch
 
     import subspace_hub
     from subspace_hub.data.sources import datasets_quiet
     from subspace_hub.metrics import depth_metrics
     from subspace_hub.metrics.aggregate import mean_over_samples
+    from subspace_hub.pipelines.config import TrainConfig
+    from subspace_hub.pipelines.train import held_out_samples
 
-    base_test = work / "study-base-test"
-    if not base_test.is_dir():  # the samples the base's curve is measured on: the first eval_limit of its test split
-        from subspace_hub.pipelines.config import TrainConfig
-        from subspace_hub.pipelines.train import held_out_samples
-
-        config = _from_dict(TrainConfig, json.loads((work / "base" / "study-config.json").read_text()))
+    config = _from_dict(TrainConfig, json.loads((work / stage / "study-config.json").read_text()))
+    base_test = work / "study-base-test" / stage
+    if not base_test.is_dir():  # the samples the stage's curve is measured on: the first eval_limit of its test split
         with datasets_quiet():
             held_out = held_out_samples(config)
-        held_out.select(range(min(scale.base_eval_limit, len(held_out)))).save_to_disk(str(base_test))
+        held_out.select(range(min(config.eval_limit or len(held_out), len(held_out)))).save_to_disk(str(base_test))
     out: dict[str, Any] = {}
     torch.manual_seed(0)
     models = {
-        "base": subspace_hub.load_backbone("vggt", pretrained=base_weights(work)),
+        "base": subspace_hub.load_backbone("vggt", pretrained=base_weights(work, stage)),
         "random weights": subspace_hub.load_backbone("vggt", config=scale.backbone_config),
     }
     splits = {
@@ -798,7 +846,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True, help="Folder for data, runs and bundles (cached between calls).")
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
-    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument(
+        "--stages", nargs="*", choices=STAGES, default=list(STAGES), help="None: only --carry / --export / --pack."
+    )
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--jobs", type=int, default=8, help="Training processes sharing the device.")
     parser.add_argument("--budget", type=float, default=None, help="Start no run after this many seconds.")
@@ -828,7 +878,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         sys.exit(f"{work} holds a study at scale {json.loads(recorded.read_text())['scale']!r}; use another --work.")
     recorded.write_text(json.dumps({"scale": args.scale, "sizes": scale.__dict__}, default=list))
     deadline = time.time() + args.budget if args.budget else None
-    if args.carry and (Path(args.carry) / CARRY_TAR).is_file():
+    if args.carry:
         restore(Path(args.carry), work)
     if any(stage != "report" for stage in args.stages):
         (work / "machine.json").write_text(json.dumps(machine(args.device, args.jobs)))
@@ -876,46 +926,50 @@ SHARD_BYTES = 15 * 2**20
 
 
 def export(work: Path, folder: Path) -> None:
-    """The small results (``pack``) and the base's weights in bf16, split in safetensors files under 16 MB."""
+    """The small results (``pack``) and the weights of the base's last finished stage in bf16, split in
+    safetensors files under 16 MB (``<stage>-NN.safetensors``)."""
     import torch
     from safetensors.torch import load_file, save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    adapter = work / "base" / "adapter"
+    stage = next((s for s in reversed(BASE_STAGES) if (work / s / "adapter" / "model.safetensors").is_file()), None)
+    adapter = work / (stage or BASE_STAGES[0]) / "adapter"
     small = [adapter / name for name in ("config.json", "README.md", "subspace_hub_adapter.json")]
     pack(work, folder / CARRY_TAR, [path for path in small if path.is_file()])
-    if not (adapter / "model.safetensors").is_file():
+    if stage is None:
         return
     shard: dict[str, torch.Tensor] = {}
     index, size = 0, 0
     for key, tensor in load_file(adapter / "model.safetensors").items():
         tensor = tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor
         if shard and size + tensor.numel() * tensor.element_size() > SHARD_BYTES:
-            save_file(shard, folder / f"base-{index:02d}.safetensors")
+            save_file(shard, folder / f"{stage}-{index:02d}.safetensors")
             shard, index, size = {}, index + 1, 0
         shard[key] = tensor.contiguous()
         size += tensor.numel() * tensor.element_size()
-    save_file(shard, folder / f"base-{index:02d}.safetensors")
+    save_file(shard, folder / f"{stage}-{index:02d}.safetensors")
 
 
 def restore(folder: Path, work: Path) -> None:
-    """Unpack what :func:`export` wrote: the results into ``work`` and the base's weights (back in float32: every
-    method then starts from the same once-rounded weights) into ``work/base/adapter``."""
+    """Unpack what :func:`export` wrote: the results into ``work`` and each stage's weights (back in float32: every
+    run that starts from them starts from the same once-rounded weights) into ``work/<stage>/adapter``."""
     import tarfile
 
     from safetensors.torch import load_file, save_file
 
-    with tarfile.open(folder / CARRY_TAR) as tar:
-        tar.extractall(work, filter="data")
-    shards = sorted(folder.glob("base-*.safetensors"))
-    if not shards:
-        return
-    adapter = work / "base" / "adapter"
-    adapter.mkdir(parents=True, exist_ok=True)
-    state = {}
-    for shard in shards:
-        state.update({k: v.float() if v.is_floating_point() else v for k, v in load_file(shard).items()})
-    save_file(state, adapter / "model.safetensors")
+    if (folder / CARRY_TAR).is_file():
+        with tarfile.open(folder / CARRY_TAR) as tar:
+            tar.extractall(work, filter="data")
+    for stage in BASE_STAGES:
+        shards = sorted(folder.glob(f"{stage}-[0-9][0-9].safetensors"))
+        if not shards:
+            continue
+        adapter = work / stage / "adapter"
+        adapter.mkdir(parents=True, exist_ok=True)
+        state = {}
+        for shard in shards:
+            state.update({k: v.float() if v.is_floating_point() else v for k, v in load_file(shard).items()})
+        save_file(state, adapter / "model.safetensors")
 
 
 def pack(work: Path, out: Path, extra: Iterable[Path] = ()) -> None:
