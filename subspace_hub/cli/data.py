@@ -200,6 +200,31 @@ def generate(
     click.echo(f"Wrote {count} {family} dataset(s) x {scenes} scenes x {views} views to {folder}")
 
 
+@data.command("export")
+@click.argument("name")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A load option of the dataset (e.g. seed=3, categories=[human,chair]); repeatable.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (swapped in once the export is written).")
+def export(name, out, options, overwrite) -> None:
+    """Write the registered dataset NAME (any plugin's) to the folder OUT: parquet per split and a README card.
+
+    \b
+    Example:
+      subspace-hub data export lfm2d-synthetic data/landmarks --option samples_per_category=512 --option seed=1
+    """
+    from subspace_hub.configuration import apply_overrides
+    from subspace_hub.data.registered import export_registered
+
+    folder = export_registered(name, out, apply_overrides({}, options), overwrite=overwrite)
+    click.echo(f"Wrote {name} to {folder} (load it with datasets.load_dataset({str(folder)!r}))")
+
+
 @data.command("preview")
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option(
