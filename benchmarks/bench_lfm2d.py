@@ -1,7 +1,12 @@
 """2D-LFM trained from scratch with 2D supervision only, through the training engine, on the plugin's synthetic
 landmark categories: PA-MPJPE on held-out shapes and views for Phi in every layer (the paper), Phi at the input
-only, and no Phi (Proposition 1), against the category-mean-shape baseline (one fixed 3D shape per category,
+only, and no Phi (Proposition 1), each with the canonicalisation term (C3DPO's, the plugin's default), and Phi in
+every layer on the 2D loss alone; against the category-mean-shape baseline (one fixed 3D shape per category,
 whatever the 2D input; PA-MPJPE aligns it to each sample by a similarity, as it aligns the predictions).
+
+PA-MPJPE is reported as is and with mirror images allowed (the better of the prediction and its reflection per
+sample, C3DPO's convention: an orthographic view cannot tell a shape from its mirror image); the baseline is scored
+both ways too.
 
     SUBSPACE_HUB_PLUGINS=subspace_hub_lfm2d.plugin PYTHONPATH=.:plugins/lfm2d \\
         python benchmarks/bench_lfm2d.py --steps 1500 --json out.json
@@ -12,6 +17,7 @@ Units: the generator's (each view centred with unit RMS radius in 2D; a human is
 from __future__ import annotations
 
 import argparse
+import csv
 import tempfile
 import time
 from pathlib import Path
@@ -30,17 +36,36 @@ VARIANTS = {
     "phi every layer (the paper)": {"phi": "rff", "phi_layers": "all"},
     "phi input only": {"phi": "rff", "phi_layers": "input"},
     "no phi": {"phi": "none"},
+    "phi every layer, 2D loss alone": {"phi": "rff", "phi_layers": "all", "canonical_weight": 0.0},
 }
 
 
-def mean_shape_baseline(data: Any) -> float:
+def mean_shape_baseline(data: Any, reflection: bool) -> float:
     means = category_mean_shapes(list(data["train"]))
     errors = []
     for sample in data["test"]:
         visible = np.asarray(sample["visible"], dtype=bool)
         prediction = means[int(sample["category"])]
-        errors.append(pa_mpjpe(prediction[visible][None], np.asarray(sample["landmarks"])[visible][None]))
+        reference = np.asarray(sample["landmarks"])[visible][None]
+        errors.append(pa_mpjpe(prediction[visible][None], reference, reflection=reflection))
     return float(np.mean(errors))
+
+
+def held_out_scores(run: Path, test: Any) -> dict[str, float]:
+    """PA-MPJPE (as is, and with mirror images allowed) and MPJPE of the trained run on the held-out samples."""
+    import subspace_hub
+    from subspace_hub.pipelines.evaluate import evaluate_backbone
+    from subspace_hub.plugins import get_backbone_spec, get_metric
+
+    model = subspace_hub.load_adapter(run / "adapter")
+    spec, scores = get_backbone_spec("lfm2d"), {}
+    for key, reflection in (("pa_mpjpe", False), ("pa_mpjpe_mirror", True)):
+        options = {"pa_mpjpe": {"reflection": reflection}}
+        report = evaluate_backbone(model, spec, test, [get_metric("pa_mpjpe")], options=options, progress=False)
+        scores[key] = report.summary()["pa_mpjpe"]["pa_mpjpe"]
+    report = evaluate_backbone(model, spec, test, [get_metric("mpjpe")], progress=False)
+    scores["mpjpe"] = report.summary()["mpjpe"]["mpjpe"]
+    return scores
 
 
 def main() -> None:
@@ -51,6 +76,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--samples", type=int, default=400, help="Samples per category (a quarter held out).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
@@ -62,13 +88,15 @@ def main() -> None:
         "batch": args.batch,
         "train_samples": len(data["train"]),
         "test_samples": len(data["test"]),
-        "category_mean_shape_pa_mpjpe": mean_shape_baseline(data),
+        "category_mean_shape_pa_mpjpe": mean_shape_baseline(data, reflection=False),
+        "category_mean_shape_pa_mpjpe_mirror": mean_shape_baseline(data, reflection=True),
         "variants": {},
     }
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "data"
         data.save_to_disk(str(folder))
-        for name, options in VARIANTS.items():
+        for name in args.variants:
+            options = VARIANTS[name]
             from subspace_hub_lfm2d.config import PRESETS
 
             config = TrainConfig(
@@ -80,20 +108,25 @@ def main() -> None:
                 seed=args.seed,
                 optim=OptimConfig(lr=args.lr, weight_decay=1e-4, warmup=0.05, start_lr=1e-6, end_lr=1e-6),
                 checkpoint_every=args.steps,
-                metrics=("pa_mpjpe", "mpjpe"),
+                metrics=(),
                 tensorboard=False,
             )
             start = time.perf_counter()
-            result = train(
-                config, Path(work) / name.replace(" ", "-").replace("(", "").replace(")", ""), progress=False
-            )
-            evaluation = result.evaluation or {}
+            run = Path(work) / name.replace(" ", "-").replace("(", "").replace(")", "").replace(",", "")
+            result = train(config, run, progress=False)
+            seconds = time.perf_counter() - start
+            with open(run / "metrics.csv") as f:
+                terms = list(csv.DictReader(f))[-50:]
             report["variants"][name] = {
-                "pa_mpjpe": evaluation.get("pa_mpjpe", {}).get("pa_mpjpe"),
-                "mpjpe": evaluation.get("mpjpe", {}).get("mpjpe"),
+                **held_out_scores(run, data["test"]),
                 "loss_first": result.losses[0],
                 "loss_last": float(np.mean(result.losses[-50:])),
-                "seconds": time.perf_counter() - start,
+                **{
+                    f"{term}_last": float(np.mean([float(t[term]) for t in terms]))
+                    for term in ("reprojection", "canonical")
+                    if term in terms[0]
+                },
+                "seconds": seconds,
             }
             print(name, report["variants"][name], flush=True)
     finish(report, args.json)

@@ -54,6 +54,12 @@ def test_mpjpe_and_pa_mpjpe():
     moved = 1.7 * gt @ Rotation.random(random_state=1).as_matrix().T + 50.0
     assert pa_mpjpe(moved, gt) == pytest.approx(0.0, abs=1e-9)
     assert mpjpe(moved, gt) > 10
+    mirrored = moved * np.array([1.0, -1.0, 1.0])  # no rotation undoes a reflection ...
+    assert pa_mpjpe(mirrored, gt) > 10
+    assert pa_mpjpe(mirrored, gt, reflection=True) == pytest.approx(0.0, abs=1e-9)  # ... unless it may be mirrored
+    assert pa_mpjpe(noisy := gt + RNG.standard_normal(gt.shape), gt, reflection=True) == pytest.approx(
+        pa_mpjpe(noisy, gt)
+    )  # a prediction that is not mirrored keeps its error
     noisy = gt + RNG.standard_normal(gt.shape)
     per_sample = []  # brute force: similarity per sample, then mean joint distance over all joints
     for i in range(3):

@@ -58,6 +58,12 @@ class LFM2DConfig:
     phi_on_values: bool = False
     """Also add Phi to the values (the project page's figure; the paper's text adds it to Q and K only)."""
 
+    canonical_weight: float = 1.0
+    """Weight of C3DPO's canonicalisation loss (methods.md B.3) beside the 2D loss: in training, each predicted
+    shape is turned by a random rotation, projected, and lifted again, and the second lift must give the first
+    shape back. The 2D loss alone is minimised exactly by lifting every view flat (the 2D points with zero depth),
+    which this term rules out; 0 trains on the 2D loss alone (the paper's loss as written)."""
+
     seed: int = 0
     """Seed of the TPE's fixed frequencies (part of the config so a checkpoint rebuilds the same encoding)."""
 
@@ -71,6 +77,8 @@ class LFM2DConfig:
             problems.append(f"phi must be rff, laplacian or none, got {self.phi!r}")
         if self.phi_layers not in PHI_LAYERS:
             problems.append(f"phi_layers must be one of {', '.join(PHI_LAYERS)}, got {self.phi_layers!r}")
+        if not self.canonical_weight >= 0:
+            problems.append(f"canonical_weight must be >= 0, got {self.canonical_weight}")
         if self.max_landmarks < 1 or self.categories < 1 or self.tpe_features < 2 or self.tpe_features % 2:
             problems.append("max_landmarks and categories must be positive and tpe_features even and >= 2")
         if problems:

@@ -6,6 +6,11 @@ predicted: it is solved per sample in closed form by orthographic Procrustes.
 
 over the visible landmarks, with (s, R2) from :func:`orthographic_procrustes`. ``stop_gradient`` treats (s, R2)
 as constants (PAUL's bilevel scheme); otherwise the gradient flows through the solve and the SVDs.
+
+That loss alone is minimised exactly by a model that lifts every view flat (its own 2D points at zero depth). The
+canonicalisation term of C3DPO (methods.md B.3) rules that out: :func:`canonical_views` turns each predicted shape
+by a random rotation and projects it, the model lifts that view again, and :func:`canonical_loss` asks for the
+first shape back (same canonical frame, both centred and divided by the new view's 2D radius).
 """
 
 from __future__ import annotations
@@ -71,11 +76,54 @@ def reprojection_loss(
     return error.sum() / weights.sum().clamp(min=1.0)
 
 
+def random_rotations(count: int, *, device: Any = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[count, 3, 3] rotations drawn uniformly (Haar) from torch's global generator: QR of Gaussian matrices with
+    the signs fixed, then the determinant made +1."""
+    q, r = torch.linalg.qr(torch.randn(count, 3, 3, device=device, dtype=dtype))
+    q = q * torch.diagonal(r, dim1=-2, dim2=-1).sign()[:, None, :]
+    flip = torch.linalg.det(q) < 0
+    q[flip, :, 2] = -q[flip, :, 2]
+    return q
+
+
+def _centred(points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    w = weights.to(points.dtype)[..., None]
+    return points - (w * points).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1.0)
+
+
+def canonical_views(
+    landmarks3d: torch.Tensor, weights: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A new view of each predicted shape [B, N, 3]: (the orthographic projection of the shape turned by a random
+    rotation, centred and scaled to unit RMS radius over ``weights`` [B, N] as the data's views are [B, N, 2];
+    the shape itself, centred and divided by the same radius, which a second lift of that view must give back
+    [B, N, 3])."""
+    shape = _centred(landmarks3d, weights)
+    turned = shape @ random_rotations(shape.shape[0], device=shape.device, dtype=shape.dtype).transpose(1, 2)
+    view = turned[..., :2]
+    w = weights.to(shape.dtype)[..., None]
+    radius = ((w * view.square()).sum((1, 2)) / w.sum((1, 2)).clamp(min=1.0)).sqrt().clamp(min=eps)
+    return view / radius[:, None, None], shape / radius[:, None, None]
+
+
+def canonical_loss(lifted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance over ``weights`` between the second lift [B, N, 3] (centred) and the first shape."""
+    error = (_centred(lifted, weights) - target).square().sum(-1) * weights.to(target.dtype)
+    return error.sum() / weights.sum().clamp(min=1.0)
+
+
 def lfm2d_loss(outputs: Mapping[str, Any], batch: Mapping[str, Any], *, stop_gradient: bool = False) -> dict:
-    """``BackboneSpec.loss``: ``{"loss": L_2D}`` from the model's ``landmarks`` and the batch's ``landmarks2d``,
-    ``visible`` (and ``valid``, the real, non-padding slots). No 3D ground truth is read."""
+    """``BackboneSpec.loss``: ``{"loss": L_2D (+ w L_canonical)}`` from the model's ``landmarks`` and the batch's
+    ``landmarks2d``, ``visible`` (and ``valid``, the real, non-padding slots); the canonicalisation term when the
+    outputs carry one (``outputs["canonical"]``, from a training forward). No 3D ground truth is read."""
     visible = batch["visible"].bool()
     if batch.get("valid") is not None:
         visible = visible & batch["valid"].bool()
     loss = reprojection_loss(outputs["landmarks"], batch["landmarks2d"].float(), visible, stop_gradient=stop_gradient)
-    return {"loss": loss, "reprojection": loss.detach()}
+    terms = {"reprojection": loss.detach()}
+    canonical = outputs.get("canonical")
+    if canonical is not None:
+        term = canonical_loss(canonical["lifted"].float(), canonical["target"].float(), canonical["weights"])
+        loss = loss + canonical["weight"] * term
+        terms["canonical"] = term.detach()
+    return {"loss": loss, **terms}

@@ -16,7 +16,7 @@ import torch
 from subspace_hub import BackboneSpec, DatasetSpec, hookimpl
 from subspace_hub_lfm2d.config import PRESETS, LFM2DConfig
 from subspace_hub_lfm2d.data import load_landmarks
-from subspace_hub_lfm2d.losses import lfm2d_loss
+from subspace_hub_lfm2d.losses import canonical_views, lfm2d_loss
 from subspace_hub_lfm2d.model import LFM2D
 
 _LAYER = r"(?P<layer>\d+)"
@@ -41,16 +41,31 @@ def build(config: Mapping[str, Any]) -> LFM2D:
     return LFM2D(LFM2DConfig.from_dict(config))
 
 
-def forward(model: LFM2D, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def _lfm2d_config(model: torch.nn.Module) -> LFM2DConfig:
+    """The config of the :class:`LFM2D` inside ``model`` (bare, wrapped by PEFT, or by accelerate / DDP)."""
+    for module in model.modules():
+        if isinstance(module, LFM2D):
+            return module.config
+    raise TypeError(f"{type(model).__name__} holds no LFM2D model.")
+
+
+def forward(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
     """Run on a batch of landmark samples: ``landmarks2d`` [B, N, 2], ``visible`` [B, N], ``category`` [B], and
-    optionally ``valid`` [B, N] (real slots, not padding) and ``adjacency`` [B, N, N]."""
-    return model(
-        batch["landmarks2d"].float(),
-        batch["visible"],
-        batch["category"].long(),
-        batch.get("valid"),
-        batch.get("adjacency"),
-    )
+    optionally ``valid`` [B, N] (real slots, not padding) and ``adjacency`` [B, N, N].
+
+    In training (``model.training``) with ``canonical_weight > 0``, the model also lifts a randomly rotated view
+    of each predicted shape (:func:`~subspace_hub_lfm2d.losses.canonical_views`); ``outputs["canonical"]`` carries
+    that second lift for the loss."""
+    valid, adjacency = batch.get("valid"), batch.get("adjacency")
+    visible, category = batch["visible"].bool(), batch["category"].long()
+    outputs = model(batch["landmarks2d"].float(), visible, category, valid, adjacency)
+    weight = _lfm2d_config(model).canonical_weight
+    if model.training and weight > 0:
+        weights = visible if valid is None else visible & valid.bool()
+        view, target = canonical_views(outputs["landmarks"].float(), weights)
+        lifted = model(view, visible, category, valid, adjacency)["landmarks"]
+        outputs["canonical"] = {"lifted": lifted, "target": target, "weights": weights, "weight": weight}
+    return outputs
 
 
 def predict(outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -34,3 +34,35 @@ def test_instances_vary_within_a_category_and_the_mean_shape_baseline_is_per_cat
     assert set(means) == {0, 1} and means[0].shape == (32, 3)
     with pytest.raises(ValueError, match="Unknown landmark category"):
         list(generate_samples(LandmarkSpec(categories=("dragon",))))
+
+
+def test_the_cli_exports_the_landmark_data_as_a_dataset_folder_with_a_card(tmp_path, capsys):
+    """`subspace-hub data export` writes what `datasets.load_dataset` reads back row for row, with a card that says
+    how it was made; a bad option or an occupied folder is refused and changes nothing."""
+    import datasets
+    from huggingface_hub import DatasetCard
+    from subspace_hub_lfm2d.data import load_landmarks
+
+    from subspace_hub.cli import main
+
+    out = tmp_path / "landmarks"
+    args = ["data", "export", "lfm2d-synthetic", str(out), "--option", "samples_per_category=8"]
+    args += ["--option", "categories=[human, chair]", "--option", "seed=5"]
+    assert main(args) == 0, capsys.readouterr().err
+    loaded = datasets.load_dataset(str(out))
+    expected = load_landmarks(samples_per_category=8, categories=["human", "chair"], seed=5)
+    assert set(loaded) == {"train", "test"}
+    for split in ("train", "test"):
+        assert len(loaded[split]) == len(expected[split])
+        np.testing.assert_allclose(loaded[split]["landmarks2d"], expected[split]["landmarks2d"])
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.license == "cc0-1.0"
+    assert "seed: 5" in card.text and "| train | 12 |" in card.text and "`landmarks2d`" in card.text
+    before = sorted(p.name for p in out.rglob("*"))
+    capsys.readouterr()
+    assert main(["data", "export", "lfm2d-synthetic", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["data", "export", "lfm2d-synthetic", str(tmp_path / "x"), "--option", "seeds=1"]) == 1
+    error = capsys.readouterr().err
+    assert "no load option seeds" in error and "samples_per_category" in error
+    assert not (tmp_path / "x").exists() and sorted(p.name for p in out.rglob("*")) == before

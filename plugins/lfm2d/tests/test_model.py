@@ -9,6 +9,7 @@ import pytest
 import torch
 from subspace_hub_lfm2d import LFM2D, LFM2DConfig, laplacian_phi, orthographic_procrustes, reprojection_loss, rff_phi
 from subspace_hub_lfm2d.data import random_rotation
+from subspace_hub_lfm2d.losses import canonical_loss, canonical_views, random_rotations
 from subspace_hub_lfm2d.plugin import SPEC
 
 import subspace_hub
@@ -101,6 +102,51 @@ def test_the_loss_trains_through_the_svd_and_with_a_stopped_camera():
             loss.backward()
             optimizer.step()
         assert float(loss) < 0.05 * first
+
+
+def test_the_flat_lift_fits_every_view_but_fails_the_canonicalisation():
+    """Why the 2D loss alone cannot train 2D-LFM: copying the 2D points and adding zero depth reprojects every view
+    exactly. The canonicalisation term (a second lift of a rotated view must give the shape back) does not accept
+    it, and accepts a lift that gives the shape back (here, the target itself, translated)."""
+    torch.manual_seed(0)
+    shapes = torch.randn(64, 10, 3, dtype=torch.float64)
+    views = (shapes @ random_rotations(64, dtype=torch.float64).transpose(1, 2))[..., :2]
+    visible = torch.ones(64, 10, dtype=torch.bool)
+
+    def flat(points2d: torch.Tensor) -> torch.Tensor:
+        return torch.cat([points2d, torch.zeros_like(points2d[..., :1])], dim=-1)
+
+    assert float(reprojection_loss(flat(views), views, visible)) < 1e-20
+    view, target = canonical_views(flat(views), visible)
+    rms = view.square().sum(-1).mean(-1).sqrt()
+    assert torch.allclose(rms, torch.ones_like(rms))  # the new views are scaled as the data's are
+    assert float(canonical_loss(flat(view), target, visible)) > 0.1
+    assert float(canonical_loss(target + 3.0, target, visible)) < 1e-20
+
+
+def test_random_rotations_are_proper_and_spread():
+    torch.manual_seed(0)
+    r = random_rotations(2000, dtype=torch.float64)
+    assert torch.allclose(r @ r.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(2000, 3, 3), atol=1e-12)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(2000, dtype=torch.float64))
+    assert float(r.mean(0).abs().max()) < 0.05  # Haar: every entry averages to zero
+
+
+def test_a_training_forward_lifts_a_rotated_view_again_and_the_loss_adds_it():
+    spec = subspace_hub.plugins.get_backbone_spec("lfm2d")
+    torch.manual_seed(0)
+    model = LFM2D(LFM2DConfig.from_dict({**SPEC.presets[TINY], "canonical_weight": 0.5}))
+    batch = _batch()
+    terms = spec.loss_terms(spec.run(model.train(), batch), batch)
+    assert set(terms) == {"loss", "reprojection", "canonical"}
+    total = float(terms["loss"].detach())
+    assert total == pytest.approx(float(terms["reprojection"] + 0.5 * terms["canonical"]), rel=1e-6)
+    terms["loss"].backward()
+    assert model.head.weight.grad is not None and float(model.head.weight.grad.norm()) > 0
+    with torch.no_grad():  # evaluation, and a weight of 0, read the 2D loss alone
+        assert set(spec.loss_terms(spec.run(model.eval(), batch), batch)) == {"loss", "reprojection"}
+    off = LFM2D(LFM2DConfig.from_dict({**SPEC.presets[TINY], "canonical_weight": 0.0})).train()
+    assert "canonical" not in spec.run(off, batch)
 
 
 def _batch(n: int = 7, seed: int = 3) -> dict[str, torch.Tensor]:
