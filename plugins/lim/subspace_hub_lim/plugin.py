@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from subspace_hub import BackboneSpec, hookimpl
+from subspace_hub import BackboneSpec, DatasetSpec, hookimpl
 from subspace_hub_lim.config import PRESETS, LIMConfig
+from subspace_hub_lim.data import load_sequences
 from subspace_hub_lim.losses import lim_loss, lrm_loss
 from subspace_hub_lim.model import LIM, LRM
 
@@ -209,7 +210,21 @@ LIM_SPEC = BackboneSpec(
 """The LIM backbone spec (its LRM, ``lrm.*``, frozen)."""
 
 
+DATASET = DatasetSpec(
+    "lim-synthetic-4d",
+    load_sequences,
+    description="turning, twisting object-centred scenes over keyframes, a ring of cameras: RGB, depth, mask, XYZ",
+    license="cc0-1.0",
+)
+"""The 4D synthetic data the plugin registers."""
+
+
 @hookimpl
 def register_backbones(register):
     register(LRM_SPEC)
     register(LIM_SPEC)
+
+
+@hookimpl
+def register_datasets(register):
+    register(DATASET)

@@ -12,7 +12,7 @@ from subspace_hub_lim.plugin import _cameras, draw_keyframes
 
 import subspace_hub
 from subspace_hub.geometry import project_points
-from subspace_hub.testing import AdapterTests, BackboneTests
+from subspace_hub.testing import AdapterTests, BackboneTests, DatasetTests, PluginTests
 
 TINY = "lim-tiny"
 
@@ -25,6 +25,15 @@ class TestLRMBackbone(BackboneTests):
 class TestLIMBackbone(BackboneTests):
     backbone = "lim"
     config = TINY
+
+
+class TestDataset(DatasetTests):
+    dataset = "lim-synthetic-4d"
+    load_options = {"sequences": 2, "keyframes": 3, "cameras": 3, "size": 16, "per": "keyframe"}
+
+
+class TestPlugin(PluginTests):
+    plugin = "lim"
 
 
 class TestLoRAOnLIM(AdapterTests):
