@@ -82,13 +82,13 @@ def draw_keyframes(keyframes: int) -> tuple[int, int, int]:
 
 
 def lim_forward(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
-    """One training (or scoring) step of LIM on sequence records: ``batch["keyframes"]`` [3] (source, between,
-    target) if given, else drawn by :func:`draw_keyframes`."""
+    """One training (or scoring) step of LIM on sequence records: ``batch["keyframe_triple"]`` [3] (source,
+    between, target) if given, else drawn by :func:`draw_keyframes`."""
     config = _config(model)
     lim = next(m for m in model.modules() if isinstance(m, LIM))
     count = batch["images"].shape[1] // config.cameras
-    if batch.get("keyframes") is not None:
-        source, between, target = (int(k) for k in batch["keyframes"])
+    if batch.get("keyframe_triple") is not None:
+        source, between, target = (int(k) for k in batch["keyframe_triple"])
     else:
         source, between, target = draw_keyframes(count)
     first, middle, last = (keyframe_views(batch, config, k) for k in (source, between, target))
@@ -165,7 +165,7 @@ def lim_example_batch(model: torch.nn.Module, *, seed: int = 0) -> dict[str, tor
     config = _config(model)
     batch = _views_batch(model, 3 * config.cameras, seed)
     batch["extrinsics"] = batch["extrinsics"].reshape(1, 3, config.cameras, 3, 4)[:, [0, 0, 0]].reshape(1, -1, 3, 4)
-    batch["keyframes"] = torch.tensor([0, 1, 2])
+    batch["keyframe_triple"] = torch.tensor([0, 1, 2])
     return batch
 
 
