@@ -506,6 +506,13 @@ def trivial_baselines(work: Path, scale: Scale, stage: str, device: str) -> dict
         keys = [k for k in constant[0] if k != "valid_pixels"]
         row["constant depth"] = {"depth": mean_over_samples(constant, keys)}
         out[name] = row
+    if (work / stage / "adapter" / RESTORED).is_file():
+        out["_note"] = (
+            f"The {stage} rows were computed on {machine(device, 1)['gpu']} ({os.cpu_count()} CPU cores), after the "
+            "training call, from the weights as they travelled between calls (rounded once to bfloat16), on the "
+            "same scenes regenerated from their seeds (the generator is byte-reproducible on CPU and GPU); the "
+            "runs that started from this stage started from the unrounded weights."
+        )
     return out
 
 
@@ -922,6 +929,7 @@ def main(argv: Iterable[str] | None = None) -> int:
 
 
 CARRY_TAR = "study.tar.gz"
+RESTORED = "restored-from-bf16"  # marks an adapter folder whose weights came through export / restore
 SHARD_BYTES = 15 * 2**20
 
 
@@ -970,6 +978,7 @@ def restore(folder: Path, work: Path) -> None:
         for shard in shards:
             state.update({k: v.float() if v.is_floating_point() else v for k, v in load_file(shard).items()})
         save_file(state, adapter / "model.safetensors")
+        (adapter / RESTORED).write_text("these weights travelled as bfloat16 (study.py --export / --carry)\n")
 
 
 def pack(work: Path, out: Path, extra: Iterable[Path] = ()) -> None:
