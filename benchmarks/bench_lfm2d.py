@@ -57,7 +57,7 @@ def held_out_scores(run: Path, test: Any) -> dict[str, float]:
     from subspace_hub.pipelines.evaluate import evaluate_backbone
     from subspace_hub.plugins import get_backbone_spec, get_metric
 
-    model = subspace_hub.load_adapter(run / "adapter")
+    model = subspace_hub.load_backbone("lfm2d", pretrained=str(run / "adapter"))
     spec, scores = get_backbone_spec("lfm2d"), {}
     for key, reflection in (("pa_mpjpe", False), ("pa_mpjpe_mirror", True)):
         options = {"pa_mpjpe": {"reflection": reflection}}
