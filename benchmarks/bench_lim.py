@@ -76,20 +76,22 @@ def _train(backbone: str, config: dict, source: Path, views: int, images: int, s
     }
 
 
-def _views(record: dict[str, Any], keyframe: int, cameras: slice) -> dict[str, torch.Tensor]:
-    views = slice(keyframe * 6 + cameras.start, keyframe * 6 + cameras.stop)
+def _sequence_batch(record: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """One sequence record as a batch of one (what the engine would feed ``lim``)."""
     return {
-        "images": torch.from_numpy(np.asarray(record["images"][views])).permute(0, 3, 1, 2)[None].float() / 255,
-        "mask": torch.from_numpy(np.asarray(record["mask"][views]))[None],
-        "intrinsics": torch.from_numpy(np.asarray(record["intrinsics"][views], dtype=np.float32))[None],
-        "extrinsics": torch.from_numpy(np.asarray(record["extrinsics"][views], dtype=np.float32))[None],
+        "images": torch.from_numpy(np.asarray(record["images"])).permute(0, 3, 1, 2)[None].float() / 255,
+        "mask": torch.from_numpy(np.asarray(record["mask"]))[None],
+        "intrinsics": torch.from_numpy(np.asarray(record["intrinsics"], dtype=np.float32))[None],
+        "extrinsics": torch.from_numpy(np.asarray(record["extrinsics"], dtype=np.float32))[None],
     }
 
 
 @torch.no_grad()
 def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyframes: int) -> dict[str, Any]:
     """Mean PSNR / PSNR_FG per method over every (source, between, target) of every held-out sequence."""
-    inputs, held_out = slice(0, 4), slice(4, 6)
+    from subspace_hub_lim.plugin import keyframe_views
+
+    config = lrm.config
     scores: dict[str, dict[str, list[float]]] = {}
 
     def score(name: str, triplane: torch.Tensor, target: dict[str, torch.Tensor]) -> None:
@@ -100,9 +102,10 @@ def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyf
         entry["psnr_fg"].append(psnr(rendered, target["images"], target["mask"]))
 
     for record in records:
+        batch = _sequence_batch(record)
         planes, streams = {}, {}
         for k in range(keyframes):
-            views = _views(record, k, inputs)
+            views = keyframe_views(batch, config, k)
             tokens, features = lrm.encode(views["images"], views["intrinsics"], views["extrinsics"])
             planes[k], streams[k] = lrm.head(tokens), views
         for gap in (2, 3, 4):
@@ -110,7 +113,7 @@ def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyf
                 target = source + gap
                 for between in range(source + 1, target):
                     alpha = (between - source) / gap
-                    truth = _views(record, between, held_out)
+                    truth = keyframe_views(batch, config, between, held_out=True)
                     score("oracle (LRM on the in-between keyframe)", planes[between], truth)
                     score("linear", (1 - alpha) * planes[source] + alpha * planes[target], truth)
                     score("nearest keyframe", planes[source] if alpha < 0.5 else planes[target], truth)
@@ -146,6 +149,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     from subspace_hub_lim.config import PRESETS
+    from subspace_hub_lim.model import lim_from_lrm
 
     torch.manual_seed(args.seed)
     config = {**PRESETS[args.preset], "image_size": args.size}
@@ -160,10 +164,7 @@ def main() -> None:
         lrm = subspace_hub.load_backbone("lrm", pretrained=str(work / "lrm" / "adapter")).eval()
         lims = {}
         for name, weight in (("LIM", 1.0), ("LIM without L_causal", 0.0)):
-            start = subspace_hub.load_backbone("lim", config={**config, "causal_weight": weight})
-            start.lrm.load_state_dict(lrm.state_dict())
-            start.initialise_from_lrm()
-            folder = subspace_hub.save_backbone(start, work / f"start-{weight:g}")
+            folder = subspace_hub.save_backbone(lim_from_lrm(lrm, causal_weight=weight), work / f"start-{weight:g}")
             run = work / name.replace(" ", "-")
             views = args.keyframes * 6
             report["runs"][name] = _train("lim", config, sequences, views, 2 * views, args.lim_steps, 3e-4, run,

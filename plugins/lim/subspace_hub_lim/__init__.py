@@ -8,7 +8,16 @@ lim = subspace_hub.load_backbone("lim", config="lim-tiny")
 
 from subspace_hub_lim.config import PRESETS, LIMConfig
 from subspace_hub_lim.losses import lim_loss, lrm_loss
-from subspace_hub_lim.model import LIM, LRM, camera_rays, plucker, render_rays, sample_triplane, time_encoding
+from subspace_hub_lim.model import (
+    LIM,
+    LRM,
+    camera_rays,
+    lim_from_lrm,
+    plucker,
+    render_rays,
+    sample_triplane,
+    time_encoding,
+)
 
 __version__ = "0.1.0"
 
@@ -19,6 +28,7 @@ __all__ = [
     "LIMConfig",
     "__version__",
     "camera_rays",
+    "lim_from_lrm",
     "lim_loss",
     "lrm_loss",
     "plucker",

@@ -289,6 +289,19 @@ def time_encoding(alpha: torch.Tensor, frequencies: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def lim_from_lrm(lrm: LRM, **overrides: object) -> LIM:
+    """A LIM on a trained ``lrm`` (built with :func:`subspace_hub.load_backbone`, so that
+    :func:`subspace_hub.save_backbone` can save it): the LRM's config with ``overrides`` (e.g. ``causal_weight=0``),
+    its LRM a copy of ``lrm``, its blocks started from the LRM's as :meth:`LIM.initialise_from_lrm` says. Train it
+    from that saved folder (``--pretrained``)."""
+    import subspace_hub
+
+    lim = subspace_hub.load_backbone("lim", config={**lrm.config.to_dict(), **overrides})
+    lim.lrm.load_state_dict(lrm.state_dict())
+    lim.initialise_from_lrm()
+    return lim
+
+
 class LIM(nn.Module):
     """The interpolator over a (frozen) :class:`LRM`, ``self.lrm``. :meth:`interpolate` is the model; the
     plugin's ``forward`` builds the training passes from it."""
@@ -328,11 +341,11 @@ class LIM(nn.Module):
 
     def keyframe(
         self, images: torch.Tensor, intrinsics: torch.Tensor, extrinsics: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
-        """What LIM reads of a keyframe, from the LRM: (output tokens [B, T, D], the last ``lim_depth`` block
-        outputs, the image tokens [B, V P, D])."""
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """What LIM reads of keyframe k, from the LRM: (its output tokens [B, T, D], its last ``lim_depth`` block
+        outputs)."""
         tokens, features = self.lrm.encode(images, intrinsics, extrinsics)
-        return tokens, features[-self.config.lim_depth :], self.lrm.tokenizer(images, intrinsics, extrinsics)
+        return tokens, features[-self.config.lim_depth :]
 
     def interpolate(
         self, tokens: torch.Tensor, features: list[torch.Tensor], next_image_tokens: torch.Tensor, alpha: torch.Tensor
@@ -358,6 +371,6 @@ class LIM(nn.Module):
         alpha: torch.Tensor,
     ) -> torch.Tensor:
         """The triplane at k + alpha [B, 3, C, R, R] from the views of keyframes k and k + 1 and ``alpha`` [B]."""
-        tokens, features, _ = self.keyframe(images, intrinsics, extrinsics)
+        tokens, features = self.keyframe(images, intrinsics, extrinsics)
         next_tokens = self.lrm.tokenizer(next_images, next_intrinsics, next_extrinsics)
         return self.interpolate(tokens, features, next_tokens, alpha)[0]

@@ -84,8 +84,8 @@ def draw_keyframes(keyframes: int) -> tuple[int, int, int]:
 def lim_forward(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
     """One training (or scoring) step of LIM on sequence records: ``batch["keyframe_triple"]`` [3] (source,
     between, target) if given, else drawn by :func:`draw_keyframes`."""
-    config = _config(model)
     lim = next(m for m in model.modules() if isinstance(m, LIM))
+    config = lim.config
     count = batch["images"].shape[1] // config.cameras
     if batch.get("keyframe_triple") is not None:
         source, between, target = (int(k) for k in batch["keyframe_triple"])
@@ -95,7 +95,7 @@ def lim_forward(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, A
     b = batch["images"].shape[0]
     alpha = torch.full((b,), (between - source) / (target - source), device=batch["images"].device)
     with torch.no_grad():  # the frozen LRM: features of the source, tokens of the target, the pseudo ground truth
-        tokens, features, _ = lim.keyframe(first["images"], first["intrinsics"], first["extrinsics"])
+        tokens, features = lim.keyframe(first["images"], first["intrinsics"], first["extrinsics"])
         next_tokens = lim.lrm.tokenizer(last["images"], last["intrinsics"], last["extrinsics"])
         teacher = lim.lrm.head(lim.lrm.encode(middle["images"], middle["intrinsics"], middle["extrinsics"])[0])
     triplane, _, _ = lim.interpolate(tokens, features, next_tokens, alpha)  # adapters sit inside `lim`'s modules

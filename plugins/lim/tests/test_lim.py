@@ -152,3 +152,17 @@ def test_lrm_trains_on_its_views():
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_lim_from_lrm_carries_the_trained_lrm_and_the_overrides():
+    from subspace_hub_lim import lim_from_lrm
+
+    torch.manual_seed(0)
+    lrm = subspace_hub.load_backbone("lrm", config=TINY)
+    with torch.no_grad():
+        lrm.tokens.add_(1.0)  # "trained": differs from any fresh initialisation
+    lim = lim_from_lrm(lrm, causal_weight=0.0)
+    assert lim.config.causal_weight == 0.0 and lim.config.dim == lrm.config.dim
+    assert all(torch.equal(a, b) for a, b in zip(lim.lrm.state_dict().values(), lrm.state_dict().values(), strict=True))
+    offset = lim.config.lrm_depth - lim.config.lim_depth
+    assert torch.equal(lim.blocks[0].image.q.weight, lrm.blocks[offset].cross.q.weight)
