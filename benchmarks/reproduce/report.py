@@ -114,7 +114,9 @@ def _header(work: Path, scale: Scale, raw: dict[str, Any]) -> str:
         f"{'object-centred' if s.object_centred else s.layout} | {s.seed} |"
         for name, s in specs.items()
     )
-    total = sum(timings.values())
+    on_device = {k: v for k, v in timings.items() if k != "report"}
+    total = sum(on_device.values())
+    gpus = machine.get("gpus", 1)
     return f"""# Does mining attribute subspaces work? A small-scale reproduction
 
 The claim under test (seed paper 003, `../shared/reference/methods.md` A.4): fine-tuning inside attribute subspaces
@@ -126,14 +128,15 @@ from one command (`benchmarks/reproduce/study.py`), whose raw outputs are in `be
 A model this small, trained for minutes on synthetic rooms, is not VGGT-1B: a verdict here is a verdict about the
 method at this scale, with the controls the paper does not report.
 
-Machine: {machine.get("gpu", "-")} ({machine.get("date", time.strftime("%Y-%m-%d"))}),
-torch {machine.get("torch", torch.__version__)},
-Python {machine.get("python", platform.python_version())}; {total / 60:.1f} min of wall time over all calls
-({", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())}).
+Machine: {f"{gpus} x {machine.get('gpu', '-')}" if gpus else "no GPU"}, {machine.get("cpus", "-")} CPU cores
+({machine.get("date", time.strftime("%Y-%m-%d"))}), torch {machine.get("torch", torch.__version__)},
+Python {machine.get("python", platform.python_version())}. The stages took {total / 60:.1f} min of wall time on that
+machine over all calls ({", ".join(f"{k} {v / 60:.1f} min" for k, v in on_device.items())}); this report is written
+on a CPU from their raw outputs.
 
 ```bash
 PYTHONPATH=.:plugins/vggt SUBSPACE_HUB_PLUGINS=subspace_hub_vggt.plugin \\
-    python benchmarks/reproduce/study.py --work /tmp/study --device cuda --jobs {machine.get("jobs", 8)}
+    python benchmarks/reproduce/study.py --work /tmp/study --device cuda --jobs {machine.get("jobs", 14)}
 ```
 
 (`--stages` and `--budget` split it across calls; finished stages and runs are skipped on a rerun; `--scale smoke`

@@ -26,7 +26,7 @@ skips what is done. Stages, in order:
 Usage (repository root; the vggt plugin on the path)::
 
     PYTHONPATH=.:plugins/vggt SUBSPACE_HUB_PLUGINS=subspace_hub_vggt.plugin \\
-        python benchmarks/reproduce/study.py --work /tmp/study --device cuda --jobs 8
+        python benchmarks/reproduce/study.py --work /tmp/study --device cuda --jobs 14
     python benchmarks/reproduce/study.py --work /tmp/study --stages report   # RESULTS.md from the raw results
 
 ``--scale smoke`` runs every stage at toy sizes on a CPU in a few minutes (the study's own test).
@@ -73,9 +73,9 @@ class Scale:
     base_datasets: int = 64  # per camera mode
     base_scenes: int = 4
     base_views: int = 8
-    base_steps: int = 2000
+    base_steps: int = 1000
     base_lr: float = 5e-4
-    base_images: int = 48
+    base_images: int = 96  # a step costs about the same at 48 and 96 images (launch-bound), so larger batches
     base_eval_every: int = 250
     base_eval_limit: int = 48
     # base, stage 2: continued on every general scene, object-centred ones included
@@ -283,10 +283,13 @@ class Job:
 
 
 def train_config(**fields: Any) -> dict[str, Any]:
+    """A TrainConfig (as a dict) with the study's common settings. Every run trains in float32: a step of this small
+    model at 112 px is bound by kernel launches, not arithmetic, and bf16 autocast's casts add about 28 % more
+    kernels (6,228 vs 7,997 operators for a forward, loss and backward of vggt-small)."""
     from subspace_hub.configuration import to_dict
     from subspace_hub.pipelines.config import TrainConfig
 
-    settings = {"backbone": "vggt", "tensorboard": False, "keep_checkpoints": 1, **fields}
+    settings = {"backbone": "vggt", "tensorboard": False, "keep_checkpoints": 1, "precision": "fp32", **fields}
     settings.setdefault("metrics", ())
     return to_dict(_from_dict(TrainConfig, settings))
 
@@ -328,14 +331,7 @@ def run_job(job: Job) -> dict[str, Any]:
 
 def evaluate_on(model: Any, folder: Path, device: str) -> dict[str, Any]:
     """Depth (median; joint scale + 3D translation) and reconstruction (Acc, Comp, NC) on a test folder."""
-    samples = concatenated(folder, "train")
-    first = evaluate_samples(model, samples, device)
-    joint = evaluate_samples(model, samples, device, align="scale_translation", reconstruction=False)
-    return {
-        "depth": first["depth"],
-        "depth_scale_translation": joint["depth"],
-        "reconstruction": first["reconstruction"],
-    }
+    return evaluate_samples(model, concatenated(folder, "train"), device)
 
 
 def run_jobs(
@@ -450,7 +446,9 @@ def base_config(work: Path, scale: Scale, stage: str) -> dict[str, Any]:
     )
 
 
-def stage_base(work: Path, scale: Scale, device: str, log: Callable[[str], None], deadline: float | None) -> None:
+def stage_base(
+    work: Path, scale: Scale, device: str, jobs: int, log: Callable[[str], None], deadline: float | None
+) -> None:
     for stage in BASE_STAGES:
         run = work / stage
         if not (run / "study.json").is_file():
@@ -463,20 +461,26 @@ def stage_base(work: Path, scale: Scale, device: str, log: Callable[[str], None]
         baselines = run / "baselines.json"
         if not baselines.is_file():
             log(f"  {stage}: trivial baselines (constant depth, random weights) on the held-out scenes")
-            baselines.write_text(json.dumps(trivial_baselines(work, scale, stage, device), indent=2, default=float))
+            scores = trivial_baselines(work, scale, stage, device, jobs)
+            baselines.write_text(json.dumps(scores, indent=2, default=float))
 
 
-def trivial_baselines(work: Path, scale: Scale, stage: str, device: str) -> dict[str, Any]:
+BASELINE_MODELS = ("base", "random weights")
+BASELINE_CHUNK = 8  # scenes per baseline task (tasks spread over the worker processes)
+
+
+def trivial_baselines(work: Path, scale: Scale, stage: str, device: str, jobs: int = 1) -> dict[str, Any]:
     """A stage of the base, the same architecture with random weights and a constant depth per view, on the samples
     of the stage's curve (its test split: training datasets, held-out cameras) and on both downstream test sets
-    (unseen geometry and cameras)."""
+    (unseen geometry and cameras). The scenes are scored in chunks on ``jobs`` processes (the reconstruction
+    protocol runs on the CPU, about a second a scene)."""
     import torch
 
-    import subspace_hub
     from subspace_hub.data.sources import datasets_quiet
     from subspace_hub.metrics import depth_metrics
     from subspace_hub.metrics.aggregate import mean_over_samples
     from subspace_hub.pipelines.config import TrainConfig
+    from subspace_hub.pipelines.evaluate import EvaluationReport
     from subspace_hub.pipelines.train import held_out_samples
 
     config = _from_dict(TrainConfig, json.loads((work / stage / "study-config.json").read_text()))
@@ -485,22 +489,44 @@ def trivial_baselines(work: Path, scale: Scale, stage: str, device: str) -> dict
         with datasets_quiet():
             held_out = held_out_samples(config)
         held_out.select(range(min(config.eval_limit or len(held_out), len(held_out)))).save_to_disk(str(base_test))
-    out: dict[str, Any] = {}
-    torch.manual_seed(0)
-    models = {
-        "base": subspace_hub.load_backbone("vggt", pretrained=base_weights(work, stage)),
-        "random weights": subspace_hub.load_backbone("vggt", config=scale.backbone_config),
-    }
     splits = {
         "base test split": base_test,
         "micro test": work / "data" / "micro" / "test",
         "object test": work / "data" / "object" / "test",
     }
+    sizes = {name: len(_load_any(folder)) for name, folder in splits.items()}
+    tasks = [
+        (
+            str(work),
+            scale.backbone_config,
+            stage,
+            label,
+            str(folder),
+            start,
+            min(start + BASELINE_CHUNK, sizes[name]),
+            device,
+        )
+        for name, folder in splits.items()
+        for label in BASELINE_MODELS
+        for start in range(0, sizes[name], BASELINE_CHUNK)
+    ]
+    if jobs <= 1:
+        scored = [_baseline_chunk(*task) for task in tasks]
+    else:
+        context = get_context("spawn")
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        initargs = (context.Value("i", 0), 0, threads)
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+            scored = list(pool.map(_baseline_chunk, *zip(*tasks, strict=True)))
+    scenes: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for (_, _, _, label, folder, *_), chunk in zip(tasks, scored, strict=True):
+        scenes[folder, label].extend(chunk)
+    metrics, _ = study_metrics(reconstruction=True)
+    out: dict[str, Any] = {}
     for name, folder in splits.items():
-        samples = _load_any(folder)
-        row = {label: evaluate_samples(model, samples, device) for label, model in models.items()}
+        row = {label: EvaluationReport(metrics, scenes[str(folder), label]).summary() for label in BASELINE_MODELS}
         constant = []
-        for sample in samples.with_format("torch"):
+        for sample in _load_any(folder).with_format("torch"):
             gt, mask = sample["depth"].double(), sample["mask"].bool()
             constant.append(depth_metrics(torch.ones_like(gt), gt, mask))
         keys = [k for k in constant[0] if k != "valid_pixels"]
@@ -516,6 +542,29 @@ def trivial_baselines(work: Path, scale: Scale, stage: str, device: str) -> dict
     return out
 
 
+def _baseline_chunk(
+    work: str, backbone_config: str, stage: str, label: str, folder: str, start: int, stop: int, device: str
+) -> list[dict[str, Any]]:
+    """The per-scene scores of one baseline model on scenes ``start:stop`` of ``folder``."""
+    import torch
+
+    import subspace_hub
+    from subspace_hub.pipelines.evaluate import evaluate_backbone
+    from subspace_hub.plugins import get_backbone_spec
+
+    if label == "base":
+        model = subspace_hub.load_backbone("vggt", pretrained=base_weights(Path(work), stage))
+    else:
+        torch.manual_seed(0)  # the same random weights in every process
+        model = subspace_hub.load_backbone("vggt", config=backbone_config)
+    samples = _load_any(Path(folder)).select(range(start, stop))
+    metrics, options = study_metrics(reconstruction=True)
+    report = evaluate_backbone(
+        model, get_backbone_spec("vggt"), samples, metrics, options=options, device=device, progress=False
+    )
+    return report.scenes
+
+
 def _load_any(folder: Path) -> Any:
     import datasets
 
@@ -524,25 +573,30 @@ def _load_any(folder: Path) -> Any:
     return concatenated(folder, "train")
 
 
-def evaluate_samples(
-    model: Any, samples: Any, device: str, *, align: str = "median", reconstruction: bool = True
-) -> dict[str, Any]:
-    """The depth metric (with ``align``) and, with ``reconstruction``, the reconstruction protocol over ``samples``."""
-    from subspace_hub.pipelines.evaluate import evaluate_backbone
-    from subspace_hub.plugins import get_backbone_spec, get_metric
+def study_metrics(*, reconstruction: bool) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+    """The metric specs and their options: ``depth`` (median alignment), ``depth_scale_translation`` (the paper's
+    joint scale + 3D translation) and, with ``reconstruction``, the reconstruction protocol (k = 8 normals)."""
+    from dataclasses import replace
 
-    metrics, options = [get_metric("depth")], {"depth": {"align": align}}
+    from subspace_hub.plugins import get_metric
+
+    depth = get_metric("depth")
+    metrics = [depth, replace(depth, name="depth_scale_translation")]
+    options: dict[str, dict[str, Any]] = {"depth": {"align": "median"}, metrics[1].name: {"align": "scale_translation"}}
     if reconstruction:
         metrics.append(get_metric("reconstruction"))
         options["reconstruction"] = {"k": 8}
+    return metrics, options
+
+
+def evaluate_samples(model: Any, samples: Any, device: str, *, reconstruction: bool = True) -> dict[str, Any]:
+    """:func:`study_metrics` of ``model`` over ``samples``, in one pass."""
+    from subspace_hub.pipelines.evaluate import evaluate_backbone
+    from subspace_hub.plugins import get_backbone_spec
+
+    metrics, options = study_metrics(reconstruction=reconstruction)
     report = evaluate_backbone(
-        model,
-        get_backbone_spec("vggt"),
-        samples,
-        metrics,
-        options=options,
-        device=device,
-        progress=False,
+        model, get_backbone_spec("vggt"), samples, metrics, options=options, device=device, progress=False
     )
     return report.summary()
 
@@ -857,7 +911,13 @@ def main(argv: Iterable[str] | None = None) -> int:
         "--stages", nargs="*", choices=STAGES, default=list(STAGES), help="None: only --carry / --export / --pack."
     )
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--jobs", type=int, default=8, help="Training processes sharing the device.")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=max(1, (os.cpu_count() or 1) - 2),
+        help="Training and scoring processes sharing the device (default: the CPU cores less two; the runs are bound "
+        "by the CPU that launches their kernels and scores their reconstructions).",
+    )
     parser.add_argument("--budget", type=float, default=None, help="Start no run after this many seconds.")
     parser.add_argument(
         "--results",
@@ -905,7 +965,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         if stage == "data":
             stage_data(work, scale, args.device, log)
         elif stage == "base":
-            stage_base(work, scale, args.device, log, deadline)
+            stage_base(work, scale, args.device, args.jobs, log, deadline)
         elif stage == "ensembles":
             run_jobs(ensemble_jobs(work, scale, args.device), args.jobs, log, deadline)
         elif stage == "mine":
@@ -1005,6 +1065,7 @@ def machine(device: str, jobs: int) -> dict[str, Any]:
     gpu = torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else "CPU only"
     return {
         "gpu": gpu,
+        "gpus": torch.cuda.device_count() if gpu != "CPU only" else 0,
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -1,4 +1,5 @@
-"""Exact nearest neighbours in 3D: a KD-tree (scipy, all CPU threads) or chunked brute force in torch.
+"""Exact nearest neighbours in 3D: a KD-tree (scipy, on ``torch.get_num_threads()`` threads) or chunked brute force
+in torch.
 
 ``auto`` takes the KD-tree for CPU and CUDA tensors alike (CUDA queries travel to the CPU and the answers
 back): measured on an H100 against 16 CPU threads (BENCHMARKS.md), brute force on the GPU needs 22.6 s for one
@@ -77,8 +78,12 @@ class NeighborIndex:
         array = queries.cpu().numpy()
         # Queries in spatial order walk the tree with far fewer cache misses (about 2x faster on 1M points).
         order = morton_order(array) if sort and len(array) >= _SORT_QUERIES_FROM else None
+        # As many threads as torch may use: processes that share the cores (torch.set_num_threads) stay in their share.
         distances, indices = self._tree.query(
-            array if order is None else array[order], k=k, distance_upper_bound=distance_upper_bound, workers=-1
+            array if order is None else array[order],
+            k=k,
+            distance_upper_bound=distance_upper_bound,
+            workers=torch.get_num_threads(),
         )
         if order is not None:
             inverse = np.empty_like(order)

@@ -436,8 +436,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                     if method.regularizer is not None:
                         total = total + method.regularizer(accelerator.unwrap_model(prepared))
                     accelerator.backward(total / config.accumulation)
-                for key, value in terms.items():
-                    terms_sum[key] = terms_sum.get(key, 0.0) + float(value.detach()) / config.accumulation
+                for key, value in terms.items():  # kept on the device: one transfer per step, not one per term
+                    share = torch.as_tensor(value, dtype=torch.float32, device=device).detach() / config.accumulation
+                    terms_sum[key] = terms_sum[key] + share if key in terms_sum else share
             consumed += config.accumulation * world
             grad_norm = (
                 accelerator.clip_grad_norm_(params, config.optim.clip)
@@ -451,10 +452,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
             lr = scheduler.get_last_lr()[0]
             scheduler.step()
             step += 1
-            reduced = {
-                k: float(accelerator.reduce(torch.tensor(v, device=device), reduction="mean"))
-                for k, v in terms_sum.items()
-            }
+            stacked = torch.stack(list(terms_sum.values()))
+            if world > 1:
+                stacked = accelerator.reduce(stacked, reduction="mean")
+            reduced = dict(zip(terms_sum, stacked.tolist(), strict=True))
             if main and (step % config.log_every == 0 or step == config.steps):
                 seconds = time.perf_counter() - step_started
                 log.add(
