@@ -452,10 +452,13 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
             lr = scheduler.get_last_lr()[0]
             scheduler.step()
             step += 1
+            # one device-to-host transfer a step: the terms (averaged over processes) and the gradient norm
             stacked = torch.stack(list(terms_sum.values()))
             if world > 1:
                 stacked = accelerator.reduce(stacked, reduction="mean")
-            reduced = dict(zip(terms_sum, stacked.tolist(), strict=True))
+            norm = torch.as_tensor(grad_norm, dtype=torch.float32, device=device).detach().reshape(1)
+            *values, grad_norm_value = torch.cat([stacked, norm]).tolist()
+            reduced = dict(zip(terms_sum, values, strict=True))
             if main and (step % config.log_every == 0 or step == config.steps):
                 seconds = time.perf_counter() - step_started
                 log.add(
@@ -463,7 +466,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                         "step": step,
                         **reduced,
                         "lr": lr,
-                        "grad_norm": float(grad_norm),
+                        "grad_norm": grad_norm_value,
                         "images_per_s": images * world / seconds,
                         "memory_gib": _memory_gib(device),
                     }

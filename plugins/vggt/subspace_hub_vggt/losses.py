@@ -15,10 +15,16 @@ by that scale; rotations and fields of view are unchanged). Then:
 
 Non-finite values are zeroed and per-element losses clamped to [-100, 100], as VGGT does, so one bad pixel cannot
 derail a run.
+
+The loss never asks the GPU for a number while it is built (no boolean indexing, ``.item()`` or Python branches on
+tensor values): valid pixels and scenes enter as weights, the quantile as a sort, and "too few valid pixels" as a
+``torch.where``. A training step then runs ahead of the GPU instead of waiting for it some 20 times, which is what
+limits small models and GPUs shared by several processes.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -97,20 +103,40 @@ def normalize_ground_truth(
     )
 
 
-def _quantile_filter(
-    values: torch.Tensor, quantile: float, min_elements: int = 1000, hard_max: float = 100.0
+def robust_mean(
+    values: torch.Tensor,
+    valid: torch.Tensor,
+    quantile: float,
+    min_elements: int = 1000,
+    hard_max: float = 100.0,
 ) -> torch.Tensor:
-    """Keep values below the ``quantile`` (nearest rank) when enough elements exist; clamp at ``hard_max``."""
-    if values.numel() <= min_elements:
-        return values
-    if values.numel() > 100_000_000:  # kthvalue on a random subset keeps memory bounded
-        values = values.reshape(-1)[torch.randperm(values.numel(), device=values.device)[:1_000_000]]
-    values = values.clamp(max=hard_max)
-    flat = values.detach().reshape(-1)
-    k = round(quantile * (flat.numel() - 1)) + 1
-    threshold = min(float(flat.kthvalue(k).values), hard_max)
-    keep = values < threshold
-    return values[keep] if int(keep.sum()) > min_elements else values
+    """The mean of ``values[valid]`` after VGGT's robustness filter, without synchronising with the GPU.
+
+    Values are clamped at ``hard_max``; when more than ``min_elements`` are valid and ``quantile > 0``, those at or
+    above the ``quantile`` of the valid values (nearest rank, ``round(quantile * (n - 1))``) are dropped, unless no
+    more than ``min_elements`` would remain. No valid value gives 0. Above 10^8 elements the threshold comes from
+    10^6 random positions (memory). ``values`` must be finite where ``valid``; ``valid`` is a bool tensor of the
+    same shape.
+    """
+    valid = valid.reshape(-1)
+    clamped = torch.where(valid, values.reshape(-1), torch.zeros((), dtype=values.dtype, device=values.device))
+    clamped = clamped.clamp(max=hard_max)
+    count = valid.sum()
+    mean_all = clamped.sum() / count.clamp(min=1)
+    if quantile <= 0:
+        return mean_all
+    sample_values, sample_valid = clamped.detach(), valid
+    if clamped.numel() > 100_000_000:
+        chosen = torch.randperm(clamped.numel(), device=clamped.device)[:1_000_000]
+        sample_values, sample_valid = sample_values[chosen], valid[chosen]
+    ordered = torch.where(sample_valid, sample_values, torch.full_like(sample_values, math.inf)).sort().values
+    sample_count = sample_valid.sum()
+    rank = torch.round(quantile * (sample_count - 1).clamp(min=0).double()).long()
+    threshold = ordered.gather(0, rank.reshape(1)).clamp(max=hard_max)
+    keep = valid & (clamped < threshold)
+    kept = keep.sum()
+    mean_kept = torch.where(keep, clamped, torch.zeros_like(clamped)).sum() / kept.clamp(min=1)
+    return torch.where((count > min_elements) & (kept > min_elements), mean_kept, mean_all)
 
 
 def _gradient_loss(
@@ -204,8 +230,10 @@ def regression_loss(
 ) -> dict[str, torch.Tensor]:
     """Confidence-weighted regression of dense maps [B, S, H, W, C] -> {"conf", "reg", "grad"} scalar losses."""
     b, s, h, w, c = pred.shape
-    reg = fix_nonfinite(torch.linalg.vector_norm(gt[mask] - pred[mask], dim=-1))
-    conf_loss = fix_nonfinite(gamma * reg * conf[mask] - alpha * torch.log(conf[mask]))
+    # every pixel is computed and the invalid ones weigh nothing (indexing by the mask would wait for the GPU)
+    reg = fix_nonfinite(torch.linalg.vector_norm(gt - pred, dim=-1))
+    safe_conf = torch.where(mask, conf, torch.ones_like(conf))
+    conf_loss = fix_nonfinite(gamma * reg * safe_conf - alpha * torch.log(safe_conf))
     grad = pred.sum() * 0.0
     if gradient != "none":
         use_conf = conf.reshape(b * s, h, w) if "conf" in gradient else None
@@ -214,14 +242,7 @@ def regression_loss(
             grad = _multiscale(_normal_loss, *args, scales=3, gamma=gamma, alpha=alpha)
         else:
             grad = _multiscale(_gradient_loss, *args, scales=4, gamma=gamma, alpha=alpha)
-    out = {}
-    for name, values in (("conf", conf_loss), ("reg", reg)):
-        if values.numel() == 0:
-            out[name] = pred.sum() * 0.0
-            continue
-        if valid_range > 0:
-            values = _quantile_filter(values, valid_range)
-        out[name] = fix_nonfinite(values).mean()
+    out = {name: robust_mean(values, mask, valid_range) for name, values in (("conf", conf_loss), ("reg", reg))}
     out["grad"] = grad
     return out
 
@@ -232,28 +253,22 @@ def camera_loss(
     """Step-weighted camera loss over the refinement steps; encodings [B, S, 9], ``valid_scenes`` [B] bool."""
     n = len(pose_enc_list)
     totals = {"T": 0.0, "R": 0.0, "FL": 0.0}
+    count = valid_scenes.sum()
+
+    def mean_over_valid(error: torch.Tensor) -> torch.Tensor:  # [B, ...] -> mean over the valid scenes' elements
+        keep = valid_scenes.reshape(-1, *[1] * (error.ndim - 1))
+        error = torch.where(keep, fix_nonfinite(error), torch.zeros((), dtype=error.dtype, device=error.device))
+        return error.sum() / (count * error[0].numel()).clamp(min=1)
+
+    slices = {"T": slice(0, 3), "R": slice(3, 7), "FL": slice(7, None)}
     for i, pred in enumerate(pose_enc_list):
         weight = config.camera_gamma ** (n - i - 1)
-        if not bool(valid_scenes.any()):
-            parts = {k: (pred * 0).mean() for k in totals}
-        else:
-            p, g = pred[valid_scenes], gt_encoding[valid_scenes]
-            if config.camera_loss_type == "l1":
-                parts = {
-                    "T": (p[..., :3] - g[..., :3]).abs(),
-                    "R": (p[..., 3:7] - g[..., 3:7]).abs(),
-                    "FL": (p[..., 7:] - g[..., 7:]).abs(),
-                }
-            else:
-                parts = {
-                    "T": (p[..., :3] - g[..., :3]).norm(dim=-1),
-                    "R": (p[..., 3:7] - g[..., 3:7]).norm(dim=-1),
-                    "FL": (p[..., 7:] - g[..., 7:]).norm(dim=-1),
-                }
-            parts = {k: fix_nonfinite(v) for k, v in parts.items()}
-            parts = {"T": parts["T"].clamp(max=100).mean(), "R": parts["R"].mean(), "FL": parts["FL"].mean()}
-        for key in totals:
-            totals[key] = totals[key] + parts[key] * weight
+        for key, part in slices.items():
+            difference = pred[..., part] - gt_encoding[..., part]
+            error = difference.abs() if config.camera_loss_type == "l1" else difference.norm(dim=-1)
+            if key == "T":
+                error = error.clamp(max=100)
+            totals[key] = totals[key] + mean_over_valid(error) * weight
     avg = {k: v / n for k, v in totals.items()}
     total = avg["T"] * config.weight_trans + avg["R"] * config.weight_rot + avg["FL"] * config.weight_focal
     return {"loss_camera": total, "loss_T": avg["T"], "loss_R": avg["R"], "loss_FL": avg["FL"]}
@@ -323,20 +338,18 @@ def vggt_loss(
         if pred_key not in outputs or weight == 0:
             continue
         pred = outputs[pred_key].float()
-        if int(mask.sum()) < config.min_valid_pixels:
-            zero = (pred * 0).mean()
-            parts = {"conf": zero, "reg": zero, "grad": zero}
-        else:
-            parts = regression_loss(
-                pred,
-                fix_nonfinite(gt),
-                mask,
-                outputs[conf_key].float(),
-                gradient=gradient,
-                valid_range=valid_range,
-                gamma=config.conf_gamma,
-                alpha=config.conf_alpha,
-            )
+        parts = regression_loss(
+            pred,
+            fix_nonfinite(gt),
+            mask,
+            outputs[conf_key].float(),
+            gradient=gradient,
+            valid_range=valid_range,
+            gamma=config.conf_gamma,
+            alpha=config.conf_alpha,
+        )
+        enough = mask.sum() >= config.min_valid_pixels  # too few valid pixels: no dense loss
+        parts = {key: torch.where(enough, value, torch.zeros_like(value)) for key, value in parts.items()}
         for key, value in parts.items():
             losses[f"loss_{key}_{name}"] = value
         total = total + weight * (parts["conf"] + parts["reg"] + parts["grad"])

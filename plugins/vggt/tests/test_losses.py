@@ -9,7 +9,7 @@ import torch
 
 import subspace_hub
 from subspace_hub_vggt.geometry import extrinsics_intrinsics_to_pose_encoding
-from subspace_hub_vggt.losses import VGGTLossConfig, normalize_ground_truth, vggt_loss
+from subspace_hub_vggt.losses import VGGTLossConfig, normalize_ground_truth, robust_mean, vggt_loss
 from subspace_hub_vggt.plugin import example_batch
 
 
@@ -112,6 +112,39 @@ def test_invalid_pixels_and_empty_scenes():
     nan_batch["depth"][0, 0, 0, 0] = float("nan")
     outputs = perfect_outputs(scene())
     assert torch.isfinite(vggt_loss(outputs, nan_batch)["loss"])
+
+
+def test_robust_mean_drops_the_top_quantile_of_the_valid_values_only():
+    values = torch.arange(2000, dtype=torch.float32) / 20  # 0, 0.05, ..., 99.95
+    valid = torch.ones(2000, dtype=torch.bool)
+    # nearest rank round(0.98 * 1999) = 1959: values[:1959] stay (below 97.95), their mean is 1958 / 2 / 20
+    assert float(robust_mean(values, valid, 0.98)) == pytest.approx(48.95)
+    # invalid entries, however large or non-finite, count for nothing
+    padded = torch.cat([values, torch.tensor([1e9, float("nan"), -5.0])])
+    assert float(robust_mean(padded, torch.cat([valid, torch.zeros(3, dtype=torch.bool)]), 0.98)) == pytest.approx(
+        48.95
+    )
+    # values are clamped at 100 first: 0..99 and 1900 x 100, the threshold 100 would leave 100 values (not more than
+    # 1000), so the plain mean of the clamped values is kept
+    assert float(robust_mean(values * 20, valid, 0.98)) == pytest.approx((4950 + 1900 * 100) / 2000)
+    # 1000 valid values or fewer: no filter; no valid value: 0; quantile <= 0: no filter
+    assert float(robust_mean(values[:1000], valid[:1000], 0.98)) == pytest.approx(999 / 2 / 20)
+    assert float(robust_mean(values, torch.zeros_like(valid), 0.98)) == 0.0
+    assert float(robust_mean(values, valid, 0.0)) == pytest.approx(1999 / 2 / 20)
+
+
+def test_the_loss_and_its_gradient_never_wait_for_the_device():
+    """No boolean indexing, .item() or branch on a tensor value: each would stall a GPU step (a host sync)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = subspace_hub.load_backbone("vggt", config="vggt-tiny")
+    batch = example_batch(model, batch_size=2, views=2)
+    batch["mask"][0, 0, :, : batch["mask"].shape[-1] // 2] = False  # some invalid pixels
+    outputs = model(batch["images"])
+    with profile(activities=[ProfilerActivity.CPU]) as recorded:
+        vggt_loss(outputs, batch)["loss"].backward()
+    syncing = {"aten::nonzero", "aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::masked_select"}
+    assert {event.key for event in recorded.key_averages()} & syncing == set()
 
 
 def test_point_loss_path():
