@@ -116,7 +116,11 @@ def _header(work: Path, scale: Scale, raw: dict[str, Any]) -> str:
     )
     on_device = {k: v for k, v in timings.items() if k != "report"}
     total = sum(on_device.values())
-    gpus = machine.get("gpus", 1)
+    gpus = machine.get("gpus")  # not recorded by studies before 2026-11-30's one-GPU run
+    if machine.get("gpu", "CPU only") == "CPU only":
+        hardware = "no GPU"
+    else:
+        hardware = f"{gpus} x {machine['gpu']}" if gpus else machine["gpu"]
     return f"""# Does mining attribute subspaces work? A small-scale reproduction
 
 The claim under test (seed paper 003, `../shared/reference/methods.md` A.4): fine-tuning inside attribute subspaces
@@ -128,7 +132,7 @@ from one command (`benchmarks/reproduce/study.py`), whose raw outputs are in `be
 A model this small, trained for minutes on synthetic rooms, is not VGGT-1B: a verdict here is a verdict about the
 method at this scale, with the controls the paper does not report.
 
-Machine: {f"{gpus} x {machine.get('gpu', '-')}" if gpus else "no GPU"}, {machine.get("cpus", "-")} CPU cores
+Machine: {hardware}, {machine.get("cpus", "-")} CPU cores
 ({machine.get("date", time.strftime("%Y-%m-%d"))}), torch {machine.get("torch", torch.__version__)},
 Python {machine.get("python", platform.python_version())}. The stages took {total / 60:.1f} min of wall time on that
 machine over all calls ({", ".join(f"{k} {v / 60:.1f} min" for k, v in on_device.items())}); this report is written
@@ -271,7 +275,8 @@ def _base(work: Path, scale: Scale, results: Path, figures: Path, raw: dict[str,
     return f"""## 1. Base model
 
 `train --method full` of `vggt-small` in two stages, the camera + depth loss of VGGT, AdamW with weight decay
-0.05, 5 % warm-up then cosine in each:
+0.05, 5 % warm-up then cosine in each; every run of the study (base, ensembles, downstream) in
+{"float32" if scale.precision == "fp32" else "bf16 autocast"}:
 
 - **`base`**, from random weights on the rooms (standard, orbit and micro-baseline cameras): {scale.base_steps}
   steps of at most {scale.base_images} images, lr {scale.base_lr:g}; {minutes(first)}, loss {losses(first)}. Its

@@ -64,6 +64,7 @@ class Scale:
     """Every size of the study."""
 
     backbone_config: str = "vggt-small"
+    precision: str = "fp32"  # every run's TrainConfig.precision (see train_config)
     height: int = 112
     width: int = 112
     mesh_resolution: int = 8
@@ -282,14 +283,15 @@ class Job:
     tags: dict[str, Any] = field(default_factory=dict)
 
 
-def train_config(**fields: Any) -> dict[str, Any]:
-    """A TrainConfig (as a dict) with the study's common settings. Every run trains in float32: a step of this small
+def train_config(scale: Scale, **fields: Any) -> dict[str, Any]:
+    """A TrainConfig (as a dict) with the study's common settings. Every run trains in ``scale.precision``, float32
+    by default: a step of this small
     model at 112 px is bound by kernel launches, not arithmetic, and bf16 autocast's casts add about 28 % more
     kernels (6,228 vs 7,997 operators for a forward, loss and backward of vggt-small)."""
     from subspace_hub.configuration import to_dict
     from subspace_hub.pipelines.config import TrainConfig
 
-    settings = {"backbone": "vggt", "tensorboard": False, "keep_checkpoints": 1, "precision": "fp32", **fields}
+    settings = {"backbone": "vggt", "tensorboard": False, "keep_checkpoints": 1, "precision": scale.precision, **fields}
     settings.setdefault("metrics", ())
     return to_dict(_from_dict(TrainConfig, settings))
 
@@ -419,6 +421,7 @@ def base_config(work: Path, scale: Scale, stage: str) -> dict[str, Any]:
     steps = scale.base_steps if first else scale.tune_steps
     start = {"backbone_config": scale.backbone_config} if first else {"pretrained": base_weights(work, BASE_STAGES[0])}
     return train_config(
+        scale,
         **start,
         method="full",
         data={
@@ -611,6 +614,7 @@ def ensemble_jobs(work: Path, scale: Scale, device: str) -> list[Job]:
             for seeds in ("distinct", "shared"):
                 seed = 1 + 1000 * a + i if seeds == "distinct" else 0
                 config = train_config(
+                    scale,
                     pretrained=base_weights(work),
                     method="lora",
                     method_options={"rank": scale.lora_rank},
@@ -859,6 +863,7 @@ def finetune_job(
     kind: str,
 ) -> Job:
     config = train_config(
+        scale,
         pretrained=base_weights(work),
         method=method,
         method_options=options,
@@ -938,15 +943,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         "--pack", default=None, help="Write the small outputs (JSON, CSV, figures; no data or weights) to this .tar.gz."
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
-    work, scale = Path(args.work), SCALES[args.scale]
+    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    recorded = work / "scale.json"
-    if recorded.is_file() and json.loads(recorded.read_text())["scale"] != args.scale:
-        sys.exit(f"{work} holds a study at scale {json.loads(recorded.read_text())['scale']!r}; use another --work.")
-    recorded.write_text(json.dumps({"scale": args.scale, "sizes": scale.__dict__}, default=list))
     deadline = time.time() + args.budget if args.budget else None
     if args.carry:
         restore(Path(args.carry), work)
+    scale = study_scale(work, args.scale, training=any(stage != "report" for stage in args.stages))
     if any(stage != "report" for stage in args.stages):
         (work / "machine.json").write_text(json.dumps(machine(args.device, args.jobs)))
     timings = _load_timings(work)
@@ -986,6 +988,40 @@ def main(argv: Iterable[str] | None = None) -> int:
         export(work, Path(args.export))
         log(f"wrote the results and the base's weights to {args.export}")
     return 0
+
+
+LEGACY_SIZES = {"precision": "auto"}
+"""Sizes added to Scale later, with the values that studies recorded before them ran with (bf16 autocast on a GPU)."""
+
+
+def study_scale(work: Path, name: str, *, training: bool) -> Scale:
+    """The sizes of the study in ``work``: recorded in ``work/scale.json`` by its first call, so a report describes
+    the runs it reads, and a later call that would train under other sizes (the code changed since) stops instead
+    of mixing two designs in one folder."""
+    from dataclasses import fields
+
+    path = work / "scale.json"
+    current = SCALES[name]
+    if not path.is_file():
+        path.write_text(json.dumps({"scale": name, "sizes": current.__dict__}, default=list))
+        return current
+    data = json.loads(path.read_text())
+    if data["scale"] != name:
+        sys.exit(f"{work} holds a study at scale {data['scale']!r}; use another --work.")
+    sizes = {**LEGACY_SIZES, **data["sizes"]}
+    known = {f.name: f for f in fields(Scale)}
+    recorded = Scale(**{k: tuple(v) if isinstance(v, list) else v for k, v in sizes.items() if k in known})
+    changed = [
+        f"{k} {getattr(recorded, k)!r} (now {getattr(current, k)!r})"
+        for k in known
+        if getattr(recorded, k) != getattr(current, k)
+    ]
+    if changed and training:
+        sys.exit(
+            f"{work} holds a study run with other sizes: {', '.join(changed)}. Its cached runs would mix two designs; "
+            "use another --work, or --stages report to write its report."
+        )
+    return recorded
 
 
 CARRY_TAR = "study.tar.gz"
