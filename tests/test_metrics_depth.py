@@ -189,3 +189,32 @@ def test_bad_depth_inputs_raise_clear_errors():
         depth_metrics(gt, gt, np.ones(4, bool))
     with pytest.raises(MetricInputError, match="median predicted depth is 0"):
         depth_metrics(np.zeros((3, 4)), gt)
+
+
+# -- boundaries, by hand ----------------------------------------------------------------------------------------
+
+
+def test_delta_counts_a_ratio_of_exactly_1_25_as_outside():
+    gt = np.array([[4.0, 4.0, 4.0, 4.0]])
+    pred = np.array([[5.0, 3.2, 4.0, 4.5]])  # ratios 1.25, 1.25, 1, 1.125: delta < 1.25 holds for two of four
+    out = depth_metrics(pred, gt, align="metric")
+    assert out["delta_1"] == 0.5
+    assert delta(pred, gt, align="metric") == 0.5
+    assert out["delta_2"] == 1.0
+
+
+def test_max_depth_excludes_a_depth_of_exactly_max_depth():
+    gt = np.array([[2.0, 70.0, 69.5]])
+    pred = np.array([[2.0, 10.0, 69.5]])
+    out = depth_metrics(pred, gt, align="metric", max_depth=70)
+    assert out["valid_pixels"] == 2
+    assert out["abs_rel"] == 0.0
+
+
+def test_per_sequence_scale_and_shift_applies_the_shift():
+    gt = np.stack([np.linspace(1.0, 3.0, 12).reshape(3, 4), np.linspace(2.0, 5.0, 12).reshape(3, 4)])
+    pred = (gt - 1.0) / 2.0  # gt = 2 pred + 1 over the whole sequence
+    aligned, scales, shifts = align_depth(pred, gt, align="scale_shift_lstsq", per="sequence")
+    assert float(scales[0]) == pytest.approx(2.0) and float(shifts[0]) == pytest.approx(1.0)
+    np.testing.assert_allclose(aligned.numpy(), gt, atol=1e-9)
+    assert depth_metrics(pred, gt, align="scale_shift_lstsq", per="sequence")["abs_rel"] < 1e-9

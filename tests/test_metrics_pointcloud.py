@@ -342,3 +342,59 @@ def test_closed_form_normals_handle_degenerate_neighbourhoods():
     collinear = np.c_[np.linspace(0, 1, 40), np.zeros(40), np.zeros(40)]
     normals = estimate_normals(collinear, k=5).numpy()
     assert np.allclose(np.linalg.norm(normals, axis=1), 1.0) and np.abs(normals[:, 0]).max() < 1e-9
+
+
+# -- boundaries, by hand ----------------------------------------------------------------------------------------
+
+
+def test_umeyama_scale_is_optimal_when_the_best_rotation_needed_a_reflection_fix():
+    """A mirrored, scaled copy: the best proper rotation comes from flipping the smallest singular direction, and the
+    scale must use the same sign (c = tr(D S) / var); then no other scale fits better with that rotation."""
+    x = RNG.standard_normal((50, 3)) * np.array([3.0, 2.0, 0.5])
+    y = 2.0 * x * np.array([1.0, 1.0, -1.0]) + np.array([0.3, -0.2, 1.0])
+    sim = umeyama(x, y)
+    rotation = sim.rotation.numpy()
+    assert np.linalg.det(rotation) == pytest.approx(1.0)
+
+    def residual(scale: float) -> float:
+        translation = y.mean(0) - scale * rotation @ x.mean(0)
+        return float(((y - (scale * x @ rotation.T + translation)) ** 2).sum())
+
+    assert residual(sim.scale) < residual(sim.scale * 0.99)
+    assert residual(sim.scale) < residual(sim.scale * 1.01)
+
+
+def test_point_maps_are_resized_with_pixel_centres_not_corners():
+    from subspace_hub.metrics.reconstruction import resize_point_map
+
+    ramp = torch.zeros(1, 1, 2, 3, dtype=torch.float64)
+    ramp[0, 0, :, 0] = torch.tensor([0.0, 3.0])  # x coordinate 0 then 3 along the width
+    resized = resize_point_map(ramp, (1, 4))[0, 0, :, 0]
+    # align_corners=False: output pixel centres sit at input x = -0.25, 0.25, 0.75, 1.25 (clamped at the ends)
+    np.testing.assert_allclose(resized.numpy(), [0.0, 0.75, 2.25, 3.0])
+
+
+def test_reconstruction_ignores_reference_pixels_below_min_depth():
+    S, H, W = 2, 12, 14
+    v, u = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+    depth = np.stack([2 + 0.3 * np.sin(u / 3 + i) * np.cos(v / 4) for i in range(S)])
+    extrinsics = np.zeros((S, 3, 4))
+    extrinsics[:, :, :3] = np.eye(3)
+    extrinsics[1, 0, 3] = -0.3
+    intrinsics = np.tile(np.array([[15.0, 0, W / 2], [0, 15.0, H / 2], [0, 0, 1]]), (S, 1, 1))
+    prediction = {"depth": depth.copy(), "extrinsics": extrinsics, "intrinsics": intrinsics}
+    prediction["depth"][:, :3] = 50.0  # the prediction is wild where the reference is (nearly) empty
+    near_zero = depth.copy()
+    near_zero[:, :3] = 1e-5  # below the protocol's min_depth of 1e-4
+    kept = reconstruction_metrics(prediction, {"depth": near_zero, "extrinsics": extrinsics, "intrinsics": intrinsics})
+    masked = reconstruction_metrics(
+        prediction,
+        {
+            "depth": depth,
+            "extrinsics": extrinsics,
+            "intrinsics": intrinsics,
+            "mask": np.broadcast_to(np.arange(H)[None, :, None] >= 3, (S, H, W)),
+        },
+    )
+    assert kept["acc"] == pytest.approx(masked["acc"], abs=1e-12)
+    assert kept["acc"] < 1e-9

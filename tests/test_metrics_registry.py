@@ -292,3 +292,16 @@ def test_cli_evaluate_errors(tiny_dataset, capsys):
         from subspace_hub.data import load_samples
 
         load_samples(str(tiny_dataset), split="train")
+
+
+def test_an_evaluation_averages_depth_over_pixels_not_scenes():
+    """A scene of 1 valid pixel with AbsRel 1 and one of 3 with AbsRel 0 average to 0.25 (per scene it would be 0.5)."""
+    from subspace_hub.pipelines.evaluate import EvaluationReport
+    from subspace_hub.plugins import get_metric
+
+    spec = get_metric("depth")
+    scores = [dict.fromkeys(spec.outputs, 0.0) for _ in range(2)]
+    scores[0].update(abs_rel=1.0, valid_pixels=1)
+    scores[1].update(abs_rel=0.0, valid_pixels=3)
+    report = EvaluationReport([spec], [{"scene_id": str(i), "metrics": {"depth": s}} for i, s in enumerate(scores)])
+    assert report.summary()["depth"]["abs_rel"] == pytest.approx(0.25)

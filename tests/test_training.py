@@ -132,6 +132,20 @@ def test_a_run_writes_its_folder_and_its_adapter_reloads(data, tmp_path):
     assert "lora" in card and "![training loss](loss.png)" in card and "abs_rel" in card
 
 
+def test_training_moves_every_trainable_weight_and_lowers_the_loss(data, tmp_path):
+    from subspace_hub.pipelines.train import _attach
+
+    settings = config(data, steps=16, checkpoint_every=16, optim={"lr": 3e-3, "warmup": 0.0})
+    initial = {k: v.detach().clone() for k, v in _attach(settings).named_parameters() if v.requires_grad}
+    train(settings, tmp_path / "run", progress=False)
+    trained = load_file(str(tmp_path / "run" / "checkpoints" / "step-00000016" / "model.safetensors"))
+    assert set(initial) <= set(trained)
+    unmoved = [k for k in initial if torch.equal(initial[k], trained[k])]
+    assert not unmoved, f"training left these trainable tensors at their initial values: {unmoved}"
+    losses = [row["loss"] for row in read_metrics(tmp_path / "run")]
+    assert sum(losses[-4:]) / 4 < 0.9 * sum(losses[:4]) / 4
+
+
 def test_resuming_from_a_middle_checkpoint_repeats_the_run_exactly(data, tmp_path):
     """AdaLoRA included: its importance scores and rank pattern travel in the checkpoint."""
     for method, options in (("lora", {"rank": 2}), ("adalora", {"rank": 2, "init_rank": 4})):
