@@ -577,3 +577,90 @@ def test_tokens_take_effect_without_restart_and_secrets_stay_out_of_the_log(regi
     )
     users = {row["user"] for row in json.loads(listed.stdout)}
     assert users == {"alice", "mallory", "reader"} and tokens["alice"] not in listed.stdout
+
+
+# -- one test per guarded path (each fails if its guard is removed) --------------------------------------------------
+
+
+def test_every_ref_endpoint_checks_write_rights(registry):
+    server, url, tokens = registry
+    alice = api(url, tokens["alice"])
+    alice.create_repo("org/refs")
+    alice.create_commit("org/refs", [CommitOperationAdd("a.txt", b"a")], commit_message="one")
+    alice.create_tag("org/refs", tag="v1")
+    alice.create_branch("org/refs", branch="dev")
+    before = api(url, tokens["alice"]).list_repo_refs("org/refs")
+    for token in (tokens["mallory"], tokens["reader"], None):
+        headers = {"Content-Type": "application/json", **(bearer(token) if token else {})}
+        attempts = [
+            ("POST", "/api/models/org/refs/branch/evil", {"startingPoint": "main"}),
+            ("DELETE", "/api/models/org/refs/branch/dev", None),
+            ("POST", "/api/models/org/refs/tag/main", {"tag": "evil"}),
+            ("DELETE", "/api/models/org/refs/tag/v1", None),
+        ]
+        for method, path, payload in attempts:
+            status, _, _ = raw(url, method, path, None if payload is None else json.dumps(payload).encode(), headers)
+            assert status in (401, 403), (method, path, token is None, status)
+    after = api(url, tokens["alice"]).list_repo_refs("org/refs")
+    assert sorted(b.name for b in after.branches) == sorted(b.name for b in before.branches) == ["dev", "main"]
+    assert [t.name for t in after.tags] == [t.name for t in before.tags] == ["v1"]
+
+
+def _upload_href(url: str, token: str, data: bytes, repo: str = "org/lfs") -> str:
+    oid = hashlib.sha256(data).hexdigest()
+    payload = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}]}
+    headers = {"Content-Type": "application/vnd.git-lfs+json", **bearer(token)}
+    status, _, body = raw(url, "POST", f"/{repo}.git/info/lfs/objects/batch", json.dumps(payload).encode(), headers)
+    assert status == 200
+    return json.loads(body)["objects"][0]["actions"]["upload"]["href"]
+
+
+def test_lfs_uploads_must_hash_to_their_oid(registry):
+    server, url, tokens = registry
+    api(url, tokens["alice"]).create_repo("org/lfs")
+    promised = os.urandom(4096)
+    href = _upload_href(url, tokens["alice"], promised)
+    path = href.removeprefix(url)
+    forged = os.urandom(4096)  # the right size, other bytes
+    status, _, body = raw(url, "PUT", path, forged, {"Content-Type": "application/octet-stream"})
+    assert status == 400 and (b"HashMismatch" in body or b"hashes to" in body)
+    assert not server.store.blobs.exists(hashlib.sha256(promised).hexdigest())
+    status, _, _ = raw(url, "PUT", path, promised, {"Content-Type": "application/octet-stream"})
+    assert status == 200 and server.store.blobs.exists(hashlib.sha256(promised).hexdigest())
+
+
+def test_lfs_puts_need_the_signature_the_batch_gave(registry):
+    server, url, tokens = registry
+    api(url, tokens["alice"]).create_repo("org/lfs")
+    data = os.urandom(2048)
+    oid = hashlib.sha256(data).hexdigest()
+    path = _upload_href(url, tokens["alice"], data).removeprefix(url)
+    base, query = path.split("?")
+    fields = dict(item.split("=", 1) for item in query.split("&"))
+    tampered = [
+        f"{base}?size={fields['size']}&expires={fields['expires']}&user={fields['user']}&sig={'0' * 64}",
+        f"{base}?size={fields['size']}&expires={int(fields['expires']) + 10}&user={fields['user']}&sig={fields['sig']}",
+        f"{base}?size={fields['size']}&expires={fields['expires']}&user=mallory&sig={fields['sig']}",
+        f"{base}?size={fields['size']}&expires={int(time.time()) - 10}&user={fields['user']}&sig={fields['sig']}",
+    ]
+    for attempt in tampered:
+        status, _, _ = raw(url, "PUT", attempt, data, {"Content-Type": "application/octet-stream"})
+        assert status == 403, attempt
+    assert not server.store.blobs.exists(oid)
+
+
+def test_a_suffix_range_returns_exactly_the_last_bytes(registry, tmp_path):
+    server, url, tokens = registry
+    alice = api(url, tokens["alice"])
+    alice.create_repo("org/ranges")
+    data = bytes(range(256)) * 8
+    alice.create_commit("org/ranges", [CommitOperationAdd("blob.bin", data)], commit_message="bytes")
+    path = "/org/ranges/resolve/main/blob.bin"
+    for header, expected, content_range in [
+        ("bytes=-10", data[-10:], f"bytes {len(data) - 10}-{len(data) - 1}/{len(data)}"),
+        ("bytes=-1", data[-1:], f"bytes {len(data) - 1}-{len(data) - 1}/{len(data)}"),
+        ("bytes=5-9", data[5:10], f"bytes 5-9/{len(data)}"),
+        (f"bytes=-{len(data) + 5}", data, f"bytes 0-{len(data) - 1}/{len(data)}"),
+    ]:
+        status, headers, body = raw(url, "GET", path, headers={**bearer(tokens["alice"]), "Range": header})
+        assert status == 206 and body == expected and headers["Content-Range"] == content_range, header
