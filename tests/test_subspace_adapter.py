@@ -231,3 +231,24 @@ def test_a_trained_adapter_restores_its_own_modules_and_lora(bundle, tmp_path):
     assert torch.equal(depth(again), expected)
     fresh = SubspaceAdapter.from_pretrained(tmp_path / "run").attach(pretrained(), attributes=["texture"])
     assert all(not layer.core.any() for layer in SubspaceAdapter.of(fresh).layers.values())  # a new start
+
+
+def test_a_trained_adapter_reloads_with_the_scale_it_was_trained_with(bundle, tmp_path):
+    model = subspace_hub.attach_adapter(pretrained(), "subspace", bundle=bundle, scale=0.5)
+    with torch.no_grad():
+        for layer in SubspaceAdapter.of(model).layers.values():
+            layer.core.normal_(std=0.1)
+    expected = depth(model)
+    folder = subspace_hub.save_adapter(model, tmp_path / "run")
+    assert json.loads((folder / CONFIG_FILE).read_text())["scale"] == 0.5
+    # every way back in: the adapter class, load_adapter, and attach_adapter naming the folder (its scale argument's
+    # default of 2 must not replace the trained scale)
+    reloaded = [
+        SubspaceAdapter.from_pretrained(folder).attach(pretrained()),
+        subspace_hub.load_adapter(folder, model=pretrained()),
+        subspace_hub.attach_adapter(pretrained(), "subspace", bundle=str(folder)),
+    ]
+    for again in reloaded:
+        assert SubspaceAdapter.of(again).scale == 0.5
+        assert all(layer.scale == 0.5 for layer in SubspaceAdapter.of(again).layers.values())
+        torch.testing.assert_close(depth(again), expected, atol=1e-6, rtol=1e-6)
