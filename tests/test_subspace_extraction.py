@@ -235,3 +235,27 @@ def test_tol_zero_runs_every_iteration_and_alpha_2_one():
     assert all(
         b <= a * (1 + 1e-9) for a, b in zip(result.objective, result.objective[1:], strict=False)
     )  # IRLS descends
+
+
+def test_the_signed_pair_still_reconstructs_the_mean_update():
+    """Signing U's columns must sign V's the same way: U diag(S) V^T stays the (rank-d) mean update."""
+    gen = torch.Generator().manual_seed(7)
+    U0, V0 = orthonormal(20, 3, gen), orthonormal(16, 3, gen)
+    factors = [(U0 @ torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=F64)) * s, V0.T) for s in (0.5, 1.0, 1.5)]
+    mean = sum(B @ A for B, A in factors) / 3
+    for mode in ("mean", "stack"):
+        result = shared_subspace(factors, 3, alpha=2.0, mode=mode)
+        assert torch.all(result.U.gather(0, result.U.abs().argmax(0, keepdim=True)) > 0)
+        core = result.U.T @ mean @ result.V
+        torch.testing.assert_close(result.U @ core @ result.V.T, mean)
+    result = shared_subspace(factors, 3, alpha=2.0, mode="mean")
+    torch.testing.assert_close((result.U * result.S) @ result.V.T, mean)
+
+
+def test_stack_singular_values_of_identical_updates_are_those_of_one():
+    gen = torch.Generator().manual_seed(8)
+    U0, V0 = orthonormal(12, 3, gen), orthonormal(10, 3, gen)
+    one = (U0 @ torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=F64)), V0.T)
+    result = shared_subspace([one] * 4, 3, alpha=2.0, mode="stack")
+    torch.testing.assert_close(result.S, torch.tensor([3.0, 2.0, 1.0], dtype=F64))
+    torch.testing.assert_close(result.spectrum[:3], torch.tensor([3.0, 2.0, 1.0], dtype=F64))
