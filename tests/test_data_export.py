@@ -76,6 +76,31 @@ def test_load_dataset_reads_every_config_and_split(generated):
     assert len(spec_ds.load(str(root), split="train")) == 1  # the registered dataset loads the first config
 
 
+def reprojected_depth_errors(
+    depth: torch.Tensor, extrinsics: torch.Tensor, intrinsics: torch.Tensor, i: int, j: int
+) -> torch.Tensor:
+    """|z - depth_j| / depth_j for the valid pixels of view i seen by view j: view i's depth unprojected with its own
+    cameras, projected with view j's, compared with view j's depth at the closest-agreeing of the 3 x 3 pixels around
+    the projection (pixel centres at integers; the neighbourhood absorbs rounding at depth edges)."""
+    from subspace_hub.geometry import depth_to_world_points
+
+    height, width = depth.shape[-2:]
+    points = depth_to_world_points(depth, extrinsics, intrinsics)[i][depth[i] > 0]
+    camera = points @ extrinsics[j, :, :3].T + extrinsics[j, :, 3]
+    pixels = camera @ intrinsics[j].T
+    u = (pixels[:, 0] / pixels[:, 2]).round().long()
+    v = (pixels[:, 1] / pixels[:, 2]).round().long()
+    inside = (camera[:, 2] > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    u, v, z = u[inside], v[inside], camera[inside, 2]
+    best = torch.full_like(z, float("inf"))
+    for dv in (-1, 0, 1):
+        for du in (-1, 0, 1):
+            seen = depth[j][(v + dv).clamp(0, height - 1), (u + du).clamp(0, width - 1)]
+            error = torch.where(seen > 0, (z - seen).abs() / seen.clamp(min=1e-12), torch.inf)
+            best = torch.minimum(best, error)
+    return best[torch.isfinite(best)]
+
+
 def test_a_torch_loader_yields_view_groups_with_matching_depth_and_cameras(generated):
     import datasets
 
@@ -99,6 +124,13 @@ def test_a_torch_loader_yields_view_groups_with_matching_depth_and_cameras(gener
         batch["depth"][0].double(), batch["extrinsics"][0].double(), batch["intrinsics"][0].double()
     )
     assert points.shape == (3, 32, 40, 3) and torch.isfinite(points).all()
+    for sample in range(2):
+        depth, extrinsics, intrinsics = (batch[k][sample].double() for k in ("depth", "extrinsics", "intrinsics"))
+        errors = torch.cat(
+            [reprojected_depth_errors(depth, extrinsics, intrinsics, i, j) for i, j in ((0, 1), (1, 2), (2, 0))]
+        )
+        # occlusions aside the views agree (about 85 % within 2 %; with another view's cameras under 10 % do)
+        assert len(errors) > 500 and float((errors < 0.02).double().mean()) > 0.6, sample
     with pytest.raises(ConfigError, match="has 4 views in its record; 5 were asked for"):
         ViewGroups(rows, views=5)[0]
 

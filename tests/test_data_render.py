@@ -281,3 +281,25 @@ def test_the_material_model_is_energy_plausible():
     oblique = torch.nn.functional.normalize(torch.tensor([[0.6, 0.0, -0.8]]), dim=1).expand(2, 3)
     off = renderer._shade(torch.zeros(2, 3), n, n, oblique, albedo, torch.tensor([1, 2]), ones, key, occlusion)
     assert float(off[0].mean()) < float(metals[0].mean())
+
+
+def test_intrinsics_put_the_principal_point_at_half_the_size_and_look_at_aims_there():
+    """VGGT's convention (its camera encoding assumes it): pixel centres at integer coordinates, the principal point at
+    (W / 2, H / 2), also for odd and non-square sizes; the look-at target projects exactly there."""
+    from subspace_hub.data.cameras import CameraPath, look_at
+
+    position, target = np.array([1.0, -2.0, 0.5]), np.array([0.2, 0.3, 0.1])
+    path = CameraPath(rotations=look_at(position, target)[None], centres=position[None], fov=60.0)
+    k = path.intrinsics(31, 42)[0]
+    focal = 21.0 / np.tan(np.radians(30.0))
+    np.testing.assert_allclose(k, [[focal, 0, 21.0], [0, focal, 15.5], [0, 0, 1]], rtol=1e-12)
+    extrinsics = path.extrinsics()[0]
+
+    def project(point: np.ndarray) -> np.ndarray:
+        camera = extrinsics[:, :3] @ point + extrinsics[:, 3]
+        return (k @ camera)[:2] / camera[2]
+
+    np.testing.assert_allclose(project(target), [21.0, 15.5], atol=1e-9)
+    above, right = project(target + [0, 0, 0.1]), project(target + 0.1 * np.cross(target - position, [0, 0, 1.0]))
+    assert above[1] < 15.5 and abs(above[0] - 21.0) < 1e-9  # world up is image up (y down)
+    assert right[0] > 21.0  # the camera's right is image right
