@@ -99,8 +99,20 @@ def test_micro_baseline_motion_stays_within_its_limits():
 def test_orbit_and_standard_cameras():
     orbit = scenes("camera", count=1, camera_mode="orbit")[0]
     controls, _ = orbit.cameras.controls
-    target = orbit.cameras.centres  # consecutive control points less than 3 pi / 4 apart around the target
-    assert len(controls) == 6 and orbit.cameras.centres.shape == (4, 3) and target is not None
+    target = orbit.cameras.target
+    assert len(controls) == 6 and orbit.cameras.centres.shape == (4, 3) and target.shape == (3,)
+    # consecutive control points less than 3 pi / 4 apart around the target, within 0.7-2.0 D of it (every range a
+    # camera dataset may draw lies there)
+    a, b = controls[:-1] - target, controls[1:] - target
+    cosines = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert np.all(np.arccos(np.clip(cosines, -1, 1)) < 3 * np.pi / 4)
+    unit = orbit.layout.shell.size.min() / 6
+    assert np.all(np.linalg.norm(controls - target, axis=1) >= 0.7 * unit - 1e-9)
+    assert np.all(np.linalg.norm(controls - target, axis=1) <= 2.0 * unit + 1e-9)
+    # every view looks at the target: its forward axis (z) points at it
+    towards = target - orbit.cameras.centres
+    towards /= np.linalg.norm(towards, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.einsum("si,si->s", orbit.cameras.rotations[:, :, 2], towards), 1.0, atol=1e-9)
     standard = scenes("camera", count=1, camera_mode="standard")[0]
     room = standard.layout.shell.size
     assert np.all(standard.cameras.centres > 0) and np.all(standard.cameras.centres < room)
