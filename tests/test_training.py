@@ -255,3 +255,19 @@ def test_bad_settings_fail_before_any_work(data, tmp_path):
     with pytest.raises(ConfigError, match=r"Unknown training config field\(s\): 'stepz' \(did you mean 'steps'\?\)"):
         load_train_config(None, ["stepz=3"], backbone="reference", data={"source": str(data)})
     assert not (tmp_path / "run").exists()
+
+
+def test_adalora_trained_by_the_engine_ends_at_its_rank_budget(data, tmp_path):
+    """AdaLoRA starts every module at init_rank and, by the end of its schedule, keeps on average `rank` of them:
+    the engine must call its allocator after every step for that to happen."""
+    import json
+
+    settings = config(data, method="adalora", method_options={"rank": 2, "init_rank": 4}, steps=10, checkpoint_every=10)
+    train(settings, tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    pattern = saved["rank_pattern"]
+    assert pattern, "no rank allocation was recorded"
+    kept = [sum(bool(x) for x in mask) for mask in pattern.values()]
+    assert all(len(mask) == 4 for mask in pattern.values())  # every module started at init_rank 4
+    assert sum(kept) == 2 * len(kept)  # the budget: an average of rank 2
+    assert min(kept) < 4  # ranks were pruned, not kept
