@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -109,18 +108,22 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "autocast"])
-def test_heads_under_bf16_autocast(precision):
-    model = _tiny()
-    model.head_precision = precision
-    batch = example_batch(model)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(batch["images"])
-    expected_dtype = torch.float32 if precision == "fp32" else torch.bfloat16
-    assert out["depth"].dtype == expected_dtype
-    with torch.no_grad():
-        reference = model(batch["images"])
-    torch.testing.assert_close(out["depth"].float(), reference["depth"], atol=0.1, rtol=0.1)
+def test_heads_under_bf16_autocast():
+    """fp32 heads keep the depth within 1e-4 of the fp32 model (measured 1.4e-5; the aggregator alone runs in bf16),
+    bf16 heads within 1e-2 (measured 2.9e-3), and fp32 heads at least ten times closer than bf16 ones."""
+    errors = {}
+    for precision, dtype, bound in (("fp32", torch.float32, 1e-4), ("autocast", torch.bfloat16, 1e-2)):
+        model = _tiny()
+        model.head_precision = precision
+        batch = example_batch(model)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(batch["images"])
+        assert out["depth"].dtype == dtype
+        with torch.no_grad():
+            reference = model(batch["images"])
+        errors[precision] = float(((out["depth"].float() - reference["depth"]).abs() / reference["depth"].abs()).max())
+        assert errors[precision] < bound, (precision, errors[precision])
+    assert errors["fp32"] < errors["autocast"] / 10
 
 
 def test_training_mode_omits_images_and_predictions_follow_the_interchange_format():
