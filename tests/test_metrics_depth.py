@@ -218,3 +218,11 @@ def test_per_sequence_scale_and_shift_applies_the_shift():
     assert float(scales[0]) == pytest.approx(2.0) and float(shifts[0]) == pytest.approx(1.0)
     np.testing.assert_allclose(aligned.numpy(), gt, atol=1e-9)
     assert depth_metrics(pred, gt, align="scale_shift_lstsq", per="sequence")["abs_rel"] < 1e-9
+
+
+def test_delta_at_each_standard_threshold_reads_its_own_share():
+    gt = np.full((1, 5), 2.0)
+    pred = gt * np.array([[1.0, 1.3, 1.6, 1.9, 2.5]])
+    shares = {1.25: 0.2, 1.25**2: 0.4, 1.25**3: 0.8, 1.7: 0.6}  # 1.25^2 = 1.5625, 1.25^3 = 1.953125
+    for threshold, share in shares.items():
+        assert delta(pred, gt, threshold=threshold, align="metric") == pytest.approx(share), threshold
