@@ -177,7 +177,20 @@ def test_report_writes_figures_and_summaries(adapters, tmp_path):
     data = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert data["attributes"]["texture"]["modules"] == 6 and data["attributes"]["texture"]["total_dims"] == 12
     pair = data["orthogonality"]["texture__geometry"]["blocks.*.attn.qkv"]
-    assert 0.0 <= pair["out"]["min_eigenvalue"] <= 1.0
+    # the smallest orthogonality eigenvalue of each qkv module (both sides), their mean and minimum over the blocks
+    from subspace_hub.subspaces import orthogonality_eigenvalues
+
+    for side, basis in (("out", "U"), ("in", "V")):
+        smallest = [
+            float(
+                orthogonality_eigenvalues(
+                    getattr(bundle.attributes["texture"][m], basis), getattr(bundle.attributes["geometry"][m], basis)
+                ).min()
+            )
+            for m in (f"blocks.{i}.attn.qkv" for i in range(3))
+        ]
+        assert pair[side]["min_eigenvalue"] == pytest.approx(min(smallest), abs=1e-6)
+        assert pair[side]["mean_min_eigenvalue"] == pytest.approx(sum(smallest) / 3, abs=1e-6)
     markdown = (tmp_path / "report" / "summary.md").read_text()
     assert "| texture | 6 | 12 |" in markdown and "texture / geometry" in markdown
 
