@@ -314,9 +314,15 @@ def test_size_limits(tmp_path):
         # an LFS file over the file limit: the batch answers a per-object 413, which huggingface_hub raises as this
         with pytest.raises(ValueError, match="object larger than the limit of 1048576 bytes"):
             api.create_commit(
-                "org/limits", [CommitOperationAdd("big.safetensors", os.urandom(3 << 20))], commit_message="too big"
+                "org/limits",
+                [CommitOperationAdd("big.safetensors", os.urandom((1 << 20) + 1))],
+                commit_message="too big",
             )
         api.create_commit("org/limits", [CommitOperationAdd("small.txt", b"ok")], commit_message="fits")
         assert api.list_repo_files("org/limits") == ["small.txt"]
+        # exactly at the file limit is allowed
+        edge = os.urandom(1 << 20)
+        api.create_commit("org/limits", [CommitOperationAdd("edge.safetensors", edge)], commit_message="at the limit")
+        assert api.list_repo_files("org/limits") == ["edge.safetensors", "small.txt"]
     finally:
         server.stop()
