@@ -87,3 +87,29 @@ def test_module_groups():
     assert module_group("aggregator.global_blocks.23.mlp.fc2") == ("aggregator.global_blocks.*.mlp.fc2", 23)
     assert module_group("camera_head.trunk.0.attn.qkv") == ("camera_head.trunk.*.attn.qkv", 0)
     assert module_group("head") == ("head", 0)
+
+
+def test_allocation_defaults_edges_and_messages():
+    spectra = {"a": torch.ones(32), "b": torch.tensor([10.0] + [0.1] * 31)}
+    assert allocate_dims(spectra) == {"a": 16, "b": 16}  # uniform, d = 16
+    assert energy_dim(torch.tensor([3.0, 2.0, 1.0]), 0.7) == 2  # squares 9, 4, 1: 9/14 < 0.7 <= 13/14
+    assert energy_dim(torch.tensor([1.0] * 20)) == 19  # default 0.95 of equal energies
+    assert allocate_dims({"x": torch.tensor([1.0] * 20)}, "energy") == {"x": 19}
+    assert spectral_gap_dim(torch.tensor([10.0, 1.0, 0.9, 0.8])) == 1  # default min_dim 1
+    assert spectral_gap_dim(torch.tensor([3.0, 2.0, 1.0]), min_dim=5) == 3  # no room for a cliff: capped
+    assert effective_rank(torch.zeros(0)) == 0.0
+    # importance: one module alone gets d; an all-zero spectrum next to a rank-one one gets min_dim, the other 2d
+    assert allocate_dims({"x": torch.tensor([2.0, 1.0] + [0.0] * 6)}, "importance", 4) == {"x": 4}
+    mixed = {"zero": torch.zeros(8), "one": torch.tensor([1.0] + [0.0] * 7)}
+    assert allocate_dims(mixed, "importance", 3, min_dim=1) == {"zero": 1, "one": 6}
+    assert allocate_dims({"z": torch.zeros(8)}, "importance", 3) == {"z": 3}  # nothing to rank: d
+    assert allocate_dims({"x": torch.tensor([2.0, 1.0])}, "importance", 1, min_dim=0) == {"x": 1}
+    assert allocate_dims(spectra, "uniform", 1, min_dim=0) == {"a": 1, "b": 1}  # the smallest valid settings
+    with pytest.raises(ConfigError, match=r"d must be >= 1 and min_dim >= 0, got d=0, min_dim=1\."):
+        allocate_dims(spectra, "uniform", 0)
+    with pytest.raises(ConfigError, match=r"got d=4, min_dim=-1"):
+        allocate_dims(spectra, "uniform", 4, min_dim=-1)
+    with pytest.raises(ConfigError, match="energy must be in"):
+        energy_dim(torch.ones(3), 0.0)
+    with pytest.raises(ConfigError, match="use one of uniform, importance, gap, energy"):
+        allocate_dims(spectra, "greedy", 8)
