@@ -24,6 +24,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
+from subspace_hub.errors import ConfigError, InvalidRepoIdError
 from subspace_hub.hub.server import RegistryServer
 from subspace_hub.hub.server.auth import TokenBook
 from subspace_hub.hub.server.storage import RepoStore
@@ -664,3 +665,42 @@ def test_a_suffix_range_returns_exactly_the_last_bytes(registry, tmp_path):
     ]:
         status, headers, body = raw(url, "GET", path, headers={**bearer(tokens["alice"]), "Range": header})
         assert status == 206 and body == expected and headers["Content-Range"] == content_range, header
+
+
+def test_the_token_book_keeps_secrets_private_and_rights_exact(tmp_path):
+    """Unit checks of the token book (mutation testing found them untested): file mode, names, wildcards, revocation
+    by hash prefix, the version-1 file, what a reload keeps."""
+    import stat
+
+    root = tmp_path / "deep" / "registry"  # parents are created
+    book = TokenBook.load(root)
+    token = book.add("alice", write=("org",), read=("lab",))
+    assert token.startswith("shub_") and len(token) > 40
+    assert stat.S_IMODE(book.path.stat().st_mode) == 0o600  # hashes of secrets: owner only
+    for bad in ("", "a b", "a/b", "al.ice"):
+        with pytest.raises(ConfigError, match="Invalid user name"):
+            book.add(bad)
+    with pytest.raises(InvalidRepoIdError, match="Invalid namespace 'bad namespace!'"):
+        book.add("eve", write=("bad namespace!",))
+    with pytest.raises(InvalidRepoIdError):
+        book.add("eve", write=(), read=("*x",))
+    admin = TokenBook.load(root).user(book.add("admin", write=("*",)))
+    reader = TokenBook.load(root).user(book.add("auditor", write=(), read=("*",)))
+    alice = TokenBook.load(root).user(token)
+    assert (alice.name, alice.write, alice.read) == ("alice", ("org",), ("lab",)) and alice.created.endswith("Z")
+    assert alice.can_write("org") and not alice.can_write("lab") and alice.can_read("lab") and alice.can_read("org")
+    assert not alice.can_read("other") and admin.can_write("anything") and admin.can_read("anything")
+    assert reader.can_read("anything") and not reader.can_write("anything")
+    # revocation by an 8-hex-digit prefix of the token's hash removes that token only; 7 digits are not enough
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    assert book.revoke(digest[:7]) == 0 and book.revoke(digest[:8]) == 1
+    assert TokenBook.load(root).user(token) is None
+    # a version-1 file (a flat mapping of hashes) still loads
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    old = "shub_legacy-token"
+    (legacy / book.path.name).write_text(
+        json.dumps({hashlib.sha256(old.encode()).hexdigest(): {"name": "bob", "write": ["bob"]}})
+    )
+    bob = TokenBook.load(legacy).user(old)
+    assert (bob.name, bob.write, bob.read, bob.created) == ("bob", ("bob",), (), "")
