@@ -11,7 +11,8 @@ loss terms back once a step as the training engine does. ``--loss-from FILE`` tr
 ``subspace_hub_vggt/losses.py`` (e.g. ``git show 3a23f7c:plugins/vggt/subspace_hub_vggt/losses.py``, the loss that
 indexed by the mask) for comparison.
 
-    PYTHONPATH=.:plugins/vggt python benchmarks/bench_shared_gpu.py --processes 1 14 --steps 40
+    PYTHONPATH=.:plugins/vggt SUBSPACE_HUB_PLUGINS=subspace_hub_vggt.plugin \\
+        python benchmarks/bench_shared_gpu.py --processes 1 14 --steps 40
 """
 
 from __future__ import annotations

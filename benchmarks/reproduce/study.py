@@ -285,9 +285,9 @@ class Job:
 
 def train_config(scale: Scale, **fields: Any) -> dict[str, Any]:
     """A TrainConfig (as a dict) with the study's common settings. Every run trains in ``scale.precision``, float32
-    by default: a step of this small
-    model at 112 px is bound by kernel launches, not arithmetic, and bf16 autocast's casts add about 28 % more
-    kernels (6,228 vs 7,997 operators for a forward, loss and backward of vggt-small)."""
+    by default: a step of this small model at 112 px is bound by kernel launches, not arithmetic, and bf16
+    autocast's casts add about 28 % more kernels (6,228 vs 7,997 operators for a forward, loss and backward of
+    vggt-small)."""
     from subspace_hub.configuration import to_dict
     from subspace_hub.pipelines.config import TrainConfig
 
@@ -333,7 +333,7 @@ def run_job(job: Job) -> dict[str, Any]:
 
 def evaluate_on(model: Any, folder: Path, device: str) -> dict[str, Any]:
     """Depth (median; joint scale + 3D translation) and reconstruction (Acc, Comp, NC) on a test folder."""
-    return evaluate_samples(model, concatenated(folder, "train"), device)
+    return score_samples(model, concatenated(folder, "train"), device).summary()
 
 
 def run_jobs(
@@ -369,13 +369,7 @@ def run_jobs(
             except Exception as exc:
                 report(job, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
         return results
-    import torch
-
-    context = get_context("spawn")
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    initargs = (context.Value("i", 0), gpus, threads)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+    with worker_pool(workers) as pool:
         queue = list(pending)
         running = {}
         while queue or running:
@@ -392,6 +386,17 @@ def run_jobs(
                 except Exception as exc:
                     report(job, None, f"{type(exc).__name__}: {exc}")
     return results
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` spawned processes sharing the machine: the GPUs round robin, a share of the CPU cores each."""
+    import torch
+
+    context = get_context("spawn")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    initargs = (context.Value("i", 0), gpus, threads)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs)
 
 
 def _init_worker(counter: Any, gpus: int, threads: int) -> None:
@@ -516,15 +521,12 @@ def trivial_baselines(work: Path, scale: Scale, stage: str, device: str, jobs: i
     if jobs <= 1:
         scored = [_baseline_chunk(*task) for task in tasks]
     else:
-        context = get_context("spawn")
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        initargs = (context.Value("i", 0), 0, threads)
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+        with worker_pool(jobs) as pool:
             scored = list(pool.map(_baseline_chunk, *zip(*tasks, strict=True)))
     scenes: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for (_, _, _, label, folder, *_), chunk in zip(tasks, scored, strict=True):
         scenes[folder, label].extend(chunk)
-    metrics, _ = study_metrics(reconstruction=True)
+    metrics, _ = study_metrics()
     out: dict[str, Any] = {}
     for name, folder in splits.items():
         row = {label: EvaluationReport(metrics, scenes[str(folder), label]).summary() for label in BASELINE_MODELS}
@@ -552,20 +554,13 @@ def _baseline_chunk(
     import torch
 
     import subspace_hub
-    from subspace_hub.pipelines.evaluate import evaluate_backbone
-    from subspace_hub.plugins import get_backbone_spec
 
     if label == "base":
         model = subspace_hub.load_backbone("vggt", pretrained=base_weights(Path(work), stage))
     else:
         torch.manual_seed(0)  # the same random weights in every process
         model = subspace_hub.load_backbone("vggt", config=backbone_config)
-    samples = _load_any(Path(folder)).select(range(start, stop))
-    metrics, options = study_metrics(reconstruction=True)
-    report = evaluate_backbone(
-        model, get_backbone_spec("vggt"), samples, metrics, options=options, device=device, progress=False
-    )
-    return report.scenes
+    return score_samples(model, _load_any(Path(folder)).select(range(start, stop)), device).scenes
 
 
 def _load_any(folder: Path) -> Any:
@@ -576,32 +571,32 @@ def _load_any(folder: Path) -> Any:
     return concatenated(folder, "train")
 
 
-def study_metrics(*, reconstruction: bool) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+def study_metrics() -> tuple[list[Any], dict[str, dict[str, Any]]]:
     """The metric specs and their options: ``depth`` (median alignment), ``depth_scale_translation`` (the paper's
-    joint scale + 3D translation) and, with ``reconstruction``, the reconstruction protocol (k = 8 normals)."""
+    joint scale + 3D translation) and the reconstruction protocol (k = 8 normals)."""
     from dataclasses import replace
 
     from subspace_hub.plugins import get_metric
 
     depth = get_metric("depth")
-    metrics = [depth, replace(depth, name="depth_scale_translation")]
-    options: dict[str, dict[str, Any]] = {"depth": {"align": "median"}, metrics[1].name: {"align": "scale_translation"}}
-    if reconstruction:
-        metrics.append(get_metric("reconstruction"))
-        options["reconstruction"] = {"k": 8}
+    metrics = [depth, replace(depth, name="depth_scale_translation"), get_metric("reconstruction")]
+    options = {
+        "depth": {"align": "median"},
+        "depth_scale_translation": {"align": "scale_translation"},
+        "reconstruction": {"k": 8},
+    }
     return metrics, options
 
 
-def evaluate_samples(model: Any, samples: Any, device: str, *, reconstruction: bool = True) -> dict[str, Any]:
-    """:func:`study_metrics` of ``model`` over ``samples``, in one pass."""
+def score_samples(model: Any, samples: Any, device: str) -> Any:
+    """The EvaluationReport of :func:`study_metrics` of ``model`` over ``samples``, in one pass."""
     from subspace_hub.pipelines.evaluate import evaluate_backbone
     from subspace_hub.plugins import get_backbone_spec
 
-    metrics, options = study_metrics(reconstruction=reconstruction)
-    report = evaluate_backbone(
+    metrics, options = study_metrics()
+    return evaluate_backbone(
         model, get_backbone_spec("vggt"), samples, metrics, options=options, device=device, progress=False
     )
-    return report.summary()
 
 
 # ------------------------------------------------------------------------------------------------------ ensembles
@@ -1009,7 +1004,7 @@ def study_scale(work: Path, name: str, *, training: bool) -> Scale:
     if data["scale"] != name:
         sys.exit(f"{work} holds a study at scale {data['scale']!r}; use another --work.")
     sizes = {**LEGACY_SIZES, **data["sizes"]}
-    known = {f.name: f for f in fields(Scale)}
+    known = {f.name for f in fields(Scale)}
     recorded = Scale(**{k: tuple(v) if isinstance(v, list) else v for k, v in sizes.items() if k in known})
     changed = [
         f"{k} {getattr(recorded, k)!r} (now {getattr(current, k)!r})"
