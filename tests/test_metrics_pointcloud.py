@@ -114,7 +114,9 @@ def test_reconstruction_of_a_similarity_transformed_copy_is_zero():
     transformed cameras), once as depth + cameras and once as world points."""
     S, H, W = 3, 20, 24
     v, u = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
-    depth = np.stack([2 + 0.3 * np.sin(u / 4 + i) * np.cos(v / 5) for i in range(S)])
+    # Phases off the pixel grid: a depth symmetric about a pixel gives exactly tied 30th neighbours, which the
+    # 1e-15 residue of the alignment may break differently in the two clouds (one normal a little off).
+    depth = np.stack([2 + 0.3 * np.sin(u / 4 + i + 0.37) * np.cos(v / 5 + 0.21) for i in range(S)])
     extrinsics = np.zeros((S, 3, 4))
     for i in range(S):
         extrinsics[i, :, :3] = Rotation.from_rotvec([0, 0.1 * i, 0.02 * i]).as_matrix()
@@ -257,6 +259,40 @@ def test_neighbor_index_backends_agree_with_bounds_and_k():
     assert torch.equal(i, ib) and bool((i == -1).any()) and bool(torch.isinf(d[i == -1]).all())
     with pytest.raises(ValueError, match="backend must be"):
         NeighborIndex(points, "faiss")
+
+
+def test_kdtree_queries_use_torchs_thread_count_and_any_float_dtype():
+    """The tree's OpenMP threads follow torch.set_num_threads (processes sharing the cores stay in their share),
+    and float32 queries against a float64 cloud (or the reverse) are answered in float64."""
+    from threadpoolctl import threadpool_info
+
+    points = torch.from_numpy(RNG.random((500, 3)))
+    index = NeighborIndex(points, "kdtree")
+    seen = []
+
+    class Recording:  # the tree, recording the thread count of pykdtree's OpenMP runtime at each query
+        def __init__(self, tree):
+            self.tree = tree
+
+        def query(self, *args, **kwargs):
+            seen.extend(info["num_threads"] for info in threadpool_info() if "pykdtree" in info["filepath"])
+            return self.tree.query(*args, **kwargs)
+
+    index._tree = Recording(index._tree)
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            index.query(points[:10])
+            assert seen[-1] == threads
+    finally:
+        torch.set_num_threads(previous)
+    d64, i64 = index.query(points[:50] + 1e-3)
+    d32, i32 = index.query((points[:50] + 1e-3).float())
+    assert torch.equal(i32, i64) and d32.dtype == torch.float64
+    torch.testing.assert_close(d32, d64, atol=1e-7, rtol=0)
+    d, i = NeighborIndex(points.float(), "kdtree").query(points[:50])
+    assert torch.equal(i, torch.arange(50)) and float(d.max()) < 1e-7
 
 
 # -- bad input ------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from study import ATTRIBUTES, BASE_STAGES, HEADS, Scale, data_specs, methods, plan
+from study import ATTRIBUTES, BASE_STAGES, HEADS, Scale, data_specs, methods, plan, unadapted_scores
 
 PAPER = {  # the seed paper's subspace-adapter parameter counts (Tables 1 and 2; ../shared/seeds/003)
     ("texture", "geometry"): {8: 3.8e6, 16: 4.0e6, 32: 4.7e6},
@@ -461,7 +461,7 @@ Largest singular value per layer (the paper's Fig. 5):
 def _downstream(work: Path, scale: Scale, figures: Path, raw: dict[str, Any]) -> str:
     runs = [_json(p) for p in sorted((work / "downstream").glob("*/*/study.json"))]
     runs = [r for r in runs if r]
-    unadapted = _json(work / "downstream" / "unadapted.json") or {}
+    unadapted = unadapted_scores(work)
     if not runs:
         return "## 3. Downstream fine-tuning\n\nNot run yet."
     matched = plan(work, scale)

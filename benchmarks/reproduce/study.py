@@ -42,7 +42,7 @@ import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -455,8 +455,18 @@ def base_config(work: Path, scale: Scale, stage: str) -> dict[str, Any]:
 
 
 def stage_base(
-    work: Path, scale: Scale, device: str, jobs: int, log: Callable[[str], None], deadline: float | None
-) -> None:
+    work: Path,
+    scale: Scale,
+    device: str,
+    jobs: int,
+    log: Callable[[str], None],
+    deadline: float | None,
+    background: ThreadPoolExecutor,
+) -> list[Future]:
+    """Train the base's stages one after the other. A finished stage's trivial baselines (CPU-bound: the
+    reconstruction protocol) are scored on ``background`` while the next stage (or stage) keeps the GPU busy;
+    returns their futures."""
+    scoring = []
     for stage in BASE_STAGES:
         run = work / stage
         if not (run / "study.json").is_file():
@@ -465,12 +475,31 @@ def stage_base(
             (run / "study-config.json").write_text(json.dumps(config))
             run_jobs([Job(str(run), config, device=device, tags={"stage": stage})], 1, log, deadline)
             if not (run / "study.json").is_file():
-                return
-        baselines = run / "baselines.json"
-        if not baselines.is_file():
-            log(f"  {stage}: trivial baselines (constant depth, random weights) on the held-out scenes")
-            scores = trivial_baselines(work, scale, stage, device, jobs)
-            baselines.write_text(json.dumps(scores, indent=2, default=float))
+                return scoring
+        if not (run / "baselines.json").is_file():
+            log(f"  {stage}: trivial baselines (constant depth, random weights), in the background")
+            scoring.append(background.submit(_write_baselines, work, scale, stage, device, max(1, jobs // 2), log))
+    return scoring
+
+
+def _write_baselines(work: Path, scale: Scale, stage: str, device: str, jobs: int, log: Callable[[str], None]) -> None:
+    started = time.perf_counter()
+    scores = trivial_baselines(work, scale, stage, device, jobs)
+    (work / stage / "baselines.json").write_text(json.dumps(scores, indent=2, default=float))
+    log(f"  {stage}: trivial baselines scored ({time.perf_counter() - started:.0f} s on {jobs} processes)")
+
+
+def unadapted_scores(work: Path) -> dict[str, Any]:
+    """The downstream tasks' test scores of the base itself (no adaptation): its row in the last stage's
+    baselines (work folders from before they were shared have them in ``downstream/unadapted.json``)."""
+    legacy = work / "downstream" / "unadapted.json"
+    if legacy.is_file():
+        return json.loads(legacy.read_text())
+    path = work / BASE_STAGES[-1] / "baselines.json"
+    if not path.is_file():
+        return {}
+    baselines = json.loads(path.read_text())
+    return {task: baselines[f"{task} test"]["base"] for task in ("micro", "object")}
 
 
 BASELINE_MODELS = ("base", "random weights")
@@ -651,17 +680,31 @@ def bundle_recipes(scale: Scale) -> dict[str, dict[str, Any]]:
     return recipes
 
 
-def stage_mine(work: Path, scale: Scale, log: Callable[[str], None]) -> None:
-    from subspace_hub.adapters.subspace import random_like
-    from subspace_hub.subspaces.bundle import SubspaceBundle
+def stage_mine(work: Path, scale: Scale, log: Callable[[str], None], background: ThreadPoolExecutor) -> list[Future]:
+    """Extract the bundles the downstream runs train in (d, its shared-seed and alpha = 2 variants, and random bases
+    of its sizes); the sweep's bundles, the analyses and the statistics, which only the report reads, go to
+    ``background`` while the downstream keeps the GPU busy. Returns their future."""
+    downstream = [f"d{scale.d}", f"d{scale.d}-alpha2", f"d{scale.d}-shared"]
+    _extract(work, scale, downstream, log)
+    random = work / "bundles" / f"d{scale.d}-random"
+    if not (random / "subspace_config.json").is_file():
+        from subspace_hub.adapters.subspace import random_like
+        from subspace_hub.subspaces.bundle import SubspaceBundle
+
+        random_like(SubspaceBundle.load(work / "bundles" / f"d{scale.d}"), seed=0).save(random)
+    return [background.submit(_mine_for_the_report, work, scale, log)]
+
+
+def _extract(work: Path, scale: Scale, names: Iterable[str], log: Callable[[str], None]) -> None:
     from subspace_hub.subspaces.mining import extract_bundle
-    from subspace_hub.subspaces.report import write_report
     from subspace_hub.subspaces.settings import ExtractionSettings
 
-    for name, recipe in bundle_recipes(scale).items():
+    recipes = bundle_recipes(scale)
+    for name in names:
         folder = work / "bundles" / name
         if (folder / "subspace_config.json").is_file():
             continue
+        recipe = recipes[name]
         started = time.perf_counter()
         settings = ExtractionSettings(d=recipe["d"], alpha=recipe["alpha"], targets=(AGGREGATOR_LINEARS,))
         bundle = extract_bundle(
@@ -672,16 +715,29 @@ def stage_mine(work: Path, scale: Scale, log: Callable[[str], None]) -> None:
             f"  bundle {name}: {sum(bundle.dims()[a][m] for a in bundle.dims() for m in bundle.dims()[a])} dims in "
             f"{len(bundle.modules())} modules ({time.perf_counter() - started:.0f} s)"
         )
-    random = work / "bundles" / f"d{scale.d}-random"
-    if not (random / "subspace_config.json").is_file():
-        random_like(SubspaceBundle.load(work / "bundles" / f"d{scale.d}"), seed=0).save(random)
-    for name in (f"d{scale.d}", f"d{scale.d}-shared", f"d{scale.d}-random"):
-        analysis = work / "bundles" / name / "analysis"
-        if not (analysis / "summary.json").is_file():
-            write_report(SubspaceBundle.load(work / "bundles" / name), analysis, progress=False)
-            log(f"  analysis of {name}")
-    if not (work / "bundles" / "stats.json").is_file():
-        write_bundle_stats(work, scale)
+
+
+def _mine_for_the_report(work: Path, scale: Scale, log: Callable[[str], None]) -> None:
+    """The sweep's bundles, the analyses (spectra, orthogonality) of the mined, shared-seed and random bundles, and
+    ``bundles/stats.json``."""
+    import torch
+
+    from subspace_hub.subspaces.bundle import SubspaceBundle
+    from subspace_hub.subspaces.report import write_report
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, 2))  # two cores of this process's; the downstream's workers have the rest
+    try:
+        _extract(work, scale, bundle_recipes(scale), log)
+        for name in (f"d{scale.d}", f"d{scale.d}-shared", f"d{scale.d}-random"):
+            analysis = work / "bundles" / name / "analysis"
+            if not (analysis / "summary.json").is_file():
+                write_report(SubspaceBundle.load(work / "bundles" / name), analysis, progress=False)
+                log(f"  analysis of {name}")
+        if not (work / "bundles" / "stats.json").is_file():
+            write_bundle_stats(work, scale)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def cliff_stats(bundle: Any, rank: int) -> dict[str, Any]:
@@ -886,14 +942,6 @@ def finetune_job(
 def stage_downstream(
     work: Path, scale: Scale, device: str, jobs: int, log: Callable[[str], None], deadline: float | None
 ) -> None:
-    import subspace_hub
-
-    unadapted = work / "downstream" / "unadapted.json"
-    if not unadapted.is_file():
-        model = subspace_hub.load_backbone("vggt", pretrained=base_weights(work))
-        scores = {task: evaluate_on(model, work / "data" / task / "test", device) for task in ("micro", "object")}
-        unadapted.parent.mkdir(parents=True, exist_ok=True)
-        unadapted.write_text(json.dumps(scores, indent=2, default=float))
     matched = plan(work, scale)
     rank, subspace, rank_one = matched["rank"], matched["subspace_parameters"], matched["lora_rank_one"]
     log(f"  parameter-matched LoRA: rank {rank} ({rank * rank_one:,} vs the subspace adapter's {subspace:,})")
@@ -951,9 +999,13 @@ def main(argv: Iterable[str] | None = None) -> int:
     def log(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
+    background = ThreadPoolExecutor(1)  # CPU-bound scoring that overlaps the GPU-bound stages
+    scoring: list[Future] = []
     for stage in STAGES:
         if stage not in args.stages:
             continue
+        if stage == "report":
+            _finish(scoring, log)
         if deadline is not None and time.time() > deadline and stage != "report":
             log(f"{stage}: out of budget, left for the next call")
             continue
@@ -962,11 +1014,11 @@ def main(argv: Iterable[str] | None = None) -> int:
         if stage == "data":
             stage_data(work, scale, args.device, log)
         elif stage == "base":
-            stage_base(work, scale, args.device, args.jobs, log, deadline)
+            scoring += stage_base(work, scale, args.device, args.jobs, log, deadline, background)
         elif stage == "ensembles":
             run_jobs(ensemble_jobs(work, scale, args.device), args.jobs, log, deadline)
         elif stage == "mine":
-            stage_mine(work, scale, log)
+            scoring += stage_mine(work, scale, log, background)
         elif stage == "downstream":
             stage_downstream(work, scale, args.device, args.jobs, log, deadline)
         else:
@@ -976,6 +1028,12 @@ def main(argv: Iterable[str] | None = None) -> int:
             write_results(work, scale, Path(args.results), Path(args.markdown), log)
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
         (work / "timings.json").write_text(json.dumps(timings, indent=2))
+    if scoring:
+        started = time.perf_counter()
+        _finish(scoring, log)
+        timings["background wait"] = timings.get("background wait", 0.0) + time.perf_counter() - started
+        (work / "timings.json").write_text(json.dumps(timings, indent=2))
+    background.shutdown()
     if args.pack:
         pack(work, Path(args.pack))
         log(f"packed the results into {args.pack}")
@@ -983,6 +1041,16 @@ def main(argv: Iterable[str] | None = None) -> int:
         export(work, Path(args.export))
         log(f"wrote the results and the base's weights to {args.export}")
     return 0
+
+
+def _finish(scoring: list[Future], log: Callable[[str], None]) -> None:
+    """Wait for the background scoring; a failure is logged (its stage is scored again by the next call)."""
+    for future in scoring:
+        try:
+            future.result()
+        except Exception as exc:
+            log(f"  FAILED background scoring: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    scoring.clear()
 
 
 LEGACY_SIZES = {"precision": "auto"}
