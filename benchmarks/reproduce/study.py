@@ -388,13 +388,14 @@ def run_jobs(
     return results
 
 
-def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """``workers`` spawned processes sharing the machine: the GPUs round robin, a share of the CPU cores each."""
+def worker_pool(workers: int, threads: int | None = None) -> ProcessPoolExecutor:
+    """``workers`` spawned processes sharing the machine: the GPUs round robin, ``threads`` CPU threads each (by
+    default an equal share of the cores)."""
     import torch
 
     context = get_context("spawn")
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     initargs = (context.Value("i", 0), gpus, threads)
     return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs)
 
@@ -550,7 +551,7 @@ def trivial_baselines(work: Path, scale: Scale, stage: str, device: str, jobs: i
     if jobs <= 1:
         scored = [_baseline_chunk(*task) for task in tasks]
     else:
-        with worker_pool(jobs) as pool:
+        with worker_pool(jobs, threads=1) as pool:  # one thread each: they share the cores with a training run
             scored = list(pool.map(_baseline_chunk, *zip(*tasks, strict=True)))
     scenes: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for (_, _, _, label, folder, *_), chunk in zip(tasks, scored, strict=True):
