@@ -114,7 +114,8 @@ def _header(work: Path, scale: Scale, raw: dict[str, Any]) -> str:
         f"{'object-centred' if s.object_centred else s.layout} | {s.seed} |"
         for name, s in specs.items()
     )
-    on_device = {k: v for k, v in timings.items() if k != "report"}
+    # the stages on the device; "background wait" is the end of the last call waiting for background scoring
+    on_device = {k: v for k, v in timings.items() if k != "report" and (k != "background wait" or v >= 3)}
     total = sum(on_device.values())
     gpus = machine.get("gpus")  # not recorded by studies before 2026-11-30's one-GPU run
     if machine.get("gpu", "CPU only") == "CPU only":
