@@ -37,6 +37,9 @@ VARIANTS = {
     "phi input only": {"phi": "rff", "phi_layers": "input"},
     "no phi": {"phi": "none"},
     "phi every layer, 2D loss alone": {"phi": "rff", "phi_layers": "all", "canonical_weight": 0.0},
+    "phi every layer, shape basis": {"phi": "rff", "phi_layers": "all", "shape_basis": 8},
+    "phi input only, shape basis": {"phi": "rff", "phi_layers": "input", "shape_basis": 8},
+    "no phi, shape basis": {"phi": "none", "shape_basis": 8},
 }
 
 

@@ -64,6 +64,12 @@ class LFM2DConfig:
     shape back. The 2D loss alone is minimised exactly by lifting every view flat (the 2D points with zero depth),
     which this term rules out; 0 trains on the 2D loss alone (the paper's loss as written)."""
 
+    shape_basis: int = 0
+    """0: a linear head lifts each landmark token to 3D (methods.md B.2). K > 0: a low-rank shape head, the
+    non-rigid structure-from-motion prior of C3DPO (methods.md B.3): each category has a mean shape and K basis
+    shapes (learnt), and the tokens, pooled over the visible landmarks, give the K coefficients, so every prediction
+    lies in a K-dimensional family of canonical shapes. An assumption beyond the 2D-LFM notes, which name no head."""
+
     seed: int = 0
     """Seed of the TPE's fixed frequencies (part of the config so a checkpoint rebuilds the same encoding)."""
 
@@ -77,6 +83,8 @@ class LFM2DConfig:
             problems.append(f"phi must be rff, laplacian or none, got {self.phi!r}")
         if self.phi_layers not in PHI_LAYERS:
             problems.append(f"phi_layers must be one of {', '.join(PHI_LAYERS)}, got {self.phi_layers!r}")
+        if self.shape_basis < 0:
+            problems.append(f"shape_basis must be >= 0, got {self.shape_basis}")
         if not self.canonical_weight >= 0:
             problems.append(f"canonical_weight must be >= 0, got {self.canonical_weight}")
         if self.max_landmarks < 1 or self.categories < 1 or self.tpe_features < 2 or self.tpe_features % 2:

@@ -20,6 +20,8 @@ from torch import nn
 
 from subspace_hub_lfm2d.config import LFM2DConfig
 
+_BASIS_GAIN = 10.0
+
 
 def rff_phi(slots: int, dim: int, sigma: float = 2.5) -> torch.Tensor:
     """[slots, dim] deterministic correspondence encoding: ``Phi_j = [sin(w_k j); cos(w_k j)]`` over ``k < dim/2``
@@ -129,7 +131,20 @@ class LFM2D(nn.Module):
         self.embed = Embedding(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim)
-        self.head = nn.Linear(config.dim, 3)
+        if config.shape_basis:
+            self.head = nn.Linear(config.dim, config.shape_basis)  # pooled tokens -> the K basis coefficients
+            basis = torch.randn(
+                config.categories,
+                config.shape_basis + 1,
+                config.max_landmarks,
+                3,
+                generator=torch.Generator().manual_seed(config.seed + 2),
+            )
+            # [C, 1 + K, N_max, 3]: mean shape, then basis shapes, stored divided by _BASIS_GAIN: Adam moves every
+            # parameter by about the learning rate a step, and unit-sized shapes need larger steps than weights
+            self.basis = nn.Parameter(basis / math.sqrt(3) / _BASIS_GAIN)
+        else:
+            self.head = nn.Linear(config.dim, 3)
         self.register_buffer("phi_rff", rff_phi(config.max_landmarks, config.dim, config.phi_sigma), persistent=False)
         projection = torch.randn(
             config.max_landmarks, config.dim, generator=torch.Generator().manual_seed(config.seed + 1)
@@ -167,4 +182,12 @@ class LFM2D(nn.Module):
         keys[~keys.any(-1)] = True  # a sample with nothing visible attends to its padding instead of to nothing
         for layer, block in enumerate(self.blocks):
             x = block(x, keys, phi if self.config.phi_in_layer(layer) else None, self.config.phi_on_values)
-        return {"landmarks": self.head(self.norm(x))}
+        x = self.norm(x)
+        if not self.config.shape_basis:
+            return {"landmarks": self.head(x)}
+        weights = visible.to(x.dtype)[..., None]
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        coefficients = self.head(pooled)  # [B, K]
+        basis = self.basis[category, :, :n].to(x.dtype) * _BASIS_GAIN  # [B, 1 + K, N, 3]
+        shape = basis[:, 0] + torch.einsum("bk,bknc->bnc", coefficients, basis[:, 1:])
+        return {"landmarks": shape}

@@ -232,3 +232,35 @@ class TestLandmarkDataset(DatasetTests):
 
 class TestPlugin(PluginTests):
     plugin = "lfm2d"
+
+
+def test_the_shape_basis_head_predicts_in_each_categorys_low_rank_family():
+    """With shape_basis = K, every prediction is the category's mean shape plus a combination of its K basis
+    shapes (so the residual of a least-squares fit in that span is zero), other categories use other bases, and
+    a hidden landmark's token does not move the coefficients."""
+    from subspace_hub.errors import ConfigError
+
+    config = LFM2DConfig.from_dict({**SPEC.presets[TINY], "shape_basis": 3})
+    model = LFM2D(config).eval()
+    batch = _batch()
+    points, visible = batch["landmarks2d"], batch["visible"]
+    n = points.shape[1]
+    with torch.no_grad():
+        for category in (0, 1):
+            out = model(points, visible, torch.full((points.shape[0],), category))["landmarks"]
+            basis = model.basis[category, :, :n]  # [1 + K, N, 3] (a common gain does not change the span)
+            residual = (out - basis[0] * 10.0).reshape(out.shape[0], -1).T  # [N * 3, B]
+            span = basis[1:].reshape(3, -1).T  # [N * 3, K]
+            fit = span @ torch.linalg.lstsq(span, residual).solution
+            torch.testing.assert_close(fit, residual, atol=1e-5, rtol=0)
+        hidden = visible.clone()
+        hidden[:, 0] = False
+        moved = points.clone()
+        moved[:, 0] += 5.0
+        category = torch.zeros(points.shape[0], dtype=torch.long)
+        torch.testing.assert_close(
+            model(points, hidden, category)["landmarks"], model(moved, hidden, category)["landmarks"]
+        )
+    assert LFM2D(LFM2DConfig.from_dict(SPEC.presets[TINY]))(points, visible, category)["landmarks"].shape == out.shape
+    with pytest.raises(ConfigError, match="shape_basis must be >= 0"):
+        LFM2DConfig(shape_basis=-1)
