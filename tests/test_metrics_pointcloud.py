@@ -295,6 +295,22 @@ def test_kdtree_queries_use_torchs_thread_count_and_any_float_dtype():
     assert torch.equal(i, torch.arange(50)) and float(d.max()) < 1e-7
 
 
+def test_neighbor_lists_and_queries_in_a_given_order_match_brute_force():
+    """``neighbors`` (the lean path of normal estimation: indices only, int32 where they fit) and ``query`` with a
+    caller's order of the queries give the brute-force answers, in the queries' own order."""
+    points, queries = torch.from_numpy(RNG.random((3000, 3))), torch.from_numpy(RNG.random((700, 3)))
+    kd, brute = NeighborIndex(points, "kdtree"), NeighborIndex(points, "brute")
+    lean = kd.neighbors(queries, 6)
+    assert lean.shape == (700, 6) and lean.dtype in (torch.int32, torch.int64)
+    assert torch.equal(lean.long(), brute.query(queries, k=6)[1])
+    assert torch.equal(brute.neighbors(queries, 6), lean.long())
+    order = torch.randperm(700, generator=torch.Generator().manual_seed(0))
+    (d1, i1), (d2, i2) = kd.query(queries, order=order), brute.query(queries)
+    assert torch.equal(i1, i2)
+    torch.testing.assert_close(d1, d2, atol=1e-12, rtol=0)
+    assert kd.neighbors(queries[:5], 5000).shape == (5, 3000)  # k capped at the number of points
+
+
 # -- bad input ------------------------------------------------------------------------------------------------------
 
 

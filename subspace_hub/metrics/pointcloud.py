@@ -63,10 +63,8 @@ def estimate_normals(
     )
     for start in range(0, cloud.shape[0], _NORMAL_CHUNK):
         rows = order[start : start + _NORMAL_CHUNK]
-        _, neighbors = index.query(cloud[rows], k=k, sort=False)
-        if neighbors.ndim == 1:
-            neighbors = neighbors[:, None]
-        patch = cloud[neighbors]  # [c, k, 3]
+        neighbors = index.neighbors(cloud[rows], k)  # [c, k]
+        patch = index.points.index_select(0, neighbors.reshape(-1)).reshape(len(rows), -1, 3).to(cloud)
         centred = patch - patch.mean(dim=1, keepdim=True)
         normals[rows] = smallest_eigenvector(centred.transpose(1, 2) @ centred)
     return normals
@@ -180,8 +178,9 @@ def chamfer_and_normals(
     gt = as_points(reference, "reference", device=pred.device)
     gt_index = reference_index if reference_index is not None else NeighborIndex(gt, backend)
     pred_index = NeighborIndex(pred, backend)
-    acc, nn_of_pred = gt_index.query(pred)
-    comp, nn_of_gt = pred_index.query(gt)
+    # each cloud's spatial order, computed once for its normals, also orders its queries into the other cloud
+    acc, nn_of_pred = gt_index.query(pred, order=pred_index.spatial_order())
+    comp, nn_of_gt = pred_index.query(gt, order=gt_index.spatial_order())
     out = {**_mean_median(acc, "acc"), **_mean_median(comp, "comp")}
     out.update(
         _normal_consistency(
