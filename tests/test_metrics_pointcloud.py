@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -293,6 +294,32 @@ def test_kdtree_queries_use_torchs_thread_count_and_any_float_dtype():
     torch.testing.assert_close(d32, d64, atol=1e-7, rtol=0)
     d, i = NeighborIndex(points.float(), "kdtree").query(points[:50])
     assert torch.equal(i, torch.arange(50)) and float(d.max()) < 1e-7
+
+
+def _query_in_a_child(points):
+    NeighborIndex(points, "kdtree").query(points[:50_000], k=5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_can_query_after_its_parent_did():
+    """GNU OpenMP hangs a forked child whose parent ran a parallel region, unless the child stays on one thread
+    (a DataLoader worker or a fork-based pool computing metrics)."""
+    import multiprocessing
+
+    points = torch.from_numpy(RNG.random((100_000, 3)))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        NeighborIndex(points, "kdtree").query(points[:50_000], k=5)  # the parent's OpenMP team exists now
+        child = multiprocessing.get_context("fork").Process(target=_query_in_a_child, args=(points,))
+        child.start()
+        child.join(timeout=120)
+        hung = child.is_alive()
+        if hung:
+            child.kill()
+    finally:
+        torch.set_num_threads(previous)
+    assert not hung and child.exitcode == 0
 
 
 def test_neighbor_lists_and_queries_in_a_given_order_match_brute_force():

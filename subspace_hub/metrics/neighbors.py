@@ -15,6 +15,7 @@ BENCHMARKS.md).
 from __future__ import annotations
 
 import math
+import os
 from typing import Literal
 
 import numpy as np
@@ -43,16 +44,28 @@ def morton_order(points: np.ndarray) -> np.ndarray:
 
 
 _CONTROLLER = None
+_FORKED = False
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED
+    _FORKED = True
+
+
+# GNU OpenMP is not fork-safe: a child forked after its parent ran a parallel region hangs in its first one with more
+# than one thread (a DataLoader worker, a fork-based process pool). Forked children query on one thread.
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _openmp_threads(threads: int):
-    """A context in which OpenMP libraries (pykdtree's) use ``threads`` threads, restored on exit."""
+    """A context in which OpenMP libraries (pykdtree's) use ``threads`` threads (one in a forked child), restored
+    on exit."""
     global _CONTROLLER
     if _CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
 
         _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=threads, user_api="openmp")
+    return _CONTROLLER.limit(limits=1 if _FORKED else threads, user_api="openmp")
 
 
 class NeighborIndex:
