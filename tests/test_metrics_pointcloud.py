@@ -477,3 +477,60 @@ def test_reconstruction_ignores_reference_pixels_below_min_depth():
     )
     assert kept["acc"] == pytest.approx(masked["acc"], abs=1e-12)
     assert kept["acc"] < 1e-9
+
+
+def test_umeyama_and_icp_defaults_boundaries_starts_and_messages():
+    """What the agreement tests cannot see: ICP's defaults (threshold 0.1, 30 iterations, strict convergence
+    tests), its start transform, the three-correspondence minimum, an empty correspondence set (fitness and RMSE
+    0, as Open3D), dtype of a similarity applied to float32 points, and each error names what is wrong."""
+    x = torch.from_numpy(RNG.standard_normal((40, 3)))
+    angle = 0.3
+    rotation = torch.tensor(
+        [[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0], [0.0, 0.0, 1.0]],
+        dtype=torch.float64,
+    )
+    start = torch.eye(4, dtype=torch.float64)
+    start[:3, :3], start[:3, 3] = rotation, torch.tensor([0.5, -0.2, 0.3], dtype=torch.float64)
+    y = x @ rotation.T + start[:3, 3]
+    # a start transform that is the answer: every point corresponds at once (subtracting its translation would not)
+    result = icp(x, y, init=start)
+    assert result.fitness == 1.0 and result.inlier_rmse < 1e-12
+    torch.testing.assert_close(result.transformation, start, atol=1e-12, rtol=0)
+    # the default threshold is 0.1: a lattice of spacing 2 shifted by 0.5 has no correspondence (fitness, RMSE 0)
+    lattice = torch.stack(torch.meshgrid(*[torch.arange(4.0, dtype=torch.float64) * 2] * 3, indexing="ij"), -1)
+    lattice = lattice.reshape(-1, 3)
+    far = icp(lattice, lattice + torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64))
+    assert (far.fitness, far.inlier_rmse, far.iterations) == (0.0, 0.0, 0)
+    # zero tolerances never count as converged (strict tests): all 30 default iterations run
+    settled = icp(x, x + 0.01, relative_fitness=0.0, relative_rmse=0.0)
+    assert settled.iterations == 30 and settled.fitness == 1.0
+    # exactly three correspondences are enough to iterate (the other points are far from every target point)
+    few = x.clone()
+    few[3:] += 100.0
+    three = icp(few, x + 0.01)
+    assert three.iterations >= 1 and three.fitness == pytest.approx(3 / 40)
+    # a similarity fitted in float64 transforms float32 points into float32 points
+    sim = umeyama(x, 2 * y)
+    assert sim.apply(x.float()).dtype == torch.float32
+    torch.testing.assert_close(sim.apply(x.float()), (2 * y).float(), atol=1e-4, rtol=0)
+    umeyama(x[:3], y[:3])  # three points suffice
+    with pytest.raises(MetricInputError, match="umeyama needs at least 3 corresponding points, got 2"):
+        umeyama(x[:2], y[:2])
+    with pytest.raises(MetricInputError, match="source and target"):
+        umeyama(x[:5], y[:4])
+    with pytest.raises(MetricInputError, match="all source points coincide"):
+        umeyama(torch.ones(5, 3, dtype=torch.float64), y[:5])
+    with pytest.raises(MetricInputError, match="^source must have shape"):
+        umeyama(x[:, :2], y)
+    with pytest.raises(MetricInputError, match="^target must have shape"):
+        icp(x, y[:, :2])
+    with pytest.raises(MetricInputError, match="^source must have shape"):
+        icp(x[:, :2], y)
+    with pytest.raises(MetricInputError, match="max_correspondence_distance must be positive, got 0"):
+        icp(x, y, max_correspondence_distance=0.0)
+    with pytest.raises(MetricInputError, match=r"init must be a 4x4 matrix, got shape \(3, 3\)"):
+        icp(x, y, init=np.eye(3))
+    with pytest.raises(MetricInputError, match="^init"):
+        icp(x, y, init=np.full((4, 4), np.nan))
+    with pytest.raises(MetricInputError, match="^init must be an array"):
+        icp(x, y, init="identity")

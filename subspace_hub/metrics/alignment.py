@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from subspace_hub.errors import MetricInputError
-from subspace_hub.metrics._inputs import as_points, as_tensor, same_shape
+from subspace_hub.metrics._inputs import as_points, as_tensor, check_finite, same_shape
 from subspace_hub.metrics.neighbors import Backend, NeighborIndex, morton_order
 
 
@@ -119,6 +119,7 @@ def icp(
     )
     if transformation.shape != (4, 4):
         raise MetricInputError(f"init must be a 4x4 matrix, got shape {tuple(transformation.shape)}.")
+    check_finite(transformation, "init")
     index = target_index if target_index is not None else NeighborIndex(y, backend)
     current = x @ transformation[:3, :3].T + transformation[:3, 3]
     # The source moves rigidly, so one Z-order of its points keeps every iteration's queries in spatial order
