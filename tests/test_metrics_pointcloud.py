@@ -355,7 +355,7 @@ def test_bad_point_clouds_raise_clear_errors():
         umeyama(good, good[:5])
     with pytest.raises(MetricInputError, match="at least 3 corresponding points"):
         umeyama(good[:2], good[:2])
-    with pytest.raises(MetricInputError, match="all source points coincide"):
+    with pytest.raises(MetricInputError, match="^umeyama: all source points coincide"):
         umeyama(np.ones((5, 3)), good[:5])
     with pytest.raises(MetricInputError, match="needs at least 3 points"):
         estimate_normals(good[:2])
@@ -525,7 +525,7 @@ def test_umeyama_and_icp_defaults_boundaries_starts_and_messages():
         umeyama(x[:5], y[:4])
     with pytest.raises(MetricInputError, match="^target must have shape"):
         umeyama(x, y[:, :2])
-    with pytest.raises(MetricInputError, match="all source points coincide"):
+    with pytest.raises(MetricInputError, match="^umeyama: all source points coincide"):
         umeyama(torch.ones(5, 3, dtype=torch.float64), y[:5])
     with pytest.raises(MetricInputError, match="^source must have shape"):
         umeyama(x[:, :2], y)
