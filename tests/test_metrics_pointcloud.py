@@ -322,6 +322,23 @@ def test_a_forked_child_can_query_after_its_parent_did():
     assert not hung and child.exitcode == 0
 
 
+def test_brute_force_over_several_reference_chunks_matches_the_tree():
+    """Brute force splits more than 4,096 reference points (CPU) into chunks and merges each chunk's best k: the
+    merged answers (k = 1 and k > 1, with a bound) equal the KD-tree's."""
+    points, queries = torch.from_numpy(RNG.random((9_000, 3))), torch.from_numpy(RNG.random((300, 3)))
+    kd, brute = NeighborIndex(points, "kdtree"), NeighborIndex(points, "brute")
+    for k in (1, 7):
+        (d1, i1), (d2, i2) = kd.query(queries, k=k), brute.query(queries, k=k)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(d1, d2, atol=1e-12, rtol=0)
+    (d1, i1), (d2, i2) = (
+        kd.query(queries, k=3, distance_upper_bound=0.03),
+        brute.query(queries, k=3, distance_upper_bound=0.03),
+    )
+    assert torch.equal(i1, i2) and bool((i1 == -1).any()) and bool((i1 >= 0).any())
+    torch.testing.assert_close(d1, d2, atol=1e-12, rtol=0)
+
+
 def test_neighbor_lists_and_queries_in_a_given_order_match_brute_force():
     """``neighbors`` (the lean path of normal estimation: indices only, int32 where they fit) and ``query`` with a
     caller's order of the queries give the brute-force answers, in the queries' own order."""
@@ -541,3 +558,19 @@ def test_umeyama_and_icp_defaults_boundaries_starts_and_messages():
         icp(x, y, init=np.full((4, 4), np.nan))
     with pytest.raises(MetricInputError, match="^init must be an array"):
         icp(x, y, init="identity")
+
+
+def test_estimate_normals_defaults_to_30_neighbours_and_needs_3_points():
+    """Open3D's default neighbourhood is 30 points: the default must give the k = 30 normals (not those of 29 or
+    31) on a curved, noisy cloud; three points define a plane, two do not."""
+    cloud = torch.from_numpy(RNG.standard_normal((200, 3)) * [1.0, 1.0, 0.3])
+    default = estimate_normals(cloud)
+    torch.testing.assert_close(default, estimate_normals(cloud, k=30), atol=0, rtol=0)
+    for k in (29, 31):
+        assert not torch.allclose(default.abs(), estimate_normals(cloud, k=k).abs())
+    plane = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(estimate_normals(plane).abs(), torch.tensor([[0.0, 0.0, 1.0]] * 3, dtype=torch.float64))
+    with pytest.raises(MetricInputError, match="^estimating normals needs at least 3 points, got 2"):
+        estimate_normals(plane[:2])
+    with pytest.raises(MetricInputError, match="^points must have shape"):
+        estimate_normals(plane[:, :2])
