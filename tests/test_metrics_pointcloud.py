@@ -574,3 +574,25 @@ def test_estimate_normals_defaults_to_30_neighbours_and_needs_3_points():
         estimate_normals(plane[:2])
     with pytest.raises(MetricInputError, match="^points must have shape"):
         estimate_normals(plane[:, :2])
+
+
+def test_given_normals_and_k_are_used_by_both_normal_consistency_entry_points():
+    """Normals passed in replace the estimated ones (on either side), ``k`` reaches the estimation, and a normals
+    array of the wrong length or with a zero vector is refused with its name."""
+    gt = torch.from_numpy(RNG.standard_normal((300, 3)) * [1.0, 1.0, 0.2])
+    pred = gt + torch.from_numpy(RNG.normal(0, 0.02, (300, 3)))
+    up = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64).expand(300, 3)
+    side = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64).expand(300, 3)
+    for score in (normal_consistency, chamfer_and_normals):
+        assert score(pred, gt, prediction_normals=up, reference_normals=side)["nc"] == pytest.approx(0.0, abs=1e-12)
+        assert score(pred, gt, prediction_normals=up, reference_normals=up)["nc"] == pytest.approx(1.0, abs=1e-12)
+        estimated = score(pred, gt)["nc"]
+        assert score(pred, gt, prediction_normals=up)["nc"] != pytest.approx(estimated, abs=1e-6)
+        assert score(pred, gt, reference_normals=up)["nc"] != pytest.approx(estimated, abs=1e-6)
+        assert score(pred, gt, k=8)["nc"] != pytest.approx(estimated, abs=1e-6)
+        with pytest.raises(MetricInputError, match="^prediction_normals has 299 normals for 300 points"):
+            score(pred, gt, prediction_normals=up[:299])
+        with pytest.raises(MetricInputError, match="^reference_normals has 1 zero-length normal"):
+            score(pred, gt, reference_normals=torch.cat([up[:299], torch.zeros(1, 3, dtype=torch.float64)]))
+        with pytest.raises(MetricInputError, match="^reference_normals"):
+            score(pred, gt, reference_normals=torch.full((300, 3), math.nan, dtype=torch.float64))
