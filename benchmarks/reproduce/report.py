@@ -114,9 +114,9 @@ def _header(work: Path, scale: Scale, raw: dict[str, Any]) -> str:
         f"{'object-centred' if s.object_centred else s.layout} | {s.seed} |"
         for name, s in specs.items()
     )
-    # the stages on the device; "background wait" is the end of the last call waiting for background scoring
-    on_device = {k: v for k, v in timings.items() if k != "report" and (k != "background wait" or v >= 3)}
+    on_device = {k: v for k, v in timings.items() if k != "report"}
     total = sum(on_device.values())
+    listed = {k: v for k, v in on_device.items() if v >= 3}  # e.g. a background wait that found the work done
     gpus = machine.get("gpus")  # not recorded by studies before 2026-11-30's one-GPU run
     if machine.get("gpu", "CPU only") == "CPU only":
         hardware = "no GPU"
@@ -136,7 +136,7 @@ method at this scale, with the controls the paper does not report.
 Machine: {hardware}, {machine.get("cpus", "-")} CPU cores
 ({machine.get("date", time.strftime("%Y-%m-%d"))}), torch {machine.get("torch", torch.__version__)},
 Python {machine.get("python", platform.python_version())}. The stages took {total / 60:.1f} min of wall time on that
-machine over all calls ({", ".join(f"{k} {v / 60:.1f} min" for k, v in on_device.items())}); this report is written
+machine over all calls ({", ".join(f"{k} {v / 60:.1f} min" for k, v in listed.items())}); this report is written
 on a CPU from their raw outputs.
 
 ```bash

@@ -465,8 +465,8 @@ def stage_base(
     background: ThreadPoolExecutor,
 ) -> list[Future]:
     """Train the base's stages one after the other. A finished stage's trivial baselines (CPU-bound: the
-    reconstruction protocol) are scored on ``background`` while the next stage (or stage) keeps the GPU busy;
-    returns their futures."""
+    reconstruction protocol) are scored on ``background`` while the next training (base stage 2, the ensembles)
+    keeps the GPU busy; returns their futures."""
     scoring = []
     for stage in BASE_STAGES:
         run = work / stage

@@ -122,9 +122,10 @@ def icp(
     check_finite(transformation, "init")
     index = target_index if target_index is not None else NeighborIndex(y, backend)
     current = x @ transformation[:3, :3].T + transformation[:3, 3]
-    # The source moves rigidly, so one Z-order of its points keeps every iteration's queries in spatial order
-    # (the result does not depend on the order of the source points).
-    current = current[torch.from_numpy(morton_order(current.detach().cpu().numpy())).to(current.device)]
+    if index.backend == "kdtree":
+        # The source moves rigidly, so one Z-order of its points keeps every iteration's tree queries in spatial
+        # order (the result does not depend on the order of the source points).
+        current = current[torch.from_numpy(morton_order(current.detach().cpu().numpy())).to(current.device)]
 
     def evaluate(points: torch.Tensor) -> tuple[float, float, torch.Tensor, torch.Tensor]:
         distances, indices = index.query(points, distance_upper_bound=max_correspondence_distance, sort=False)

@@ -238,6 +238,8 @@ def test_the_shape_basis_head_predicts_in_each_categorys_low_rank_family():
     """With shape_basis = K, every prediction is the category's mean shape plus a combination of its K basis
     shapes (so the residual of a least-squares fit in that span is zero), other categories use other bases, and
     a hidden landmark's token does not move the coefficients."""
+    from subspace_hub_lfm2d.model import _BASIS_GAIN
+
     from subspace_hub.errors import ConfigError
 
     config = LFM2DConfig.from_dict({**SPEC.presets[TINY], "shape_basis": 3})
@@ -249,7 +251,7 @@ def test_the_shape_basis_head_predicts_in_each_categorys_low_rank_family():
         for category in (0, 1):
             out = model(points, visible, torch.full((points.shape[0],), category))["landmarks"]
             basis = model.basis[category, :, :n]  # [1 + K, N, 3] (a common gain does not change the span)
-            residual = (out - basis[0] * 10.0).reshape(out.shape[0], -1).T  # [N * 3, B]
+            residual = (out - basis[0] * _BASIS_GAIN).reshape(out.shape[0], -1).T  # [N * 3, B]
             span = basis[1:].reshape(3, -1).T  # [N * 3, K]
             fit = span @ torch.linalg.lstsq(span, residual).solution
             torch.testing.assert_close(fit, residual, atol=1e-5, rtol=0)
