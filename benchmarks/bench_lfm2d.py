@@ -40,6 +40,8 @@ VARIANTS = {
     "phi every layer, shape basis": {"phi": "rff", "phi_layers": "all", "shape_basis": 8},
     "phi input only, shape basis": {"phi": "rff", "phi_layers": "input", "shape_basis": 8},
     "no phi, shape basis": {"phi": "none", "shape_basis": 8},
+    # the control: what the architecture and data let a single view recover when the 3D shapes are the supervision
+    "phi every layer, 3D-supervised (control)": {"phi": "rff", "phi_layers": "all", "supervision": "3d"},
 }
 
 
@@ -78,15 +80,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--samples", type=int, default=400, help="Samples per category (a quarter held out).")
+    parser.add_argument("--modes", type=int, default=3, help="Deformation modes of each category (the data's rank).")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    data = load_landmarks(samples_per_category=args.samples, seed=args.seed)
+    data = load_landmarks(samples_per_category=args.samples, modes=args.modes, seed=args.seed)
     report: dict[str, Any] = {
-        **header("cpu"),
+        **header("cuda" if torch.cuda.is_available() else "cpu"),
         "preset": args.preset,
+        "modes": args.modes,
+        "precision": args.precision,
+        "seed": args.seed,
         "steps": args.steps,
         "batch": args.batch,
         "train_samples": len(data["train"]),
@@ -109,6 +116,7 @@ def main() -> None:
                 data=DataConfig(source=str(folder), split="train", test_split="test", max_images=args.batch),
                 steps=args.steps,
                 seed=args.seed,
+                precision=args.precision,
                 optim=OptimConfig(lr=args.lr, weight_decay=1e-4, warmup=0.05, start_lr=1e-6, end_lr=1e-6),
                 checkpoint_every=args.steps,
                 metrics=(),
@@ -126,7 +134,7 @@ def main() -> None:
                 "loss_last": float(np.mean(result.losses[-50:])),
                 **{
                     f"{term}_last": float(np.mean([float(t[term]) for t in terms]))
-                    for term in ("reprojection", "canonical")
+                    for term in ("reprojection", "canonical", "shape_3d")
                     if term in terms[0]
                 },
                 "seconds": seconds,

@@ -153,7 +153,12 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     config = {**PRESETS[args.preset], "image_size": args.size}
-    report: dict[str, Any] = {**header("cpu"), "preset": args.preset, "args": vars(args), "runs": {}}
+    report: dict[str, Any] = {
+        **header("cuda" if torch.cuda.is_available() else "cpu"),
+        "preset": args.preset,
+        "args": vars(args),
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         started = time.perf_counter()

@@ -64,6 +64,11 @@ class LFM2DConfig:
     shape back. The 2D loss alone is minimised exactly by lifting every view flat (the 2D points with zero depth),
     which this term rules out; 0 trains on the 2D loss alone (the paper's loss as written)."""
 
+    supervision: Literal["2d", "3d"] = "2d"
+    """``2d``: the paper's training, 2D landmarks only. ``3d``: a control for benchmarks, not a way to train 2D-LFM:
+    the loss reads the samples' 3D shapes (``batch["landmarks"]``) and scores the prediction after the similarity
+    that fits it best, which bounds what the architecture and data allow a single view to recover."""
+
     shape_basis: int = 0
     """0: a linear head lifts each landmark token to 3D (methods.md B.2). K > 0: a low-rank shape head, the
     non-rigid structure-from-motion prior of C3DPO (methods.md B.3): each category has a mean shape and K basis
@@ -83,6 +88,8 @@ class LFM2DConfig:
             problems.append(f"phi must be rff, laplacian or none, got {self.phi!r}")
         if self.phi_layers not in PHI_LAYERS:
             problems.append(f"phi_layers must be one of {', '.join(PHI_LAYERS)}, got {self.phi_layers!r}")
+        if self.supervision not in ("2d", "3d"):
+            problems.append(f"supervision must be 2d or 3d, got {self.supervision!r}")
         if self.shape_basis < 0:
             problems.append(f"shape_basis must be >= 0, got {self.shape_basis}")
         if not self.canonical_weight >= 0:

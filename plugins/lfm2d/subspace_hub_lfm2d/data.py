@@ -10,6 +10,7 @@ radius over the visible landmarks), ``visible`` [N] bool, ``valid`` [N] bool (re
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -107,11 +108,28 @@ def _rodrigues(axis: np.ndarray, angle: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
 
 
-def deform(category: str, rng: np.random.Generator, amount: float) -> np.ndarray:
-    """One instance of ``category``: anisotropic scaling and per-landmark jitter for every category, and for the
-    articulated ones random rotations of each bone's subtree about its parent joint."""
+def shape_modes(category: str, modes: int) -> np.ndarray:
+    """The ``modes`` fixed deformation modes of ``category`` (the same for every sample and seed): for an articulated
+    category [modes, bones, 3] axis-angle vectors (radians per unit coefficient) of each bone's rotation about its
+    parent joint; for a rigid one [modes, N, 3] displacement fields of the landmarks (in the template's units)."""
     rest, edges, articulated = CATEGORIES[category]
-    shape = rest * rng.uniform(1 - amount, 1 + amount, size=3)
+    rng = np.random.default_rng([zlib.crc32(category.encode()), modes])
+    return rng.standard_normal((modes, len(edges) if articulated else len(rest), 3))
+
+
+def deform(category: str, rng: np.random.Generator, amount: float, modes: int = 3) -> np.ndarray:
+    """One instance of ``category``: a low-rank deformation (coefficients drawn uniformly in [-1, 1] for the
+    category's ``modes`` fixed modes, :func:`shape_modes`: the bones of articulated categories turn by ``amount``
+    times the combined axis-angle, rigid templates move by ``0.3 amount`` times the combined displacement field),
+    then a small anisotropic scaling (+-``amount / 10`` per axis) and per-landmark jitter (``0.02 amount``).
+
+    Low-rank because that is what a single view can identify: with every bone turning independently (this
+    generator's first version), even a lifter trained on the 3D shapes did no better than the category's mean
+    shape (BENCHMARKS.md, 2D-LFM), and non-rigid structure from motion assumes shapes of a few degrees of freedom."""
+    rest, edges, articulated = CATEGORIES[category]
+    coefficients = rng.uniform(-1, 1, size=modes)
+    combined = np.tensordot(coefficients, shape_modes(category, modes), axes=1)  # [bones or N, 3]
+    shape = rest * rng.uniform(1 - amount / 10, 1 + amount / 10, size=3)
     if articulated:
         children: dict[int, list[int]] = {}
         for parent, child in edges:
@@ -123,10 +141,14 @@ def deform(category: str, rng: np.random.Generator, amount: float) -> np.ndarray
                 out += subtree(child)
             return out
 
-        for parent, child in edges:
-            moved = subtree(child)
-            rotation = _rodrigues(rng.standard_normal(3), rng.normal(0, 0.6 * amount + 0.05))
-            shape[moved] = (shape[moved] - shape[parent]) @ rotation.T + shape[parent]
+        for (parent, child), axis_angle in zip(edges, amount * combined, strict=True):
+            angle = float(np.linalg.norm(axis_angle))
+            if angle > 0:
+                moved = subtree(child)
+                rotation = _rodrigues(axis_angle, angle)
+                shape[moved] = (shape[moved] - shape[parent]) @ rotation.T + shape[parent]
+    else:
+        shape = shape + 0.3 * amount * combined
     return shape + rng.normal(0, 0.02 * amount, size=shape.shape)
 
 
@@ -147,7 +169,9 @@ class LandmarkSpec:
     categories: tuple[str, ...] = tuple(CATEGORIES)
     max_landmarks: int = 32
     deformation: float = 0.3
-    """Relative amount of shape variation within a category."""
+    """Amount of shape variation within a category (:func:`deform`)."""
+    modes: int = 3
+    """Degrees of freedom of that variation: the number of the category's deformation modes."""
     noise: float = 0.01
     """Standard deviation of the 2D noise, in units of the view's RMS radius."""
     occlusion: float = 0.1
@@ -157,6 +181,8 @@ class LandmarkSpec:
 
 def generate_samples(spec: LandmarkSpec) -> Iterator[dict[str, object]]:
     """The samples of ``spec``, category by category (deterministic in ``spec.seed``)."""
+    if spec.modes < 0 or not spec.deformation >= 0:
+        raise ValueError(f"modes and deformation must be >= 0, got {spec.modes} and {spec.deformation}.")
     for category_index, name in enumerate(spec.categories):
         if name not in CATEGORIES:
             raise ValueError(f"Unknown landmark category {name!r}; choose from {', '.join(CATEGORIES)}.")
@@ -166,7 +192,7 @@ def generate_samples(spec: LandmarkSpec) -> Iterator[dict[str, object]]:
         rng = np.random.default_rng([spec.seed, category_index])
         graph = adjacency(name, spec.max_landmarks)
         for i in range(spec.samples_per_category):
-            shape = deform(name, rng, spec.deformation)
+            shape = deform(name, rng, spec.deformation, spec.modes)
             camera = shape @ random_rotation(rng).T  # camera frame: x, y on the image, z towards the scene
             visible = rng.random(n) >= spec.occlusion
             if visible.sum() < 3:
@@ -218,6 +244,7 @@ def load_landmarks(
     categories: tuple[str, ...] | list[str] | None = None,
     max_landmarks: int = 32,
     deformation: float = 0.3,
+    modes: int = 3,
     noise: float = 0.01,
     occlusion: float = 0.1,
     seed: int = 0,
@@ -234,6 +261,7 @@ def load_landmarks(
         categories=tuple(categories or CATEGORIES),
         max_landmarks=max_landmarks,
         deformation=deformation,
+        modes=modes,
         noise=noise,
         occlusion=occlusion,
         seed=seed,

@@ -112,13 +112,35 @@ def canonical_loss(lifted: torch.Tensor, target: torch.Tensor, weights: torch.Te
     return error.sum() / weights.sum().clamp(min=1.0)
 
 
+def aligned_shape_loss(landmarks3d: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance over ``weights`` [B, N] between the target shapes [B, N, 3] and the predictions
+    [B, N, 3] after the similarity (rotation, scale, translation) that fits each prediction to its target best
+    (Umeyama; differentiable): the 3D-supervised control's loss, PA-MPJPE's alignment squared."""
+    w = weights.to(target.dtype)[..., None]
+    prediction, target = _centred(landmarks3d.to(target.dtype), weights) * w, _centred(target, weights) * w
+    u, singular, vh = torch.linalg.svd(target.transpose(1, 2) @ prediction)
+    sign = torch.linalg.det(u @ vh).sign()
+    signs = torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], -1)
+    rotation = u @ (signs[..., None] * vh)
+    scale = (singular * signs).sum(-1) / prediction.square().sum((1, 2)).clamp(min=1e-8)
+    aligned = scale[:, None, None] * prediction @ rotation.transpose(1, 2)
+    return (aligned - target).square().sum() / weights.sum().clamp(min=1.0)
+
+
 def lfm2d_loss(outputs: Mapping[str, Any], batch: Mapping[str, Any], *, stop_gradient: bool = False) -> dict:
     """``BackboneSpec.loss``: ``{"loss": L_2D (+ w L_canonical)}`` from the model's ``landmarks`` and the batch's
     ``landmarks2d``, ``visible`` (and ``valid``, the real, non-padding slots); the canonicalisation term when the
-    outputs carry one (``outputs["canonical"]``, from a training forward). No 3D ground truth is read."""
+    outputs carry one (``outputs["canonical"]``, from a training forward). No 3D ground truth is read, except by
+    the 3D-supervised control (``outputs["target3d"]``, set by a model configured with ``supervision="3d"``): then
+    the loss is :func:`aligned_shape_loss` over the real landmarks, hidden ones included."""
     visible = batch["visible"].bool()
-    if batch.get("valid") is not None:
-        visible = visible & batch["valid"].bool()
+    valid = batch.get("valid")
+    if valid is not None:
+        visible = visible & valid.bool()
+    if outputs.get("target3d") is not None:
+        real = torch.ones_like(visible) if valid is None else valid.bool()
+        loss = aligned_shape_loss(outputs["landmarks"].float(), outputs["target3d"].float(), real)
+        return {"loss": loss, "shape_3d": loss.detach()}
     loss = reprojection_loss(outputs["landmarks"], batch["landmarks2d"].float(), visible, stop_gradient=stop_gradient)
     terms = {"reprojection": loss.detach()}
     canonical = outputs.get("canonical")

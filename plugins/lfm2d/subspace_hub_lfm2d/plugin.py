@@ -55,11 +55,18 @@ def forward(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
 
     In training (``model.training``) with ``canonical_weight > 0``, the model also lifts a randomly rotated view
     of each predicted shape (:func:`~subspace_hub_lfm2d.losses.canonical_views`); ``outputs["canonical"]`` carries
-    that second lift for the loss."""
+    that second lift for the loss. A model configured with ``supervision="3d"`` (a benchmark's control) passes the
+    batch's 3D ``landmarks`` on as ``outputs["target3d"]`` instead."""
     valid, adjacency = batch.get("valid"), batch.get("adjacency")
     visible, category = batch["visible"].bool(), batch["category"].long()
     outputs = model(batch["landmarks2d"].float(), visible, category, valid, adjacency)
-    weight = _lfm2d_config(model).canonical_weight
+    config = _lfm2d_config(model)
+    if config.supervision == "3d":
+        if batch.get("landmarks") is None:
+            raise ValueError("supervision='3d' needs batch['landmarks'] [B, N, 3], the samples' 3D shapes.")
+        outputs["target3d"] = batch["landmarks"]
+        return outputs
+    weight = config.canonical_weight
     if model.training and weight > 0:
         weights = visible if valid is None else visible & valid.bool()
         view, target = canonical_views(outputs["landmarks"].float(), weights)

@@ -66,3 +66,28 @@ def test_the_cli_exports_the_landmark_data_as_a_dataset_folder_with_a_card(tmp_p
     error = capsys.readouterr().err
     assert "no load option seeds" in error and "samples_per_category" in error
     assert not (tmp_path / "x").exists() and sorted(p.name for p in out.rglob("*")) == before
+
+
+@pytest.mark.parametrize("modes", [1, 3])
+def test_rigid_instances_lie_in_the_categorys_low_rank_family(modes):
+    """A rigid template's instance is the template scaled per axis plus a combination of the category's ``modes``
+    fixed displacement fields, up to the jitter (0.02 x deformation): a least-squares fit over those 3 + modes
+    unknowns leaves only the jitter, one mode fewer leaves far more, and the modes are the same for every seed."""
+    from subspace_hub_lfm2d.data import deform, shape_modes
+
+    rest = CATEGORIES["chair"][0]
+    fields = shape_modes("chair", modes)
+    np.testing.assert_array_equal(fields, shape_modes("chair", modes))
+    assert not np.allclose(shape_modes("chair", 3)[0], shape_modes("bottle", 3)[0, : len(rest)])
+    columns = [(rest * np.eye(3)[axis]).ravel() for axis in range(3)] + [field.ravel() for field in fields]
+    residuals = {True: [], False: []}
+    for seed in range(20):
+        shape = deform("chair", np.random.default_rng(seed), 0.3, modes).ravel()
+        for complete in (True, False):
+            basis = np.stack(columns if complete else columns[:-1], 1)
+            fit = basis @ np.linalg.lstsq(basis, shape, rcond=None)[0]
+            residuals[complete].append(np.sqrt(np.mean((fit - shape) ** 2)))
+    assert np.mean(residuals[True]) < 0.006 * 1.3  # the jitter's standard deviation is 0.02 * 0.3
+    assert np.mean(residuals[False]) > 3 * np.mean(residuals[True])
+    with pytest.raises(ValueError, match="modes and deformation must be >= 0"):
+        list(generate_samples(LandmarkSpec(modes=-1)))

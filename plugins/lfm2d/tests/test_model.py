@@ -266,3 +266,41 @@ def test_the_shape_basis_head_predicts_in_each_categorys_low_rank_family():
     assert LFM2D(LFM2DConfig.from_dict(SPEC.presets[TINY]))(points, visible, category)["landmarks"].shape == out.shape
     with pytest.raises(ConfigError, match="shape_basis must be >= 0"):
         LFM2DConfig(shape_basis=-1)
+
+
+def test_the_3d_supervised_control_scores_the_shape_up_to_a_similarity():
+    """supervision='3d' (a benchmark's control) trains on the samples' 3D shapes, hidden landmarks included, after
+    the similarity that fits the prediction best: zero for the shape turned, scaled and moved, positive for a
+    mirror image or another shape; it needs the 3D landmarks and never adds the canonicalisation term."""
+    from subspace_hub_lfm2d.losses import aligned_shape_loss
+
+    from subspace_hub.errors import ConfigError
+
+    batch = _batch()
+    shapes, real = batch["landmarks"].double(), torch.ones(2, 7, dtype=torch.bool)
+    rotation = torch.from_numpy(np.stack([random_rotation(np.random.default_rng(i)) for i in range(2)]))
+    moved = 2.5 * shapes @ rotation.transpose(1, 2) + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    assert float(aligned_shape_loss(moved, shapes, real)) == pytest.approx(0.0, abs=1e-20)
+    mirror = shapes * torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)
+    assert float(aligned_shape_loss(mirror, shapes, real)) > 1e-2  # a rotation cannot undo a reflection
+    wrong = moved.clone()
+    wrong[0, 3] += torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64)  # one landmark off: only there does it count
+    masked = real.clone()
+    masked[0, 3] = False
+    assert float(aligned_shape_loss(wrong, shapes, real)) > 1e-2
+    assert float(aligned_shape_loss(wrong, shapes, masked)) == pytest.approx(0.0, abs=1e-20)
+
+    spec = subspace_hub.plugins.get_backbone_spec("lfm2d")
+    control = LFM2D(LFM2DConfig.from_dict({**SPEC.presets[TINY], "supervision": "3d"})).train()
+    outputs = spec.run(control, batch)
+    assert "canonical" not in outputs
+    terms = spec.loss_terms(outputs, batch)
+    assert set(terms) == {"loss", "shape_3d"}
+    expected = aligned_shape_loss(outputs["landmarks"].float(), batch["landmarks"].float(), real)
+    assert float(terms["loss"].detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    terms["loss"].backward()
+    assert float(control.head.weight.grad.norm()) > 0
+    with pytest.raises(ValueError, match="needs batch\\['landmarks'\\]"):
+        spec.run(control, {k: v for k, v in batch.items() if k != "landmarks"})
+    with pytest.raises(ConfigError, match="supervision must be 2d or 3d"):
+        LFM2DConfig(supervision="depth")
