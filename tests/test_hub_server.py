@@ -3,6 +3,7 @@ integrity, authentication and input validation."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -105,6 +106,34 @@ def test_commits_regular_and_lfs_tags_branches_listing_and_downloads(registry, t
         api.delete_tag("org/model", tag="v1")  # published tags are immutable (see test_hub_security)
     api.delete_repo("org/model")
     assert not api.repo_exists("org/model")
+
+
+def test_git_ids_name_an_lfs_file_by_its_pointer_and_a_regular_file_by_its_content(registry, tmp_path):
+    """As git does: an LFS file's blob id is that of its pointer (so the upload hashes its bytes once, sha256), a
+    regular file's is that of its content; the same bytes committed both ways get both ids, the second computed
+    from the stored blob when it is first needed, and huggingface_hub's skip of unchanged regular files works."""
+    from huggingface_hub.utils.sha import git_hash
+
+    server, url, tokens = registry
+    api = client(url, tokens["alice"])
+    api.create_repo("org/ids")
+    data = os.urandom(3000)
+    sha256 = hashlib.sha256(data).hexdigest()
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {len(data)}\n".encode()
+    api.create_commit("org/ids", [CommitOperationAdd("w.safetensors", data)], commit_message="lfs")
+    meta = json.loads(server.store.blobs.path(sha256).with_suffix(".json").read_text())
+    assert meta == {"size": len(data)}  # no second hash of the upload
+    second = api.create_commit("org/ids", [CommitOperationAdd("w.txt", data)], commit_message="regular")
+    files = {f.path: f for f in api.get_paths_info("org/ids", ["w.safetensors", "w.txt"])}
+    assert files["w.safetensors"].blob_id == git_hash(pointer) and files["w.safetensors"].lfs.sha256 == sha256
+    assert files["w.txt"].blob_id == git_hash(data) and files["w.txt"].lfs is None
+    assert json.loads(server.store.blobs.path(sha256).with_suffix(".json").read_text())["sha1"] == git_hash(data)
+    siblings = {s.rfilename: s.blob_id for s in api.model_info("org/ids", files_metadata=True).siblings}
+    assert siblings == {"w.safetensors": git_hash(pointer), "w.txt": git_hash(data)}
+    folder = Path(snapshot_download("org/ids", endpoint=url, cache_dir=tmp_path / "c"))
+    assert (folder / "w.txt").read_bytes() == (folder / "w.safetensors").read_bytes() == data
+    again = api.create_commit("org/ids", [CommitOperationAdd("w.txt", data)], commit_message="same")
+    assert again.oid == second.oid  # the client saw the same regular file (by its git id) and committed nothing
 
 
 def test_concurrent_commits_land_or_conflict_and_the_store_stays_consistent(registry):

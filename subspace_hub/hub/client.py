@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ ENDPOINT_ENV = "SUBSPACE_HUB_ENDPOINT"
 TOKEN_ENV = "SUBSPACE_HUB_TOKEN"
 HOME_ENV = "SUBSPACE_HUB_HOME"
 _LOCAL_USER = "local"
+_DOWNLOAD_CHUNK = 1 << 20  # bytes: see HubClient._prepare
 
 
 def home() -> Path:
@@ -151,10 +153,13 @@ class HubClient:
         return HfApi(endpoint=self.endpoint.url, token=self.endpoint.token)
 
     def _prepare(self) -> None:
-        """Our registry never offers Xet; stop huggingface_hub from switching LFS uploads to it."""
-        if "huggingface.co" not in self.endpoint.url:
-            from huggingface_hub import constants
+        """Our registry never offers Xet: stop huggingface_hub from switching LFS uploads to it. And download in
+        chunks of at most 1 MiB: huggingface_hub builds each chunk it writes from 64 KiB socket reads, and with its
+        default of 10 MiB a pull over a fast link took twice as long (BENCHMARKS.md, registry)."""
+        from huggingface_hub import constants
 
+        constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, _DOWNLOAD_CHUNK)
+        if "huggingface.co" not in self.endpoint.url:
             constants.HF_HUB_DISABLE_XET = True
 
     @contextlib.contextmanager
@@ -243,7 +248,12 @@ class HubClient:
             for path in sorted(folder.rglob("*"))
             if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
         ]
-        operations = [CommitOperationAdd(path.relative_to(folder).as_posix(), str(path)) for path in files]
+        # Each operation hashes its file (sha256) when it is made; hashlib lets go of the GIL, so threads hash
+        # the files of a bundle on every core at once.
+        with ThreadPoolExecutor(max_workers=max(1, min(len(files), os.cpu_count() or 1))) as pool:
+            operations = list(
+                pool.map(lambda path: CommitOperationAdd(path.relative_to(folder).as_posix(), str(path)), files)
+            )
         try:
             client.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
             if tag is not None and not allow_existing_tag:

@@ -688,7 +688,9 @@ class _Handler(BaseHTTPRequestHandler):
         if length != size:
             raise ApiError(f"Upload of {oid} must be {size} bytes, the request carries {length}.", 400)
         self._body_read = True  # the store reads it
-        self.registry.store.blobs.write(self.rfile, size, expected_sha256=oid, max_size=self.registry.max_file_size)
+        self.registry.store.blobs.write(
+            self.rfile, size, expected_sha256=oid, max_size=self.registry.max_file_size, git_sha1=False
+        )
         if user:
             self.registry.store.record_possession(user, oid)
         self._json({})

@@ -3,7 +3,8 @@
 Layout under the root::
 
     blobs/ab/<sha256>            file contents, named by their sha256 (shared by every repo)
-    blobs/ab/<sha256>.json       {"size", "sha1"}: the git-blob id, the ETag of regular files
+    blobs/ab/<sha256>.json       {"size", "sha1"}: the git-blob id, the ETag of regular files (LFS uploads leave
+                                 "sha1" out until the bytes are committed as a regular file)
     repos/<type>/<ns>/<name>/
         repo.json                {"created", "private"}
         commits/<id>.json        one immutable manifest per commit: parents, message, author, date, files
@@ -153,6 +154,11 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
 
 
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The pointer file git stores in place of an LFS file (its git-blob id is the LFS file's ``blobId``)."""
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
@@ -163,6 +169,7 @@ class FileEntry:
 
     sha256: str
     sha1: str
+    """The git-blob id: of the content for a regular file, of its :func:`lfs_pointer` for an LFS file."""
     size: int
     lfs: bool
 
@@ -233,8 +240,12 @@ class BlobStore:
         size: int | None = None,
         expected_sha256: str | None = None,
         max_size: int | None = None,
+        *,
+        git_sha1: bool = True,
     ) -> tuple[str, int]:
         """Store bytes from a file-like ``stream`` (``size`` bytes) or an iterable of chunks; returns (sha256, size).
+        ``git_sha1=False`` (LFS uploads, which git names by their pointer) skips the content's git-blob id, a second
+        hash of every byte; :meth:`git_sha1` computes it if the bytes are ever committed as a regular file.
 
         Raises:
             ApiError: the content does not hash to ``expected_sha256``, is shorter than ``size`` or larger than
@@ -242,7 +253,7 @@ class BlobStore:
         """
         sha256 = hashlib.sha256()
         # The git-blob sha1 hashes a header with the size first: in the same pass when the size is known.
-        sha1 = hashlib.sha1(b"blob %d\x00" % size) if size is not None else None
+        sha1 = hashlib.sha1(b"blob %d\x00" % size) if size is not None and git_sha1 else None
         temporary = self.tmp / f"upload-{uuid.uuid4().hex}"
         written = 0
         try:
@@ -265,15 +276,12 @@ class BlobStore:
             final = self.path(digest)
             final.parent.mkdir(parents=True, exist_ok=True)
             if not final.is_file():
-                if sha1 is None:  # size unknown up front: hash the body again from disk
-                    sha1 = hashlib.sha1(b"blob %d\x00" % written)
-                    with open(temporary, "rb") as f:
-                        for chunk in iter(lambda: f.read(_CHUNK), b""):
-                            sha1.update(chunk)
-                meta = final.with_suffix(".json")
-                tmp_meta = self.tmp / f"meta-{uuid.uuid4().hex}"
-                tmp_meta.write_text(json.dumps({"size": written, "sha1": sha1.hexdigest()}))
-                os.replace(tmp_meta, meta)  # the meta first: a blob file without its meta never exists
+                meta: dict[str, Any] = {"size": written}
+                if sha1 is not None:
+                    meta["sha1"] = sha1.hexdigest()
+                elif git_sha1:  # size unknown up front: hash the body again from disk
+                    meta["sha1"] = _git_sha1_of_file(temporary, written)
+                self._write_meta(final, meta)  # the meta first: a blob file without its meta never exists
                 os.replace(temporary, final)
                 fsync_dir(final.parent)
                 with self._lock:  # hashed as it was written: no need to hash it again until the file changes
@@ -286,6 +294,20 @@ class BlobStore:
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         return self.write([data], len(data))
+
+    def _write_meta(self, blob: Path, meta: dict[str, Any]) -> None:
+        tmp_meta = self.tmp / f"meta-{uuid.uuid4().hex}"
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, blob.with_suffix(".json"))
+
+    def git_sha1(self, sha256: str) -> str:
+        """The git-blob id of a stored blob's content: from its meta, or hashed from disk once and recorded there
+        (a blob uploaded through LFS has none until it is committed as a regular file)."""
+        meta = self.meta(sha256)
+        if "sha1" not in meta:
+            meta["sha1"] = _git_sha1_of_file(self.verify(sha256), meta["size"])
+            self._write_meta(self.path(sha256), meta)
+        return meta["sha1"]
 
     def verify(self, sha256: str, *, force: bool = False) -> Path:
         """The blob's path after checking its content hashes to its name (cached while the file's size, mtime,
@@ -379,6 +401,14 @@ def sweep_temporary(tmp_root: Path) -> int:
             entry.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def _git_sha1_of_file(path: Path, size: int) -> str:
+    sha1 = hashlib.sha1(b"blob %d\x00" % size)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            sha1.update(chunk)
+    return sha1.hexdigest()
 
 
 def _chunks(stream: BinaryIO | Iterable[bytes], size: int | None) -> Iterator[bytes]:
@@ -663,8 +693,10 @@ class RepoStore:
             files = dict(self.commit(repo_type, repo_id, head).files)
             for op in operations:
                 if op.kind == "add":
-                    meta = self.blobs.meta(op.sha256 or "")
-                    files[op.path] = FileEntry(op.sha256 or "", meta["sha1"], meta["size"], op.lfs)
+                    sha256 = op.sha256 or ""
+                    size = self.blobs.meta(sha256)["size"]
+                    sha1 = git_blob_sha1(lfs_pointer(sha256, size)) if op.lfs else self.blobs.git_sha1(sha256)
+                    files[op.path] = FileEntry(sha256, sha1, size, op.lfs)
                 elif op.kind == "delete_file":
                     if files.pop(op.path, None) is None:
                         raise EntryNotFound(f"Cannot delete {op.path}: no such file in {branch}.")
