@@ -4,9 +4,11 @@ keep-alive connection.
 
 The server runs in its own process on 127.0.0.1 (``subspace-hub registry serve``); the bundle's client is
 huggingface_hub through ``subspace_hub.hub.push_folder`` (LFS uploads for the large files) and
-``snapshot_download``; the parallel and keep-alive clients are plain ``http.client`` connections (one per client
-thread, kept alive). Each bundle figure is the best of ``--repeat`` runs, into fresh repos and caches. Run it with
-another checkout first on PYTHONPATH to measure that checkout's server (the "before" of a change).
+``subspace_hub.hub.download`` (what ``subspace-hub pull`` and ``from_pretrained`` run), with a plain
+``snapshot_download`` on huggingface_hub's defaults beside it; the parallel and keep-alive clients are plain
+``http.client`` connections (one per client thread, kept alive). Each bundle figure is the best of ``--repeat``
+runs, into fresh repos and caches. Run it with another checkout first on PYTHONPATH to measure that checkout's
+server and client (the "before" of a change).
 
     PYTHONPATH=. python benchmarks/bench_hub.py --size-mb 1024 --json out.json
 """
@@ -167,12 +169,18 @@ def main() -> None:
     try:
         bundle = work / "bundle"
         make_bundle(bundle, 4 if args.skip_bundle else args.size_mb)
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import constants, snapshot_download
 
-        from subspace_hub.hub import push_folder
+        from subspace_hub.hub import download, push_folder
         from subspace_hub.hub.server.auth import TokenBook
 
-        results: dict[str, list[float]] = {"copy": [], "push": [], "repush": [], "pull": []}
+        results: dict[str, list[float]] = {
+            "copy": [],
+            "push": [],
+            "repush": [],
+            "pull": [],
+            "pull_snapshot_download": [],
+        }
         root = work / "registry-load"
         token = TokenBook.load(root).add("bench", write=("bench",))
         server, url = start_server(root, work / "log-load")
@@ -202,20 +210,26 @@ def main() -> None:
                 start = time.perf_counter()
                 push_folder(bundle, "bench/again", tag="v1")
                 results["repush"].append(time.perf_counter() - start)
+                os.environ["SUBSPACE_HUB_HOME"] = str(work / f"home-{i}")  # a fresh download cache
+                start = time.perf_counter()
+                download("bench/bundle", revision="v1")  # what `subspace-hub pull` and from_pretrained run
+                os.sync()
+                results["pull"].append(time.perf_counter() - start)
+                chunk, constants.DOWNLOAD_CHUNK_SIZE = constants.DOWNLOAD_CHUNK_SIZE, 10 << 20  # its default
                 start = time.perf_counter()
                 snapshot_download(
                     "bench/bundle", revision="v1", endpoint=url, token=token, cache_dir=work / f"cache-{i}"
                 )
                 os.sync()
-                results["pull"].append(time.perf_counter() - start)
+                results["pull_snapshot_download"].append(time.perf_counter() - start)
+                constants.DOWNLOAD_CHUNK_SIZE = chunk
             finally:
                 server.terminate()
                 server.wait()
             shutil.rmtree(work / f"cache-{i}")
+            shutil.rmtree(work / f"home-{i}")
             shutil.rmtree(root)
         size = sum(f.stat().st_size for f in bundle.iterdir())
-        from huggingface_hub import constants
-
         report = {
             **header("cpu"),
             "bytes": size,

@@ -215,6 +215,9 @@ class HubClient:
                 token=self.endpoint.token,
                 local_dir=local_dir,
                 cache_dir=self.cache_dir,
+                # one file per core: every download thread runs Python for each socket read, and huggingface_hub's
+                # 8 threads on 2 cores pulled a bundle about half as fast as 2 (BENCHMARKS.md, registry)
+                max_workers=min(8, max(2, os.cpu_count() or 1)),
             )
         return Path(folder)
 
