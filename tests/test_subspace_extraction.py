@@ -259,3 +259,140 @@ def test_stack_singular_values_of_identical_updates_are_those_of_one():
     result = shared_subspace([one] * 4, 3, alpha=2.0, mode="stack")
     torch.testing.assert_close(result.S, torch.tensor([3.0, 2.0, 1.0], dtype=F64))
     torch.testing.assert_close(result.spectrum[:3], torch.tensor([3.0, 2.0, 1.0], dtype=F64))
+
+
+def random_loras(ranks, out: int, inn: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(out, r, generator=gen, dtype=F64), torch.randn(r, inn, generator=gen, dtype=F64)) for r in ranks
+    ]
+
+
+def projector(basis: torch.Tensor) -> torch.Tensor:
+    return basis @ basis.T
+
+
+# out x in: the B stack rank-deficient (wide cores), the A stack rank-deficient (tall cores), both full (square)
+SHAPES = [(6, 30), (30, 6), (40, 40)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("ranks", [(3, 3, 3), (2, 3, 5), (4, 2, 4)])
+def test_reduced_cores_rebuild_every_update_and_least_squares_is_the_mean_updates_svd(shape, ranks):
+    """Whatever the QR of each factor stack (Cholesky for a full-rank stack, Householder for a deficient one) and
+    whether the ranks are equal or not: Q_B K_i Q_A^T gives back every B_i A_i, and with alpha = 2 the result is
+    the top-d singular triplets of the plain mean update, after one iteration, with the first spectrum."""
+    from subspace_hub.subspaces.extraction import reduce_factors
+
+    out, inn = shape
+    factors = random_loras(ranks, out, inn)
+    cores = reduce_factors(factors)
+    k_b, k_a = cores.K.shape[1:]
+    assert (k_b, k_a) == (min(out, sum(ranks)), min(inn, sum(ranks)))
+    right = cores.apply_Q_A(torch.eye(k_a, dtype=F64))
+    for i, (b, a) in enumerate(factors):
+        torch.testing.assert_close(cores.apply_Q_B(cores.K[i]) @ right.T, b @ a, atol=1e-10, rtol=0)
+    d = 4
+    result = shared_subspace(factors, d, alpha=2.0)
+    u, s, vh = torch.linalg.svd(sum(b @ a for b, a in factors) / len(factors))
+    torch.testing.assert_close(result.S, s[:d], atol=1e-10, rtol=0)
+    torch.testing.assert_close(projector(result.U), projector(u[:, :d]), atol=1e-9, rtol=0)
+    torch.testing.assert_close(projector(result.V), projector(vh[:d].T), atol=1e-9, rtol=0)
+    torch.testing.assert_close(result.U.T @ result.U, torch.eye(d, dtype=F64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(result.spectrum, s[: min(k_b, k_a)], atol=1e-9, rtol=0)
+    assert result.iterations == 1 and result.converged is True and result.weights.tolist() == [1.0] * len(ranks)
+    assert result.mode == "mean" and result.alpha == 2.0 and result.d == d
+
+
+def test_both_qr_paths_agree_and_an_ill_conditioned_stack_stays_orthonormal(monkeypatch):
+    """A well-conditioned stack takes the Cholesky QR, which loses orthogonality like cond^2: forcing Householder
+    gives the same subspace, and a stack of condition 1e7 at a large scale goes to Householder by itself."""
+    from subspace_hub.subspaces.extraction import _OrthonormalFactor
+
+    factors = random_loras((3, 3), 40, 40, seed=1)
+    cholesky = shared_subspace(factors, 3)
+    monkeypatch.setattr(_OrthonormalFactor, "MIN_DIAGONAL_RATIO", 2.0)  # no Cholesky factor passes
+    householder = shared_subspace(factors, 3)
+    monkeypatch.undo()
+    torch.testing.assert_close(cholesky.U, householder.U, atol=1e-10, rtol=0)
+    torch.testing.assert_close(cholesky.V, householder.V, atol=1e-10, rtol=0)
+    gen = torch.Generator().manual_seed(2)
+    q = torch.linalg.qr(torch.randn(40, 6, generator=gen, dtype=F64))[0]
+    mix = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=F64))[0]
+    stack = 1e3 * (q * torch.tensor([1, 1, 1, 1, 1, 1e-7], dtype=F64)) @ mix  # the B stack: cond 1e7
+    a = torch.randn(6, 40, generator=gen, dtype=F64)
+    ill = [(stack[:, :3], a[:3]), (stack[:, 3:], a[3:])]
+    result = shared_subspace(ill, 6, alpha=2.0)  # every direction, the weak one included
+    # (a Cholesky QR of this stack would be off by about eps * cond^2 = 1e-2)
+    torch.testing.assert_close(result.U.T @ result.U, torch.eye(6, dtype=F64), atol=1e-9, rtol=0)
+
+
+def test_options_boundaries_record_and_messages():
+    """The smallest allowed max_iter and d, d at the span's size, the eps default and floor, the weights that
+    produced the basis, convergence relative to the objective's scale, the record of a run, and every message."""
+    from subspace_hub.subspaces.extraction import reduce_factors
+
+    factors, _, _ = planted(n=4, noise=0.1, outliers=1, seed=3)
+    one = shared_subspace(factors, 1, max_iter=1)
+    assert one.iterations == 1 and one.converged is False and len(one.objective) == 1 and one.d == 1
+    assert shared_subspace(factors, 32, alpha=2.0).d == 32  # d = the 32 dimensions 4 rank-8 LoRAs span
+    with pytest.raises(ConfigError, match=r"^max_iter must be >= 1, got 0\.$"):
+        shared_subspace(factors, 2, max_iter=0)
+    for d in (0, 2.0):
+        with pytest.raises(ConfigError, match=rf"^d must be a positive integer, got {d!r}\.$"):
+            shared_subspace(factors, d)
+    with pytest.raises(ConfigError, match=r"^d=33 exceeds the 32 dimensions the 4 LoRAs span for this matrix"):
+        shared_subspace(factors, 33)
+    # eps: the default is 1e-6 x the mean update norm; the objective and the weights use it as written
+    norms = torch.stack([torch.linalg.matrix_norm(b @ a) for b, a in factors])
+    default = shared_subspace(factors, 3, tol=0.0, max_iter=2)
+    explicit = shared_subspace(factors, 3, tol=0.0, max_iter=2, eps=1e-6 * float(norms.mean()))
+    assert default.objective == explicit.objective
+    first = shared_subspace(factors, 3, max_iter=1, eps=0.5)
+    assert first.objective[0] == pytest.approx(float(((first.residuals**2 + 0.25) ** 0.5).sum()), rel=1e-12)
+    second = shared_subspace(factors, 3, tol=0.0, max_iter=2, eps=0.5, alpha=1.5)
+    w = (first.residuals**2 + 0.25) ** -0.25
+    torch.testing.assert_close(second.weights, w * 4 / w.sum(), atol=1e-12, rtol=0)
+    squares = shared_subspace(factors, 3, alpha=2.0, eps=0.5)
+    assert squares.objective[0] == pytest.approx(float((squares.residuals**2).sum() + 4 * 0.25), rel=1e-12)
+    zero = [(torch.zeros(6, 2, dtype=F64), torch.zeros(2, 5, dtype=F64))] * 3
+    assert shared_subspace(zero, 1, max_iter=1).objective == [pytest.approx(3e-12, rel=1e-9)]  # floor 1e-12
+    # identical LoRAs: the weights cannot change, so the objective repeats at once and the run stops after two
+    same = shared_subspace([factors[1]] * 3, 3)
+    assert same.iterations == 2 and same.converged is True
+    # the tolerance is relative: scaling every update scales the objective and changes nothing else
+    small = shared_subspace([(1e-4 * b, a) for b, a in factors], 3, tol=1e-6)
+    large = shared_subspace(factors, 3, tol=1e-6)
+    assert small.iterations == large.iterations > 2
+    assert small.objective[-1] == pytest.approx(1e-4 * large.objective[-1], rel=1e-6)
+    record = shared_subspace(factors, 2, mode="stack", alpha=1.5, tol=0.0, max_iter=3, dtype=torch.float32)
+    assert record.mode == "stack" and record.alpha == 1.5 and len(record.objective) == 3 and record.converged is False
+    assert record.U.dtype == record.V.dtype == record.S.dtype == torch.float32
+    cores = shared_subspace(reduce_factors(factors), 2)
+    plain = shared_subspace(factors, 2)
+    assert torch.equal(cores.U, plain.U) and torch.equal(cores.S, plain.S)
+
+
+def test_malformed_factors_are_named():
+    good = (torch.randn(5, 3), torch.randn(3, 6))
+    with pytest.raises(ConfigError, match=r"^shared_subspace needs at least one \(B, A\) pair of LoRA factors\.$"):
+        shared_subspace([], 1)
+    with pytest.raises(ConfigError, match=r"^factors\[1\] must be a \(B, A\) pair, got tuple\.$"):
+        shared_subspace([good, (*good, good[0])], 1)
+    with pytest.raises(ConfigError, match=r"^factors\[0\] must be a \(B, A\) pair, got str\.$"):
+        shared_subspace(["BA"], 1)
+    with pytest.raises(ShapeMismatchError, match=r"^LoRA 1: B and A must be matrices, got shapes \[5\] and \[3, 6\]"):
+        shared_subspace([good, (torch.randn(5), torch.randn(3, 6))], 1)
+    with pytest.raises(ShapeMismatchError, match=r"got shapes \[5, 3\] and \[3\]\.$"):
+        shared_subspace([(torch.randn(5, 3), torch.randn(3))], 1)
+    with pytest.raises(
+        ShapeMismatchError,
+        match=r"Pass factors in PEFT orientation \(dW = B @ A, B = lora_B.weight, A = lora_A.weight\)\.$",
+    ):
+        shared_subspace([(torch.randn(5, 3), torch.randn(6, 3))], 1)
+    with pytest.raises(ShapeMismatchError, match=r"all LoRAs of one module must have the same shape\.$"):
+        shared_subspace([good, (torch.randn(4, 3), torch.randn(3, 6))], 1)
+    bad_a = torch.randn(3, 6)
+    bad_a[1, 2] = float("inf")
+    with pytest.raises(ConfigError, match=r"^LoRA 1 has non-finite values; the adapter is corrupt or diverged\.$"):
+        shared_subspace([good, (torch.randn(5, 3), bad_a)], 1)

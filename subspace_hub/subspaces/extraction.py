@@ -206,27 +206,23 @@ def _top_singular(M: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor, 
     return (top, s, other, spectrum) if wide else (other, s, top, spectrum)
 
 
-def _top_eigvecs(G: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-d eigenpairs (descending) of a symmetric PSD matrix."""
-    vals, vecs = torch.linalg.eigh(G)
-    return vals[-d:].flip(0).clamp(min=0), vecs[:, -d:].flip(1)
+def _top_eigvecs(G: torch.Tensor, d: int) -> torch.Tensor:
+    """The eigenvectors [k, d] of the d largest eigenvalues (descending) of a symmetric PSD matrix G [k, k]."""
+    return torch.linalg.eigh(G)[1][:, -d:].flip(1)
 
 
-def _stack_fresh(K: torch.Tensor, weights: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-d eigenvectors of the weighted left and right Grams, without projectors (stacked singular vectors)."""
-    _, P = _top_eigvecs(torch.einsum("n,nij,nkj->ik", weights, K, K), d)
-    _, T = _top_eigvecs(torch.einsum("n,nji,njk->ik", weights, K, K), d)
-    return P, T
+def _stack_fresh(K: torch.Tensor, weights: torch.Tensor, d: int) -> torch.Tensor:
+    """A projector-free input-side basis [k_A, d]: the top-d eigenvectors of the weighted right Gram (the stacked
+    updates' right singular vectors); a sweep from it finds the matching output side."""
+    return _top_eigvecs(torch.einsum("n,nji,njk->ik", weights, K, K), d)
 
 
-def _stack_sweep(
-    K: torch.Tensor, weights: torch.Tensor, P: torch.Tensor, T: torch.Tensor, d: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One alternating least-squares sweep: U given V, then V given the new U."""
+def _stack_sweep(K: torch.Tensor, weights: torch.Tensor, T: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One alternating least-squares sweep from the input-side basis T: U given V, then V given the new U."""
     KT = K @ T
-    _, P = _top_eigvecs(torch.einsum("n,nid,njd->ij", weights, KT, KT), d)
+    P = _top_eigvecs(torch.einsum("n,nid,njd->ij", weights, KT, KT), d)
     PK = P.T @ K
-    _, T = _top_eigvecs(torch.einsum("n,ndi,ndj->ij", weights, PK, PK), d)
+    T = _top_eigvecs(torch.einsum("n,ndi,ndj->ij", weights, PK, PK), d)
     return P, T
 
 
@@ -295,7 +291,7 @@ def shared_subspace(
     weights = torch.ones(n, dtype=K.dtype)
     history: list[float] = []
     converged = False
-    spectrum = torch.empty(0, dtype=K.dtype)
+    spectrum: torch.Tensor  # set by the first iteration (max_iter >= 1)
     T: torch.Tensor | None = None
     for iteration in range(1, max_iter + 1):
         if mode == "mean":
@@ -311,9 +307,9 @@ def shared_subspace(
                 spectrum = torch.linalg.svdvals(stacked) / n**0.5
             # Refine the previous basis and a fresh projector-free one by one alternating sweep each and keep the
             # better: the sweep alone can never bring back a direction missing from both bases (a local minimum).
-            candidates = [_stack_sweep(K, weights, *_stack_fresh(K, weights, d), d)]
+            candidates = [_stack_sweep(K, weights, _stack_fresh(K, weights, d), d)]
             if T is not None:
-                candidates.append(_stack_sweep(K, weights, P, T, d))
+                candidates.append(_stack_sweep(K, weights, T, d))
             P, T = max(candidates, key=lambda pt: float(torch.einsum("n,nij->", weights, (pt[0].T @ K @ pt[1]) ** 2)))
             core = P.T @ K @ T  # [N, d, d]
             residuals = torch.linalg.matrix_norm(K - P @ core @ T.T)
