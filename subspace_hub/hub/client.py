@@ -36,7 +36,7 @@ ENDPOINT_ENV = "SUBSPACE_HUB_ENDPOINT"
 TOKEN_ENV = "SUBSPACE_HUB_TOKEN"
 HOME_ENV = "SUBSPACE_HUB_HOME"
 _LOCAL_USER = "local"
-_DOWNLOAD_CHUNK = 1 << 20  # bytes: see HubClient._prepare
+_DOWNLOAD_CHUNK = 256 << 10  # bytes: see HubClient._prepare
 
 
 def home() -> Path:
@@ -154,8 +154,9 @@ class HubClient:
 
     def _prepare(self) -> None:
         """Our registry never offers Xet: stop huggingface_hub from switching LFS uploads to it. And download in
-        chunks of at most 1 MiB: huggingface_hub builds each chunk it writes from 64 KiB socket reads, and with its
-        default of 10 MiB a pull over a fast link took twice as long (BENCHMARKS.md, registry)."""
+        chunks of at most 256 KiB: huggingface_hub builds each chunk it writes from 64 KiB socket reads, and of
+        64 KiB to 10 MiB (its default) a chunk that stays in the core's cache pulled a bundle over a fast link
+        fastest, about twice as fast as 10 MiB (BENCHMARKS.md, registry)."""
         from huggingface_hub import constants
 
         constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, _DOWNLOAD_CHUNK)
