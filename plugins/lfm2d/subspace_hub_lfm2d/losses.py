@@ -21,6 +21,17 @@ from typing import Any
 import torch
 
 
+def _rotation_and_scale(
+    target: torch.Tensor, source: torch.Tensor, norm: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Umeyama's proper rotation R [B, 3, 3] and scale s [B] minimising ``||target - s source R^T||`` for centred
+    point sets [B, N, 3]; ``norm`` [B] is ``||source||^2`` (differentiable through the SVD)."""
+    u, singular, vh = torch.linalg.svd(target.transpose(1, 2) @ source)
+    sign = torch.linalg.det(u @ vh).sign()
+    signs = torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], -1)
+    return u @ (signs[..., None] * vh), (singular * signs).sum(-1) / norm
+
+
 def orthographic_procrustes(
     x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, *, iterations: int = 2, eps: float = 1e-8
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,11 +58,7 @@ def orthographic_procrustes(
         r3 = torch.linalg.cross(r2[:, 0], r2[:, 1])
         depth = scale[:, None, None] * (yc @ r3[..., None])  # [B, N, 1]: the depth the camera gives each point
         x3 = torch.cat([xc, depth * w], dim=-1)
-        u, singular, vh = torch.linalg.svd(x3.transpose(1, 2) @ yc)
-        sign = torch.linalg.det(u @ vh).sign()
-        signs = torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], -1)
-        rotation = u @ (signs[..., None] * vh)
-        scale = (singular * signs).sum(-1) / norm
+        rotation, scale = _rotation_and_scale(x3, yc, norm)
         r2 = rotation[:, :2]
     return scale, r2, x_mean, y_mean
 
@@ -118,11 +125,7 @@ def aligned_shape_loss(landmarks3d: torch.Tensor, target: torch.Tensor, weights:
     (Umeyama; differentiable): the 3D-supervised control's loss, PA-MPJPE's alignment squared."""
     w = weights.to(target.dtype)[..., None]
     prediction, target = _centred(landmarks3d.to(target.dtype), weights) * w, _centred(target, weights) * w
-    u, singular, vh = torch.linalg.svd(target.transpose(1, 2) @ prediction)
-    sign = torch.linalg.det(u @ vh).sign()
-    signs = torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], -1)
-    rotation = u @ (signs[..., None] * vh)
-    scale = (singular * signs).sum(-1) / prediction.square().sum((1, 2)).clamp(min=1e-8)
+    rotation, scale = _rotation_and_scale(target, prediction, prediction.square().sum((1, 2)).clamp(min=1e-8))
     aligned = scale[:, None, None] * prediction @ rotation.transpose(1, 2)
     return (aligned - target).square().sum() / weights.sum().clamp(min=1.0)
 
