@@ -11,12 +11,20 @@ held-out cameras (never an input) and scored by PSNR (whole image, on black) and
 - LIM, LIM without L_causal;
 - oracle: the LRM on the in-between keyframe's own input views (LIM's teacher; not an interpolation).
 
+LIM is trained ``--lim-seeds`` times each way on the same LRM (the seed orders the data and draws the keyframes);
+``--travel`` makes the objects move along a line, which linear interpolation cannot express. ``--data-cache``
+keeps the generated data between runs.
+
     PYTHONPATH=.:plugins/lim python benchmarks/bench_lim.py --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import multiprocessing
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -32,25 +40,54 @@ from subspace_hub.pipelines.config import DataConfig, OptimConfig, TrainConfig
 from subspace_hub.pipelines.train import train
 
 
-def _data(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Any]:
-    import datasets
-    from subspace_hub_lim.data import SequenceSpec, keyframe_records, sequence_record
+def _spec(args: argparse.Namespace) -> Any:
+    from subspace_hub_lim.data import SequenceSpec
 
-    spec = SequenceSpec(sequences=args.sequences, keyframes=args.keyframes, cameras=6, size=args.size, seed=args.seed)
-    records = [sequence_record(spec, i) for i in range(args.sequences)]
-    train_count = args.sequences - args.test
-    splits = {"train": records[:train_count], "test": records[train_count:]}
-    sequences = datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()})
-    keyframes = datasets.DatasetDict(
-        {k: datasets.Dataset.from_list([r for rec in v for r in keyframe_records(rec)]) for k, v in splits.items()}
+    return SequenceSpec(
+        sequences=args.sequences,
+        keyframes=args.keyframes,
+        cameras=6,
+        size=args.size,
+        turn=args.turn,
+        travel=args.travel,
+        seed=args.seed,
     )
-    sequences.save_to_disk(str(work / "sequences"))
-    keyframes.save_to_disk(str(work / "keyframes"))
-    return work / "sequences", work / "keyframes", splits["test"]
+
+
+def _record(job: tuple[Any, int]) -> dict[str, Any]:
+    from subspace_hub_lim.data import sequence_record
+
+    return sequence_record(*job)
+
+
+def _data(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
+    """The sequence and keyframe datasets (``train``: all but the last ``--test`` sequences), generated on every
+    core, or read from ``--data-cache`` where an earlier run with the same data arguments left them."""
+    import datasets
+    from subspace_hub_lim.data import as_dataset, keyframe_records
+
+    spec = _spec(args)
+    key = hashlib.sha256(json.dumps([repr(spec), args.test]).encode()).hexdigest()[:12]
+    folder = Path(args.data_cache) / f"lim-{key}" if args.data_cache else work / "data"
+    if not (folder / "done").exists():
+        with multiprocessing.get_context("spawn").Pool() as pool:
+            records = pool.map(_record, [(spec, i) for i in range(args.sequences)], chunksize=1)
+        train_count = args.sequences - args.test
+        splits = {"train": records[:train_count], "test": records[train_count:]}
+        shutil.rmtree(folder, ignore_errors=True)
+        datasets.DatasetDict({k: as_dataset(v, args.size) for k, v in splits.items()}).save_to_disk(
+            str(folder / "sequences")
+        )
+        keyframes = {k: [r for rec in v for r in keyframe_records(rec)] for k, v in splits.items()}
+        datasets.DatasetDict({k: as_dataset(v, args.size) for k, v in keyframes.items()}).save_to_disk(
+            str(folder / "keyframes")
+        )
+        (folder / "done").touch()
+    return folder / "sequences", folder / "keyframes"
 
 
 def _train(backbone: str, config: dict, source: Path, views: int, images: int, steps: int, lr: float, run: Path,
-           pretrained: str | None = None) -> dict[str, Any]:  # fmt: skip
+           pretrained: str | None = None, seed: int = 0, precision: str = "fp32") -> dict[str, Any]:  # fmt: skip
     settings = TrainConfig(
         backbone=backbone,
         backbone_config=None if pretrained else config,
@@ -60,7 +97,8 @@ def _train(backbone: str, config: dict, source: Path, views: int, images: int, s
             source=str(source), split="train", test_split=None, min_views=views, max_views=views, max_images=images
         ),
         steps=steps,
-        seed=0,
+        seed=seed,
+        precision=precision,
         optim=OptimConfig(lr=lr, weight_decay=0.0, warmup=0.05, start_lr=1e-6, end_lr=1e-6),
         checkpoint_every=steps,
         metrics=(),
@@ -76,14 +114,15 @@ def _train(backbone: str, config: dict, source: Path, views: int, images: int, s
     }
 
 
-def _sequence_batch(record: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _sequence_batch(record: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
     """One sequence record as a batch of one (what the engine would feed ``lim``)."""
-    return {
+    batch = {
         "images": torch.from_numpy(np.asarray(record["images"])).permute(0, 3, 1, 2)[None].float() / 255,
         "mask": torch.from_numpy(np.asarray(record["mask"]))[None],
         "intrinsics": torch.from_numpy(np.asarray(record["intrinsics"], dtype=np.float32))[None],
         "extrinsics": torch.from_numpy(np.asarray(record["extrinsics"], dtype=np.float32))[None],
     }
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 @torch.no_grad()
@@ -92,6 +131,7 @@ def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyf
     from subspace_hub_lim.plugin import keyframe_views
 
     config = lrm.config
+    device = next(lrm.parameters()).device
     scores: dict[str, dict[str, list[float]]] = {}
 
     def score(name: str, triplane: torch.Tensor, target: dict[str, torch.Tensor]) -> None:
@@ -102,7 +142,7 @@ def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyf
         entry["psnr_fg"].append(psnr(rendered, target["images"], target["mask"]))
 
     for record in records:
-        batch = _sequence_batch(record)
+        batch = _sequence_batch(record, device)
         planes, streams = {}, {}
         for k in range(keyframes):
             views = keyframe_views(batch, config, k)
@@ -122,7 +162,7 @@ def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyf
                         triplane = lim(
                             a["images"], a["intrinsics"], a["extrinsics"],
                             b["images"], b["intrinsics"], b["extrinsics"],
-                            torch.tensor([alpha]),
+                            torch.tensor([alpha], device=device),
                         )  # fmt: skip
                         score(name, triplane, truth)
     return {
@@ -143,18 +183,33 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=8, help="Held-out sequences (the last ones).")
     parser.add_argument("--keyframes", type=int, default=6)
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--turn", type=float, default=0.3, help="Turn per keyframe, radians (SequenceSpec.turn).")
+    parser.add_argument("--travel", type=float, default=0.0, help="Travel per keyframe (SequenceSpec.travel).")
     parser.add_argument("--lrm-steps", type=int, default=1500)
     parser.add_argument("--lim-steps", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lrm-lr", type=float, default=1e-3)
+    parser.add_argument("--lim-lr", type=float, default=3e-4)
+    parser.add_argument("--batch", type=int, default=4, help="Samples (keyframes for the LRM) a step.")
+    parser.add_argument("--lim-batch", type=int, default=2, help="Sequences a LIM step.")
+    parser.add_argument("--lim-seeds", type=int, default=1, help="LIM trainings each way, seeds 0, 1, ...")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
+    parser.add_argument("--seed", type=int, default=0, help="Seeds the data and the LRM.")
+    parser.add_argument("--data-cache", help="Folder that keeps generated data between runs.")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Preset field (JSON value).")
+    parser.add_argument("--lim-stream", default="lrm-output", choices=("lrm-output", "lrm-block"))
+    parser.add_argument("--lrm", help="A trained LRM folder (``--save-lrm`` of an earlier run): no LRM training.")
+    parser.add_argument("--save-lrm", help="Copy the trained LRM folder here.")
     parser.add_argument("--json")
     args = parser.parse_args()
     from subspace_hub_lim.config import PRESETS
     from subspace_hub_lim.model import lim_from_lrm
 
     torch.manual_seed(args.seed)
-    config = {**PRESETS[args.preset], "image_size": args.size}
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
+    config = {**PRESETS[args.preset], "image_size": args.size, **overrides}
     report: dict[str, Any] = {
-        **header("cuda" if torch.cuda.is_available() else "cpu"),
+        **header(device.type),
         "preset": args.preset,
         "args": vars(args),
         "runs": {},
@@ -162,22 +217,49 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         started = time.perf_counter()
-        sequences, keyframes, test = _data(args, work)
+        sequences, keyframes = _data(args, work)
         report["data_seconds"] = time.perf_counter() - started
-        report["runs"]["lrm"] = _train("lrm", config, keyframes, 6, 24, args.lrm_steps, 1e-3, work / "lrm")
-        print("lrm", report["runs"]["lrm"], flush=True)
-        lrm = subspace_hub.load_backbone("lrm", pretrained=str(work / "lrm" / "adapter")).eval()
+        trained = Path(args.lrm) if args.lrm else work / "lrm" / "adapter"
+        if not args.lrm:
+            report["runs"]["lrm"] = _train("lrm", config, keyframes, 6, 6 * args.batch, args.lrm_steps, args.lrm_lr,
+                                           work / "lrm", seed=args.seed, precision=args.precision)  # fmt: skip
+            print("lrm", report["runs"]["lrm"], flush=True)
+            if args.save_lrm:
+                shutil.copytree(trained, args.save_lrm, dirs_exist_ok=True)
+        lrm = subspace_hub.load_backbone("lrm", pretrained=str(trained)).eval()
         lims = {}
-        for name, weight in (("LIM", 1.0), ("LIM without L_causal", 0.0)):
-            folder = subspace_hub.save_backbone(lim_from_lrm(lrm, causal_weight=weight), work / f"start-{weight:g}")
-            run = work / name.replace(" ", "-")
-            views = args.keyframes * 6
-            report["runs"][name] = _train("lim", config, sequences, views, 2 * views, args.lim_steps, 3e-4, run,
-                                          pretrained=str(folder))  # fmt: skip
-            print(name, report["runs"][name], flush=True)
-            lims[name] = subspace_hub.load_backbone("lim", pretrained=str(run / "adapter")).eval()
-        report["held_out"] = evaluate(lrm, lims, test, args.keyframes)
+        views = args.keyframes * 6
+        for seed in range(args.lim_seeds):
+            for name, weight in (("LIM", 1.0), ("LIM without L_causal", 0.0)):
+                label = f"{name}, seed {seed}"
+                start = subspace_hub.save_backbone(
+                    lim_from_lrm(lrm, causal_weight=weight, lim_stream=args.lim_stream), work / f"start-{weight:g}"
+                )
+                run = work / f"lim-{weight:g}-{seed}"
+                report["runs"][label] = _train("lim", config, sequences, views, args.lim_batch * views, args.lim_steps,
+                                               args.lim_lr, run, pretrained=str(start), seed=seed,
+                                               precision=args.precision)  # fmt: skip
+                print(label, report["runs"][label], flush=True)
+                lims[label] = subspace_hub.load_backbone("lim", pretrained=str(run / "adapter")).to(device).eval()
+        import datasets
+
+        test = list(datasets.load_from_disk(str(sequences))["test"].with_format("numpy"))
+        report["held_out"] = evaluate(lrm.to(device), lims, test, args.keyframes)
+        report["held_out_means"] = _means(report["held_out"])
     finish(report, args.json)
+
+
+def _means(held_out: dict[str, Any]) -> dict[str, Any]:
+    """Each LIM variant's PSNR / PSNR_FG averaged over its seeds, with the spread between seeds."""
+    out: dict[str, Any] = {}
+    for name in ("LIM", "LIM without L_causal"):
+        runs = [v for k, v in held_out.items() if k.rsplit(", seed ", 1)[0] == name]
+        if runs:
+            out[name] = {key: float(np.mean([r[key] for r in runs])) for key in ("psnr", "psnr_fg")} | {
+                "psnr_seed_std": float(np.std([r["psnr"] for r in runs])),
+                "seeds": len(runs),
+            }
+    return out
 
 
 if __name__ == "__main__":

@@ -66,6 +66,12 @@ class LIMConfig:
     """Of each keyframe's views, the first ``input_views`` are the LRM's inputs; the others are held out (rendered
     and scored, never seen)."""
 
+    lim_stream: str = "lrm-output"
+    """Where LIM's token stream starts from keyframe k: ``lrm-output``, the LRM's output tokens; ``lrm-block``,
+    the LRM's stream where LIM's first block sits (the input of LRM block ``lrm_depth - lim_depth``), so that the
+    blocks copied from the LRM continue the LRM's computation instead of repeating its last blocks (methods.md C
+    does not say which; the time encoding is added to it either way)."""
+
     causal_weight: float = 1.0
     """Weight of LIM's causal consistency loss beside the triplane loss (0: the triplane loss alone)."""
 
@@ -86,6 +92,8 @@ class LIMConfig:
             problems.append(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
         if not 1 <= self.input_views <= self.cameras:
             problems.append(f"input_views ({self.input_views}) must be between 1 and cameras ({self.cameras})")
+        if self.lim_stream not in ("lrm-output", "lrm-block"):
+            problems.append(f"lim_stream must be 'lrm-output' or 'lrm-block', got {self.lim_stream!r}")
         if not self.causal_weight >= 0:
             problems.append(f"causal_weight must be >= 0, got {self.causal_weight}")
         if self.samples_per_ray < 2 or self.bound <= 0 or self.triplane_channels < 1 or self.decoder_width < 1:

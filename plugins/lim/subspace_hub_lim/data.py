@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 FILL = 0.6
-"""Half-extent of the object at keyframe 0 in normalised units (motion keeps it under 0.75)."""
+"""Half-extent of a still object in normalised units (motion keeps it under 0.75); a travelling one is smaller by
+half its path."""
 DISTANCE = 2.4
 """Distance of the cameras from the object's centre, normalised units (outside the scene box)."""
 
@@ -40,6 +41,10 @@ class SequenceSpec:
     """Largest extra turn between the object's bottom and top at the last keyframe, radians."""
     sway: float = 0.05
     """Amplitude of the sideways sway, normalised units."""
+    travel: float = 0.0
+    """Straight-line travel of the object per keyframe, normalised units, along a horizontal direction each sequence
+    draws; the path is centred on the scene box and the object shrinks by half its length to stay inside the box.
+    Travel is what linear triplane interpolation cannot express (it fades one place out and the other in)."""
     mesh_resolution: int = 6
     texture_size: int = 32
     samples: int = 1
@@ -65,8 +70,9 @@ def _rig(cameras: int, centre: np.ndarray, radius: float, rng: np.random.Generat
 
 
 def _animate(vertices: np.ndarray, centre: np.ndarray, extent: float, k: int, motion: dict[str, float]) -> np.ndarray:
-    """Keyframe ``k``'s vertices: a turn about the vertical axis through ``centre`` that grows with height (twist)
-    and a sideways sway."""
+    """Keyframe ``k``'s vertices: a turn about the vertical axis through ``centre`` that grows with height (twist),
+    a sideways sway and the travel along ``motion["direction"]`` (``motion["unit"]``: scene units per normalised
+    unit)."""
     relative = vertices - centre
     height = np.clip(relative[:, 2] / extent, -1.0, 1.0)
     fraction = k / max(motion["keyframes"] - 1, 1)
@@ -74,8 +80,9 @@ def _animate(vertices: np.ndarray, centre: np.ndarray, extent: float, k: int, mo
     cos, sin = np.cos(angle), np.sin(angle)
     x = cos * relative[:, 0] - sin * relative[:, 1]
     y = sin * relative[:, 0] + cos * relative[:, 1]
-    sway = motion["sway"] * extent / FILL * np.array([np.sin(1.3 * k + motion["phase"]), np.cos(0.9 * k), 0.0])
-    return centre + np.stack([x, y, relative[:, 2]], axis=1) + sway
+    sway = motion["sway"] * np.array([np.sin(1.3 * k + motion["phase"]), np.cos(0.9 * k), 0.0])
+    travel = motion["travel"] * (k - (motion["keyframes"] - 1) / 2) * motion["direction"]
+    return centre + np.stack([x, y, relative[:, 2]], axis=1) + motion["unit"] * (sway + travel)
 
 
 def _barycentric(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -114,20 +121,30 @@ def sequence_record(spec: SequenceSpec, index: int) -> dict[str, Any]:
     scene = generate_scene(recipe)
     low, high = scene.mesh.vertices.min(0), scene.mesh.vertices.max(0)
     centre, extent = (low + high) / 2, float((high - low).max() / 2)
+    fill = FILL - spec.travel * (spec.keyframes - 1) / 2
+    if fill < 0.2:
+        raise ValueError(
+            f"travel={spec.travel} over {spec.keyframes} keyframes leaves the object {fill:.2f} of the scene box; "
+            "keep travel * (keyframes - 1) / 2 under 0.4."
+        )
+    scale = fill / extent  # scene units -> normalised units (about the centre)
+    heading = np.random.default_rng([spec.seed, index, 1]).uniform(0, 2 * np.pi)  # leaves the other draws as they were
     motion = {
         "keyframes": spec.keyframes,
         "turn": spec.turn * rng.uniform(0.5, 1.0) * rng.choice([-1.0, 1.0]),
         "twist": spec.twist * rng.uniform(-1.0, 1.0),
         "sway": spec.sway,
         "phase": rng.uniform(0, 2 * np.pi),
+        "travel": spec.travel,
+        "direction": np.array([np.cos(heading), np.sin(heading), 0.0]),
+        "unit": 1.0 / scale,
     }
     rest = _animate(scene.mesh.vertices, centre, extent, 0, motion)  # keyframe 0: the canonical frame
-    rotations, centres = _rig(spec.cameras, centre, DISTANCE * extent / FILL, rng)
+    rotations, centres = _rig(spec.cameras, centre, DISTANCE / scale, rng)
     fov = 2 * np.degrees(np.arctan(0.8 / DISTANCE))  # the central 0.8 of the box fills the frame
     cameras = dataclasses.replace(
         scene.cameras, rotations=rotations, centres=centres / scene.scale, fov=fov, controls=None
     )
-    scale = FILL / extent  # scene units -> normalised units (about the centre)
     settings = RenderSettings(samples=spec.samples)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("images", "depth", "mask", "normals", "canonical_xyz")}
     intrinsics = extrinsics = None
@@ -182,6 +199,36 @@ def keyframe_records(record: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def features(size: int) -> Any:
+    """The ``datasets`` schema of sequence and keyframe records of ``size`` x ``size`` images: fixed-shape arrays,
+    so a record reads back as numpy arrays in one step (untyped nested lists are converted element by element, which
+    made reading a batch take longer than training on it)."""
+    import datasets
+
+    return datasets.Features(
+        {
+            "scene_id": datasets.Value("string"),
+            "images": datasets.Array4D((None, size, size, 3), "uint8"),
+            "depth": datasets.Array3D((None, size, size), "float32"),
+            "mask": datasets.Array3D((None, size, size), "bool"),
+            "normals": datasets.Array4D((None, size, size, 3), "float32"),
+            "canonical_xyz": datasets.Array4D((None, size, size, 3), "float32"),
+            "intrinsics": datasets.Array3D((None, 3, 3), "float32"),
+            "extrinsics": datasets.Array3D((None, 3, 4), "float32"),
+            "view_ids": datasets.Sequence(datasets.Value("int64")),
+            "keyframes": datasets.Value("int64"),
+            "cameras": datasets.Value("int64"),
+        }
+    )
+
+
+def as_dataset(rows: list[dict[str, Any]], size: int) -> Any:
+    """Sequence or keyframe records (of ``size`` x ``size`` images) as a ``datasets.Dataset`` with :func:`features`."""
+    import datasets
+
+    return datasets.Dataset.from_list(rows, features=features(size))
+
+
 def load_sequences(
     *,
     sequences: int = 16,
@@ -211,4 +258,4 @@ def load_sequences(
         sequences *= keyframes
         rows = [row for record in rows for row in keyframe_records(record)]
     splits = {"train": rows[: sequences - held_out], "test": rows[sequences - held_out :]}
-    return datasets.DatasetDict({name: datasets.Dataset.from_list(part) for name, part in splits.items() if part})
+    return datasets.DatasetDict({name: as_dataset(part, size) for name, part in splits.items() if part})

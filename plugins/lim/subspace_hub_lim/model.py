@@ -342,23 +342,28 @@ class LIM(nn.Module):
     def keyframe(
         self, images: torch.Tensor, intrinsics: torch.Tensor, extrinsics: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """What LIM reads of keyframe k, from the LRM: (its output tokens [B, T, D], its last ``lim_depth`` block
-        outputs)."""
+        """What LIM reads of keyframe k, from the LRM: (the stream LIM starts from [B, T, D], see
+        ``LIMConfig.lim_stream``; the LRM's last ``lim_depth`` block outputs)."""
         tokens, features = self.lrm.encode(images, intrinsics, extrinsics)
+        if self.config.lim_stream == "lrm-block":
+            offset = self.config.lrm_depth - self.config.lim_depth
+            tokens = features[offset - 1] if offset else self.lrm.tokens.to(tokens.dtype).expand_as(tokens)
         return tokens, features[-self.config.lim_depth :]
 
     def interpolate(
         self, tokens: torch.Tensor, features: list[torch.Tensor], next_image_tokens: torch.Tensor, alpha: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         """Keyframe k's stream ``tokens`` [B, T, D] and ``features`` (``lim_depth`` x [B, T, D]), keyframe k + 1's
-        image tokens, ``alpha`` [B] -> (the triplane at k + alpha [B, 3, C, R, R], LIM's own block outputs, its
-        output tokens): the outputs stand in for the LRM's when a second hop starts from k + alpha."""
+        image tokens, ``alpha`` [B] -> (the triplane at k + alpha [B, 3, C, R, R], LIM's own block outputs, the
+        stream a second hop from k + alpha starts from): the outputs stand in for the LRM's features there, and the
+        stream is LIM's output tokens (``lim_stream="lrm-output"``) or, with ``lrm-block``, keyframe k's (nothing
+        computes the LRM's block-level stream at k + alpha)."""
         x = tokens + self.time(time_encoding(alpha, self.config.time_frequencies)).to(tokens.dtype)[:, None]
         outputs = []
         for block, feature in zip(self.blocks, features, strict=True):
             x = block(x, feature, next_image_tokens)
             outputs.append(x)
-        return self.head(x), outputs, x
+        return self.head(x), outputs, tokens if self.config.lim_stream == "lrm-block" else x
 
     def forward(
         self,

@@ -60,3 +60,42 @@ def test_keyframe_records_and_splits(record):
     assert len(data["train"]) == 9 and len(data["test"]) == 3
     with pytest.raises(ValueError, match="at least 3 keyframes"):
         load_sequences(keyframes=2)
+
+
+def test_travel_moves_the_object_along_a_line_inside_the_box():
+    """With travel, the object's surface centre moves by about ``travel`` per keyframe along one horizontal line
+    (a turn alone leaves it in place), the path is centred on the box and every keyframe stays inside it."""
+    spec = dataclasses.replace(SPEC, keyframes=5, cameras=4, turn=0.0, twist=0.0, sway=0.0, travel=0.1)
+    moving = sequence_record(spec, 0)
+    still = sequence_record(dataclasses.replace(spec, travel=0.0), 0)
+    mask = moving["mask"]
+    points = _points(moving, slice(None))
+    assert np.abs(points[mask]).max() < 0.8
+    # Keyframe k's surface points minus their canonical XYZ (where they were at keyframe 0) is the travel so far.
+    steps = []
+    for k in range(spec.keyframes):
+        views = slice(k * spec.cameras, (k + 1) * spec.cameras)
+        shift = (points[views] - moving["canonical_xyz"][views])[mask[views]]
+        np.testing.assert_allclose(shift, np.broadcast_to(np.median(shift, 0), shift.shape), atol=2e-3)
+        steps.append(np.median(shift, 0))
+    steps = np.diff(np.array(steps), axis=0)
+    np.testing.assert_allclose(np.linalg.norm(steps, axis=1), 0.1, atol=1e-3)
+    np.testing.assert_allclose(steps[:, 2], 0.0, atol=1e-3)  # horizontal
+    np.testing.assert_allclose(steps, np.broadcast_to(steps[0], steps.shape), atol=1e-3)  # one straight line
+    # The object is smaller by half its path, so its silhouettes cover less of the same cameras' frames.
+    assert moving["mask"].mean() < still["mask"].mean()
+    with pytest.raises(ValueError, match="travel"):
+        sequence_record(dataclasses.replace(spec, travel=0.3), 0)
+
+
+def test_records_read_back_as_typed_arrays():
+    """The datasets carry a fixed-shape schema (images stored as uint8): a record comes back as whole numpy arrays
+    (an untyped dataset returns nested lists that must be converted element by element)."""
+    data = load_sequences(sequences=2, keyframes=3, cameras=2, size=16, test_fraction=0.0)
+    assert data["train"].features["images"].dtype == "uint8"
+    row = data["train"].with_format("numpy")[0]
+    assert isinstance(row["images"], np.ndarray) and row["images"].shape == (6, 16, 16, 3)
+    assert row["mask"].dtype == bool and row["depth"].dtype == np.float32
+    assert row["canonical_xyz"].shape == (6, 16, 16, 3) and row["extrinsics"].shape == (6, 3, 4)
+    original = sequence_record(SequenceSpec(sequences=2, keyframes=3, cameras=2, size=16), 0)
+    assert np.array_equal(row["images"], original["images"]) and np.array_equal(row["depth"], original["depth"])

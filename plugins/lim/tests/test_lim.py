@@ -11,6 +11,7 @@ from subspace_hub_lim.model import Decoder
 from subspace_hub_lim.plugin import _cameras, draw_keyframes
 
 import subspace_hub
+from subspace_hub.errors import ConfigError
 from subspace_hub.geometry import project_points
 from subspace_hub.testing import AdapterTests, BackboneTests, DatasetTests, PluginTests
 
@@ -166,3 +167,33 @@ def test_lim_from_lrm_carries_the_trained_lrm_and_the_overrides():
     assert all(torch.equal(a, b) for a, b in zip(lim.lrm.state_dict().values(), lrm.state_dict().values(), strict=True))
     offset = lim.config.lrm_depth - lim.config.lim_depth
     assert torch.equal(lim.blocks[0].image.q.weight, lrm.blocks[offset].cross.q.weight)
+
+
+@pytest.mark.parametrize("depths", [(4, 2), (2, 2)])
+def test_lim_stream_starts_where_its_first_block_sits_in_the_lrm(depths):
+    """``lim_stream="lrm-block"``: LIM's stream is the LRM's stream entering block ``lrm_depth - lim_depth`` (the
+    learned triplane tokens when LIM mirrors every block); ``lrm-output`` (the default): the LRM's output tokens.
+    A second hop restarts from keyframe k's stream with ``lrm-block``, from LIM's output with ``lrm-output``."""
+    lrm_depth, lim_depth = depths
+    torch.manual_seed(0)
+    config = {**PRESETS[TINY], "lrm_depth": lrm_depth, "lim_depth": lim_depth}
+    block = LIM(LIMConfig.from_dict({**config, "lim_stream": "lrm-block"})).eval()
+    output = LIM(LIMConfig.from_dict(config)).eval()
+    output.load_state_dict(block.state_dict())
+    views = subspace_hub.plugins.get_backbone_spec("lrm").example_batch(block.lrm)
+    images, intrinsics, extrinsics = views["images"][:, :4], views["intrinsics"][:, :4], views["extrinsics"][:, :4]
+    with torch.no_grad():
+        tokens, features = block.lrm.encode(images, intrinsics, extrinsics)
+        start, read = block.keyframe(images, intrinsics, extrinsics)
+        expected = features[lrm_depth - lim_depth - 1] if lrm_depth > lim_depth else block.lrm.tokens.expand_as(tokens)
+        assert torch.equal(start, expected) and not torch.equal(start, tokens)
+        assert all(torch.equal(a, b) for a, b in zip(read, features[-lim_depth:], strict=True))
+        default_start, _ = output.keyframe(images, intrinsics, extrinsics)
+        assert torch.equal(default_start, tokens)
+        alpha = torch.tensor([0.5])
+        next_tokens = block.lrm.tokenizer(images, intrinsics, extrinsics)
+        assert torch.equal(block.interpolate(start, read, next_tokens, alpha)[2], start)
+        triplane, _, stream = output.interpolate(tokens, read, next_tokens, alpha)
+        assert torch.equal(output.head(stream), triplane)
+    with pytest.raises(ConfigError, match="lim_stream"):
+        LIMConfig(lim_stream="lrm-middle")
