@@ -235,13 +235,14 @@ def load_sequences(
     keyframes: int = 6,
     cameras: int = 6,
     size: int = 32,
+    travel: float = 0.0,
     seed: int = 0,
     test_fraction: float = 0.25,
     per: str = "sequence",
 ) -> Any:
     """``DatasetSpec.load`` of ``lim-synthetic-4d``: a ``datasets.DatasetDict`` with ``train`` and ``test`` (the
     last ``test_fraction`` of the sequences: other objects, motions and cameras than any training sequence); a
-    record per ``sequence`` (LIM) or per ``keyframe`` (the LRM)."""
+    record per ``sequence`` (LIM) or per ``keyframe`` (the LRM). ``travel``: see :class:`SequenceSpec`."""
     import datasets
 
     if not 0 <= test_fraction < 1:
@@ -250,7 +251,7 @@ def load_sequences(
         raise ValueError(f"LIM needs sequences of at least 3 keyframes, got keyframes={keyframes}.")
     if per not in ("sequence", "keyframe"):
         raise ValueError(f"per must be 'sequence' or 'keyframe', got {per!r}.")
-    spec = SequenceSpec(sequences=sequences, keyframes=keyframes, cameras=cameras, size=size, seed=seed)
+    spec = SequenceSpec(sequences=sequences, keyframes=keyframes, cameras=cameras, size=size, travel=travel, seed=seed)
     held_out = int(round(test_fraction * sequences))
     rows = [sequence_record(spec, i) for i in range(sequences)]
     if per == "keyframe":

@@ -91,11 +91,11 @@ def test_travel_moves_the_object_along_a_line_inside_the_box():
 def test_records_read_back_as_typed_arrays():
     """The datasets carry a fixed-shape schema (images stored as uint8): a record comes back as whole numpy arrays
     (an untyped dataset returns nested lists that must be converted element by element)."""
-    data = load_sequences(sequences=2, keyframes=3, cameras=2, size=16, test_fraction=0.0)
+    data = load_sequences(sequences=2, keyframes=3, cameras=2, size=16, travel=0.05, test_fraction=0.0)
     assert data["train"].features["images"].dtype == "uint8"
     row = data["train"].with_format("numpy")[0]
     assert isinstance(row["images"], np.ndarray) and row["images"].shape == (6, 16, 16, 3)
     assert row["mask"].dtype == bool and row["depth"].dtype == np.float32
     assert row["canonical_xyz"].shape == (6, 16, 16, 3) and row["extrinsics"].shape == (6, 3, 4)
-    original = sequence_record(SequenceSpec(sequences=2, keyframes=3, cameras=2, size=16), 0)
+    original = sequence_record(SequenceSpec(sequences=2, keyframes=3, cameras=2, size=16, travel=0.05), 0)
     assert np.array_equal(row["images"], original["images"]) and np.array_equal(row["depth"], original["depth"])
