@@ -39,6 +39,13 @@ from subspace_hub.metrics import psnr
 from subspace_hub.pipelines.config import DataConfig, OptimConfig, TrainConfig
 from subspace_hub.pipelines.train import train
 
+VARIANTS = {
+    "both": (("LIM", 1.0), ("LIM without L_causal", 0.0)),
+    "causal": (("LIM", 1.0),),
+    "no-causal": (("LIM without L_causal", 0.0),),
+}
+"""The LIM trainings of one run (name, causal_weight): ``--variants`` runs both or one."""
+
 
 def _spec(args: argparse.Namespace) -> Any:
     from subspace_hub_lim.data import SequenceSpec
@@ -165,11 +172,15 @@ def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyf
                             torch.tensor([alpha], device=device),
                         )  # fmt: skip
                         score(name, triplane, truth)
+    linear = np.array(scores["linear"]["psnr"])
     return {
         name: {
             "psnr": float(np.mean(v["psnr"])),
             "psnr_fg": float(np.mean(v["psnr_fg"])),
             "psnr_sem": float(np.std(v["psnr"]) / np.sqrt(len(v["psnr"]))),
+            # paired with linear interpolation on the same cases: what the comparison rests on
+            "psnr_minus_linear": float(np.mean(np.array(v["psnr"]) - linear)),
+            "psnr_minus_linear_sem": float(np.std(np.array(v["psnr"]) - linear) / np.sqrt(len(linear))),
             "count": len(v["psnr"]),
         }
         for name, v in scores.items()
@@ -196,6 +207,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seeds the data and the LRM.")
     parser.add_argument("--data-cache", help="Folder that keeps generated data between runs.")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Preset field (JSON value).")
+    parser.add_argument("--variants", default="both", choices=tuple(VARIANTS), help="LIM with/without L_causal.")
     parser.add_argument("--lim-stream", default="lrm-output", choices=("lrm-output", "lrm-block"))
     parser.add_argument("--lrm", help="A trained LRM folder (``--save-lrm`` of an earlier run): no LRM training.")
     parser.add_argument("--save-lrm", help="Copy the trained LRM folder here.")
@@ -230,7 +242,7 @@ def main() -> None:
         lims = {}
         views = args.keyframes * 6
         for seed in range(args.lim_seeds):
-            for name, weight in (("LIM", 1.0), ("LIM without L_causal", 0.0)):
+            for name, weight in VARIANTS[args.variants]:
                 label = f"{name}, seed {seed}"
                 start = subspace_hub.save_backbone(
                     lim_from_lrm(lrm, causal_weight=weight, lim_stream=args.lim_stream), work / f"start-{weight:g}"
