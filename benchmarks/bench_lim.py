@@ -207,6 +207,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seeds the data and the LRM.")
     parser.add_argument("--data-cache", help="Folder that keeps generated data between runs.")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Preset field (JSON value).")
+    parser.add_argument("--first-lim-seed", type=int, default=0, help="LIM seeds start here.")
     parser.add_argument("--variants", default="both", choices=tuple(VARIANTS), help="LIM with/without L_causal.")
     parser.add_argument("--lim-stream", default="lrm-output", choices=("lrm-output", "lrm-block"))
     parser.add_argument("--lrm", help="A trained LRM folder (``--save-lrm`` of an earlier run): no LRM training.")
@@ -241,7 +242,7 @@ def main() -> None:
         lrm = subspace_hub.load_backbone("lrm", pretrained=str(trained)).eval()
         lims = {}
         views = args.keyframes * 6
-        for seed in range(args.lim_seeds):
+        for seed in range(args.first_lim_seed, args.first_lim_seed + args.lim_seeds):
             for name, weight in VARIANTS[args.variants]:
                 label = f"{name}, seed {seed}"
                 start = subspace_hub.save_backbone(
