@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Preset field (JSON value).")
     parser.add_argument("--first-lim-seed", type=int, default=0, help="LIM seeds start here.")
     parser.add_argument("--variants", default="both", choices=tuple(VARIANTS), help="LIM with/without L_causal.")
-    parser.add_argument("--lim-stream", default="lrm-output", choices=("lrm-output", "lrm-block"))
+    parser.add_argument("--lim-stream", default="lrm-block", choices=("lrm-block", "lrm-output"))
     parser.add_argument("--lrm", help="A trained LRM folder (``--save-lrm`` of an earlier run): no LRM training.")
     parser.add_argument("--save-lrm", help="Copy the trained LRM folder here.")
     parser.add_argument("--json")

@@ -171,14 +171,15 @@ def test_lim_from_lrm_carries_the_trained_lrm_and_the_overrides():
 
 @pytest.mark.parametrize("depths", [(4, 2), (2, 2)])
 def test_lim_stream_starts_where_its_first_block_sits_in_the_lrm(depths):
-    """``lim_stream="lrm-block"``: LIM's stream is the LRM's stream entering block ``lrm_depth - lim_depth`` (the
-    learned triplane tokens when LIM mirrors every block); ``lrm-output`` (the default): the LRM's output tokens.
+    """``lim_stream="lrm-block"`` (the default): LIM's stream is the LRM's stream entering block
+    ``lrm_depth - lim_depth`` (the learned triplane tokens when LIM mirrors every block); ``lrm-output``: the LRM's
+    output tokens.
     A second hop restarts from keyframe k's stream with ``lrm-block``, from LIM's output with ``lrm-output``."""
     lrm_depth, lim_depth = depths
     torch.manual_seed(0)
     config = {**PRESETS[TINY], "lrm_depth": lrm_depth, "lim_depth": lim_depth}
-    block = LIM(LIMConfig.from_dict({**config, "lim_stream": "lrm-block"})).eval()
-    output = LIM(LIMConfig.from_dict(config)).eval()
+    block = LIM(LIMConfig.from_dict(config)).eval()
+    output = LIM(LIMConfig.from_dict({**config, "lim_stream": "lrm-output"})).eval()
     output.load_state_dict(block.state_dict())
     views = subspace_hub.plugins.get_backbone_spec("lrm").example_batch(block.lrm)
     images, intrinsics, extrinsics = views["images"][:, :4], views["intrinsics"][:, :4], views["extrinsics"][:, :4]
