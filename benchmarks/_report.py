@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 import time
 from typing import Any
@@ -24,8 +25,16 @@ def header(device: str = "cpu") -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(sys.argv),
+        "command": " ".join(portable(arg) for arg in sys.argv),
     }
+
+
+def portable(value: Any) -> Any:
+    """``value`` with every absolute path in it (an argument, ``--opt=/path``, or a path among other text) cut to its
+    last component: a report names the files it read and wrote, not the folders of the machine it ran on."""
+    if not isinstance(value, str):
+        return value
+    return re.sub(r"(?<![\w.])/(?:[^\s=/]+/)*([^\s=/]+)/?", r"\1", value)
 
 
 def finish(report: dict[str, Any], path: str | None) -> None:

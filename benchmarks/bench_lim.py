@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _report import finish, header  # benchmarks/_report.py: the script's folder is on sys.path
+from _report import finish, header, portable  # benchmarks/_report.py: the script's folder is on sys.path
 
 import subspace_hub
 from subspace_hub.metrics import psnr
@@ -61,24 +61,18 @@ def _spec(args: argparse.Namespace) -> Any:
     )
 
 
-def _record(job: tuple[Any, int]) -> dict[str, Any]:
-    from subspace_hub_lim.data import sequence_record
-
-    return sequence_record(*job)
-
-
 def _data(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     """The sequence and keyframe datasets (``train``: all but the last ``--test`` sequences), generated on every
     core, or read from ``--data-cache`` where an earlier run with the same data arguments left them."""
     import datasets
-    from subspace_hub_lim.data import as_dataset, keyframe_records
+    from subspace_hub_lim.data import as_dataset, keyframe_records, sequence_record
 
     spec = _spec(args)
     key = hashlib.sha256(json.dumps([repr(spec), args.test]).encode()).hexdigest()[:12]
     folder = Path(args.data_cache) / f"lim-{key}" if args.data_cache else work / "data"
     if not (folder / "done").exists():
         with multiprocessing.get_context("spawn").Pool() as pool:
-            records = pool.map(_record, [(spec, i) for i in range(args.sequences)], chunksize=1)
+            records = pool.starmap(sequence_record, [(spec, i) for i in range(args.sequences)], chunksize=1)
         train_count = args.sequences - args.test
         splits = {"train": records[:train_count], "test": records[train_count:]}
         shutil.rmtree(folder, ignore_errors=True)
@@ -188,6 +182,9 @@ def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyf
 
 
 def main() -> None:
+    from subspace_hub_lim.config import LIM_STREAMS, PRESETS
+    from subspace_hub_lim.model import lim_from_lrm
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="lim-tiny")
     parser.add_argument("--sequences", type=int, default=40)
@@ -206,16 +203,14 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
     parser.add_argument("--seed", type=int, default=0, help="Seeds the data and the LRM.")
     parser.add_argument("--data-cache", help="Folder that keeps generated data between runs.")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Preset field (JSON value).")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="LRM preset field, JSON.")
     parser.add_argument("--first-lim-seed", type=int, default=0, help="LIM seeds start here.")
     parser.add_argument("--variants", default="both", choices=tuple(VARIANTS), help="LIM with/without L_causal.")
-    parser.add_argument("--lim-stream", default="lrm-block", choices=("lrm-block", "lrm-output"))
+    parser.add_argument("--lim-stream", default=LIM_STREAMS[0], choices=LIM_STREAMS)
     parser.add_argument("--lrm", help="A trained LRM folder (``--save-lrm`` of an earlier run): no LRM training.")
     parser.add_argument("--save-lrm", help="Copy the trained LRM folder here.")
     parser.add_argument("--json")
     args = parser.parse_args()
-    from subspace_hub_lim.config import PRESETS
-    from subspace_hub_lim.model import lim_from_lrm
 
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -224,7 +219,7 @@ def main() -> None:
     report: dict[str, Any] = {
         **header(device.type),
         "preset": args.preset,
-        "args": vars(args),
+        "args": {key: portable(value) for key, value in vars(args).items()},
         "runs": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -265,7 +260,7 @@ def main() -> None:
 def _means(held_out: dict[str, Any]) -> dict[str, Any]:
     """Each LIM variant's PSNR / PSNR_FG averaged over its seeds, with the spread between seeds."""
     out: dict[str, Any] = {}
-    for name in ("LIM", "LIM without L_causal"):
+    for name, _ in VARIANTS["both"]:
         runs = [v for k, v in held_out.items() if k.rsplit(", seed ", 1)[0] == name]
         if runs:
             out[name] = {key: float(np.mean([r[key] for r in runs])) for key in ("psnr", "psnr_fg")} | {

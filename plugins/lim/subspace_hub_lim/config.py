@@ -12,6 +12,9 @@ from typing import Any
 from subspace_hub.configuration import from_dict, to_dict
 from subspace_hub.errors import ConfigError
 
+LIM_STREAMS = ("lrm-block", "lrm-output")
+"""The values of ``LIMConfig.lim_stream``."""
+
 
 @dataclass(frozen=True)
 class LIMConfig:
@@ -92,8 +95,8 @@ class LIMConfig:
             problems.append(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
         if not 1 <= self.input_views <= self.cameras:
             problems.append(f"input_views ({self.input_views}) must be between 1 and cameras ({self.cameras})")
-        if self.lim_stream not in ("lrm-output", "lrm-block"):
-            problems.append(f"lim_stream must be 'lrm-output' or 'lrm-block', got {self.lim_stream!r}")
+        if self.lim_stream not in LIM_STREAMS:
+            problems.append(f"lim_stream must be one of {LIM_STREAMS}, got {self.lim_stream!r}")
         if not self.causal_weight >= 0:
             problems.append(f"causal_weight must be >= 0, got {self.causal_weight}")
         if self.samples_per_ray < 2 or self.bound <= 0 or self.triplane_channels < 1 or self.decoder_width < 1:
