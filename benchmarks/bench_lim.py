@@ -4,7 +4,8 @@ On the plugin's 4D data (``lim-synthetic-4d``), through the training engine: the
 records (its first 4 views in, every view rendered), then LIM twice from it (``train --method full`` with the LRM
 frozen): with the causal consistency loss and without. On held-out sequences, for every source and target keyframe
 2, 3 or 4 apart and every keyframe between, the triplane at the in-between time is rendered to that keyframe's
-held-out cameras (never an input) and scored by PSNR (whole image, on black) and PSNR_FG (object pixels):
+held-out cameras (never an input) and scored by PSNR (whole image, on black) and PSNR_FG (object pixels); also at a
+gap of 5 (alphas never trained on) and in two LIM hops (see ``CASE_SETS``):
 
 - linear: (1 - alpha) T_LRM(source) + alpha T_LRM(target), the paper's baseline;
 - nearest: the LRM triplane of the nearer keyframe;
@@ -39,12 +40,10 @@ from subspace_hub.metrics import psnr
 from subspace_hub.pipelines.config import DataConfig, OptimConfig, TrainConfig
 from subspace_hub.pipelines.train import train
 
-VARIANTS = {
-    "both": (("LIM", 1.0), ("LIM without L_causal", 0.0)),
-    "causal": (("LIM", 1.0),),
-    "no-causal": (("LIM without L_causal", 0.0),),
-}
-"""The LIM trainings of one run (name, causal_weight): ``--variants`` runs both or one."""
+CAUSAL, NO_CAUSAL = "LIM", "LIM without L_causal"
+VARIANTS = {"both": (CAUSAL, NO_CAUSAL), "causal": (CAUSAL,), "no-causal": (NO_CAUSAL,)}
+"""The LIM trainings of one run: ``--variants`` runs both or one (the causal one with ``--causal-weight`` and
+``--causal-stop-gradient``)."""
 
 
 def _spec(args: argparse.Namespace) -> Any:
@@ -126,46 +125,66 @@ def _sequence_batch(record: dict[str, Any], device: torch.device) -> dict[str, t
     return {k: v.to(device) for k, v in batch.items()}
 
 
+CASE_SETS = {
+    "held_out": "gaps of 2-4 keyframes, every keyframe between: the alphas LIM trains on",
+    "held_out_gap5": "a gap of 5 (alpha 0.2, 0.4, 0.6, 0.8): times LIM never trains on",
+    "held_out_two_hops": "gaps of 2-4 in two LIM hops, to alpha / 2 and on from there (what L_causal trains)",
+}
+"""The scored case sets: the rendered triplane at an in-between keyframe against its held-out views."""
+
+
 @torch.no_grad()
 def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyframes: int) -> dict[str, Any]:
-    """Mean PSNR / PSNR_FG per method over every (source, between, target) of every held-out sequence."""
+    """Mean PSNR / PSNR_FG per method over every case of every held-out sequence, for each of :data:`CASE_SETS`
+    (the two-hop set scores LIMs only, against linear interpolation on the same cases)."""
     from subspace_hub_lim.plugin import keyframe_views
 
     config = lrm.config
     device = next(lrm.parameters()).device
-    scores: dict[str, dict[str, list[float]]] = {}
+    scores: dict[str, dict[str, dict[str, list[float]]]] = {name: {} for name in CASE_SETS}
 
-    def score(name: str, triplane: torch.Tensor, target: dict[str, torch.Tensor]) -> None:
+    def score(cases: str, name: str, triplane: torch.Tensor, target: dict[str, torch.Tensor]) -> None:
         size = target["images"].shape[-1]
         rendered = lrm.renderer(triplane, target["intrinsics"], target["extrinsics"], size, size)["rgb"].clamp(0, 1)
-        entry = scores.setdefault(name, {"psnr": [], "psnr_fg": []})
+        entry = scores[cases].setdefault(name, {"psnr": [], "psnr_fg": []})
         entry["psnr"].append(psnr(rendered, target["images"]))
         entry["psnr_fg"].append(psnr(rendered, target["images"], target["mask"]))
 
+    gaps = [(gap, "held_out") for gap in (2, 3, 4)] + ([(5, "held_out_gap5")] if keyframes > 5 else [])
     for record in records:
         batch = _sequence_batch(record, device)
-        planes, streams = {}, {}
+        planes, views = {}, {}
         for k in range(keyframes):
-            views = keyframe_views(batch, config, k)
-            tokens, features = lrm.encode(views["images"], views["intrinsics"], views["extrinsics"])
-            planes[k], streams[k] = lrm.head(tokens), views
-        for gap in (2, 3, 4):
+            views[k] = keyframe_views(batch, config, k)
+            planes[k] = lrm.head(lrm.encode(views[k]["images"], views[k]["intrinsics"], views[k]["extrinsics"])[0])
+        for gap, cases in gaps:
             for source in range(keyframes - gap):
                 target = source + gap
                 for between in range(source + 1, target):
                     alpha = (between - source) / gap
                     truth = keyframe_views(batch, config, between, held_out=True)
-                    score("oracle (LRM on the in-between keyframe)", planes[between], truth)
-                    score("linear", (1 - alpha) * planes[source] + alpha * planes[target], truth)
-                    score("nearest keyframe", planes[source] if alpha < 0.5 else planes[target], truth)
-                    a, b = streams[source], streams[target]
+                    linear = (1 - alpha) * planes[source] + alpha * planes[target]
+                    score(cases, "oracle (LRM on the in-between keyframe)", planes[between], truth)
+                    score(cases, "linear", linear, truth)
+                    score(cases, "nearest keyframe", planes[source] if alpha < 0.5 else planes[target], truth)
+                    if cases == "held_out":
+                        score("held_out_two_hops", "linear", linear, truth)
                     for name, lim in lims.items():
-                        triplane = lim(
-                            a["images"], a["intrinsics"], a["extrinsics"],
-                            b["images"], b["intrinsics"], b["extrinsics"],
-                            torch.tensor([alpha], device=device),
-                        )  # fmt: skip
-                        score(name, triplane, truth)
+                        a, b = views[source], views[target]
+                        tokens, features = lim.keyframe(a["images"], a["intrinsics"], a["extrinsics"])
+                        next_tokens = lim.lrm.tokenizer(b["images"], b["intrinsics"], b["extrinsics"])
+                        at = torch.tensor([alpha], device=device)
+                        score(cases, name, lim.interpolate(tokens, features, next_tokens, at)[0], truth)
+                        if cases == "held_out":  # the causal loss's path: to alpha / 2, then on to alpha
+                            _, hop_features, hop_tokens = lim.interpolate(tokens, features, next_tokens, at / 2)
+                            rest = (at - at / 2) / (1 - at / 2)
+                            hopped = lim.interpolate(hop_tokens, hop_features, next_tokens, rest)[0]
+                            score("held_out_two_hops", name, hopped, truth)
+    return {cases: _summary(by_method) for cases, by_method in scores.items() if by_method}
+
+
+def _summary(scores: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    """Each method's mean PSNR / PSNR_FG and, paired on the same cases, its PSNR minus linear interpolation's."""
     linear = np.array(scores["linear"]["psnr"])
     return {
         name: {
@@ -207,6 +226,13 @@ def main() -> None:
     parser.add_argument("--first-lim-seed", type=int, default=0, help="LIM seeds start here.")
     parser.add_argument("--variants", default="both", choices=tuple(VARIANTS), help="LIM with/without L_causal.")
     parser.add_argument("--lim-stream", default=LIM_STREAMS[0], choices=LIM_STREAMS)
+    parser.add_argument("--causal-weight", type=float, default=1.0, help="L_causal's weight in the causal LIM.")
+    parser.add_argument(
+        "--causal-stop-gradient",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Detach L_causal's one-hop target (LIMConfig's default).",
+    )
     parser.add_argument("--lrm", help="A trained LRM folder (``--save-lrm`` of an earlier run): no LRM training.")
     parser.add_argument("--save-lrm", help="Copy the trained LRM folder here.")
     parser.add_argument("--json")
@@ -238,12 +264,14 @@ def main() -> None:
         lims = {}
         views = args.keyframes * 6
         for seed in range(args.first_lim_seed, args.first_lim_seed + args.lim_seeds):
-            for name, weight in VARIANTS[args.variants]:
+            for name in VARIANTS[args.variants]:
                 label = f"{name}, seed {seed}"
-                start = subspace_hub.save_backbone(
-                    lim_from_lrm(lrm, causal_weight=weight, lim_stream=args.lim_stream), work / f"start-{weight:g}"
-                )
-                run = work / f"lim-{weight:g}-{seed}"
+                causal = {"causal_weight": args.causal_weight if name == CAUSAL else 0.0}
+                if name == CAUSAL:
+                    causal["causal_stop_gradient"] = args.causal_stop_gradient
+                start = lim_from_lrm(lrm, lim_stream=args.lim_stream, **causal)
+                start = subspace_hub.save_backbone(start, work / f"start-{name}")
+                run = work / f"lim-{name}-{seed}"
                 report["runs"][label] = _train("lim", config, sequences, views, args.lim_batch * views, args.lim_steps,
                                                args.lim_lr, run, pretrained=str(start), seed=seed,
                                                precision=args.precision)  # fmt: skip
@@ -252,15 +280,15 @@ def main() -> None:
         import datasets
 
         test = list(datasets.load_from_disk(str(sequences))["test"].with_format("numpy"))
-        report["held_out"] = evaluate(lrm.to(device), lims, test, args.keyframes)
-        report["held_out_means"] = _means(report["held_out"])
+        report |= evaluate(lrm.to(device), lims, test, args.keyframes)
+        report["held_out_means"] = {cases: _means(report[cases]) for cases in CASE_SETS if cases in report}
     finish(report, args.json)
 
 
 def _means(held_out: dict[str, Any]) -> dict[str, Any]:
     """Each LIM variant's PSNR / PSNR_FG averaged over its seeds, with the spread between seeds."""
     out: dict[str, Any] = {}
-    for name, _ in VARIANTS["both"]:
+    for name in VARIANTS["both"]:
         runs = [v for k, v in held_out.items() if k.rsplit(", seed ", 1)[0] == name]
         if runs:
             out[name] = {key: float(np.mean([r[key] for r in runs])) for key in ("psnr", "psnr_fg")} | {

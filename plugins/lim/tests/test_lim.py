@@ -124,6 +124,21 @@ def test_the_lim_losses_and_the_frozen_lrm():
         assert "causal" not in spec.run(model.eval(), batch)
 
 
+def test_the_causal_target_is_a_constant_unless_asked_otherwise():
+    spec = subspace_hub.plugins.get_backbone_spec("lim")
+    assert LIMConfig().causal_stop_gradient  # the default: the study in BENCHMARKS.md
+    for stop in (True, False):
+        torch.manual_seed(0)
+        model = LIM(LIMConfig.from_dict({**PRESETS[TINY], "causal_stop_gradient": stop})).train()
+        batch = spec.example_batch(model)
+        outputs = spec.run(model, batch)
+        assert torch.equal(outputs["causal_target"], outputs["triplane"].detach())  # the one hop, as a target
+        assert outputs["causal_target"].requires_grad is not stop
+        # the causal term's gradient reaches the weights through the second hop either way
+        outputs["causal"].sub(outputs["causal_target"]).square().mean().backward()
+        assert model.blocks[-1].mlp.fc2.weight.grad.abs().sum() > 0
+
+
 def test_keyframes_are_drawn_two_to_four_apart_with_one_between():
     torch.manual_seed(0)
     seen = set()
