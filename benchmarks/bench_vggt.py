@@ -91,14 +91,20 @@ def bf16_error(model, images: torch.Tensor, ref: dict[str, torch.Tensor]) -> dic
     return {k: rel_error(out[k], ref[k]) for k in PARITY_KEYS}
 
 
-def forward_bench(model, frames: int) -> tuple[float, float]:
-    images = torch.rand(1, frames, 3, 518, 518, device="cuda")
+def forward_bench(model, frames: int) -> tuple[float, float] | str:
+    """(seconds per forward, peak GiB) of a bf16-autocast forward of ``frames`` 518 x 518 images, or ``"oom"``."""
+    try:
+        images = torch.rand(1, frames, 3, 518, 518, device="cuda")
 
-    def run():
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-            model(images)
+        def run():
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                model(images)
 
-    return timed(run)
+        return timed(run)
+    except torch.OutOfMemoryError:
+        images = None
+        free()
+        return "oom"
 
 
 def lora_step_bench(frames: int, checkpointing: bool) -> tuple[float, float, int]:
@@ -229,7 +235,9 @@ def main() -> None:
     for entry in rows:
         cells = []
         for key in columns:
-            if key in entry:
+            if entry.get(key) == "oom":
+                cells.append("out of memory")
+            elif key in entry:
                 s, peak = entry[key]
                 cells.append(f"{entry['frames'] / s:7.1f} | {peak:6.2f}")
             else:
