@@ -72,9 +72,8 @@ def _free_rotation(rng: np.random.Generator) -> np.ndarray:
     return Rotation.from_euler("zxz", [roll, pitch, yaw], degrees=True).as_matrix() @ base
 
 
-def _sample(
-    rng: np.random.Generator, draw: Callable[[], np.ndarray], valid: Callable[[np.ndarray], bool], tries: int = 3000
-) -> np.ndarray:
+def _first_valid(draw: Callable[[], np.ndarray], valid: Callable[[np.ndarray], bool], tries: int = 3000) -> np.ndarray:
+    """The first of up to ``tries`` draws that ``valid`` accepts, else one more draw."""
     for _ in range(tries):
         point = draw()
         if valid(point):
@@ -97,11 +96,11 @@ def standard(rng: np.random.Generator, room: np.ndarray, views: int, valid: Call
                 point[axis] = room[axis] - inset if high else inset
                 return point
 
-            position = _sample(rng, draw, valid)
+            position = _first_valid(draw, valid)
             target = centre_of_room + rng.normal(0, 0.05, 3) * room
             rotations.append(look_at(position, target))
         else:
-            position = _sample(rng, lambda: centre_of_room + rng.uniform(-0.125, 0.125, 3) * room, valid)
+            position = _first_valid(lambda: centre_of_room + rng.uniform(-0.125, 0.125, 3) * room, valid)
             rotations.append(_free_rotation(rng))
         centres.append(position)
     return CameraPath(np.stack(rotations), np.stack(centres), float(rng.uniform(45, 70)))
@@ -151,7 +150,7 @@ def orbit(
                 return np.arccos(np.clip(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)), -1, 1)) < 3 * np.pi / 4
             return True
 
-        points.append(_sample(rng, draw, ok))
+        points.append(_first_valid(draw, ok))
     knots = np.linspace(0, 1, control_points)
     spline = make_interp_spline(knots, np.stack(points), k=min(4, control_points - 1))
     centres = spline(np.linspace(0, 1, views))
@@ -200,7 +199,7 @@ def micro(
             step = rng.uniform(0, step_limit) * unit
             return positions[-1] + step * np.array([np.sin(p) * np.cos(t), np.sin(p) * np.sin(t), np.cos(p)])
 
-        positions.append(_sample(rng, draw, valid, tries=100))
+        positions.append(_first_valid(draw, valid, tries=100))
         turn = Rotation.from_euler("zyx", rng.uniform(-rotation_limit, rotation_limit, 3), degrees=True).as_matrix()
         rotations.append(rotations[-1] @ turn)
     knots = np.linspace(0, 1, control_points)
