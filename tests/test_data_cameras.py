@@ -218,6 +218,10 @@ def test_micro_starts_face_the_room_centre_within_five_degrees():
         under = np.array([[4.0, 3.0, 0.5]])  # straight below the centre: the turn is about world y, in the y-z plane
         arm = (micro(np.random.default_rng(seed), room, 4, anywhere, under).controls[0][0] - under[0]) / 4.0
         assert np.isfinite(arm).all() and arm[0] == pytest.approx(0.0, abs=1e-12) and arm[2] > 0.2
+        assert abs(arm[1]) <= 0.25 * np.sin(np.radians(5)) + 1e-12
+        near = room / 2 + np.array([0.0, 0.5, 0.0])  # half a unit from the centre: still turned towards it
+        arm = (micro(np.random.default_rng(seed), room, 4, anywhere, near[None]).controls[0][0] - near) / 4.0
+        assert arm[1] < -0.24
 
 
 def test_micro_steps_and_turns_cover_their_limits_and_views_follow_the_controls():
