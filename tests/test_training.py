@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -107,6 +108,32 @@ def test_the_batch_plan_is_deterministic_capped_and_resumable():
     assert resumed == batches[25:40]
     first_epoch = [i for b in batches for i in b.items][:7]
     assert sorted(first_epoch) == list(range(7))  # an epoch visits every scene once
+
+
+def test_the_batch_plan_boundaries_epochs_view_range_and_messages():
+    """The smallest legal plan, each refusal's wording, epochs as consecutive permutations, S over the whole of
+    [min_views, max_views], ``max(1, max_images // S)`` scenes a batch, and the exact stream of a fixed seed (a run
+    resumed with a later version must read what the first one read)."""
+    smallest = BatchPlan(items=1, min_views=1, max_views=1, max_images=1)
+    assert [(b.number, b.items, b.views) for _, b in zip(range(3), smallest, strict=False)] == [
+        (0, (0,), 1), (1, (0,), 1), (2, (0,), 1)
+    ]  # fmt: skip
+    BatchPlan(items=2, min_views=3, max_views=3, max_images=3)  # equal bounds and exactly one sample: accepted
+    with pytest.raises(ConfigError, match=r"^The training data holds no scene\.$"):
+        BatchPlan(items=0, min_views=1, max_views=1, max_images=1)
+    with pytest.raises(ConfigError, match=r"^Need 1 <= min_views <= max_views, got 0 and 2\.$"):
+        BatchPlan(items=3, min_views=0, max_views=2, max_images=4)
+    with pytest.raises(ConfigError, match=r"^Need 1 <= min_views <= max_views, got 3 and 2\.$"):
+        BatchPlan(items=3, min_views=3, max_views=2, max_images=4)
+    with pytest.raises(ConfigError, match=r"^max_images \(2\) must allow one sample of min_views \(3\) images\.$"):
+        BatchPlan(items=2, min_views=3, max_views=3, max_images=2)
+    plan = BatchPlan(items=5, min_views=2, max_views=2, max_images=4, seed=7)  # 2 scenes a batch
+    stream = [i for _, b in zip(range(10), plan, strict=False) for i in b.items]  # 20 scenes: 4 epochs
+    assert stream == np.concatenate([plan.epoch_order(e) for e in range(4)]).tolist()
+    assert {b.views for _, b in zip(range(200), BatchPlan(3, 2, 4, 100), strict=False)} == {2, 3, 4}
+    assert all(len(b.items) == 1 for _, b in zip(range(5), BatchPlan(4, 3, 3, 5), strict=False))  # 5 // 3
+    golden = [(b.items, b.views) for _, b in zip(range(3), BatchPlan(5, 2, 6, 12, seed=3), strict=False)]
+    assert golden == [((4, 2, 1, 3, 0, 4), 2), ((0, 1, 3, 2, 0, 3), 2), ((1, 4, 2), 4)]
 
 
 def test_a_run_writes_its_folder_and_its_adapter_reloads(data, tmp_path):
