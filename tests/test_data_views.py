@@ -62,10 +62,13 @@ def test_views_are_drawn_from_seed_epoch_item_and_count_only():
     assert len(draws) > 3  # a new epoch draws new subsets
     groups.epoch = 0
     assert len(groups[0, 5]["view_ids"]) == 5  # an explicit count
+    defaults = ViewGroups([record("a", 12)])
+    assert (defaults.views, defaults.seed, defaults.epoch) == (8, 0, 0)
     counts = [groups[0, 3]["view_ids"] for _ in range(2)]
     assert torch.equal(counts[0], counts[1]) and not torch.equal(counts[0], first)  # the count is in the draw
     expected = np.sort(np.random.default_rng([1, 0, 1]).choice(12, 3, replace=False)) * 10
-    np.testing.assert_array_equal(groups[1]["view_ids"].numpy(), expected)  # the documented entropy
+    fresh = ViewGroups([record("a", 12), record("b", 12)], views=3, seed=1)  # epoch 0 until told otherwise
+    np.testing.assert_array_equal(fresh[1]["view_ids"].numpy(), expected)  # the documented entropy
 
 
 def test_view_groups_refuse_what_they_cannot_give_and_read_counts_from_a_dataset():
@@ -78,6 +81,7 @@ def test_view_groups_refuse_what_they_cannot_give_and_read_counts_from_a_dataset
     rows = datasets.Dataset.from_list([record("a", 3), record("b", 5)])
     groups = ViewGroups(rows, views=2)
     assert groups.view_counts == [3, 5]
+    assert groups.rows.format["type"] == "numpy"  # whole arrays per read, not nested lists converted per element
     assert groups[1]["images"].shape == (2, 3, 4, 5) and groups[1]["scene_id"] == "b"
 
 
@@ -91,21 +95,23 @@ def test_landmark_records_are_tensors_with_defaults_for_what_a_record_lacks():
         "landmarks": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
         "adjacency": [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]],
     }
-    bare = {"landmarks2d": [[0.0, 1.0], [1.0, 0.0]], "visible": [False, True], "category": 0}
+    bare = {"landmarks2d": [[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]], "visible": [0, 1, 1], "category": 0}
     records = LandmarkRecords([full, bare])
     assert len(records) == 2 and records.view_counts is None
     a, b = records[0], records[1, 7]  # a view count is accepted and ignored
     assert a["scene_id"] == "s0" and b["scene_id"] == "1"  # the index stands in for a missing id
     assert a["landmarks2d"].dtype == torch.float32 and torch.equal(a["landmarks2d"], torch.tensor(full["landmarks2d"]))
     assert a["visible"].tolist() == [True, False, True] and a["visible"].dtype == torch.bool
-    assert a["valid"].tolist() == [True, True, False] and b["valid"].tolist() == [True, True]  # default: all valid
+    assert a["valid"].tolist() == [True, True, False] and b["valid"].tolist() == [True, True, True]  # default: valid
+    assert b["visible"].dtype == b["valid"].dtype == torch.bool and b["visible"].tolist() == [False, True, True]
     assert a["category"].dtype == torch.long and int(a["category"]) == 2 and a["category"].ndim == 0
     assert torch.equal(a["landmarks"], torch.tensor(full["landmarks"])) and a["landmarks"].dtype == torch.float32
     assert torch.equal(a["adjacency"], torch.tensor(full["adjacency"]))
     assert "landmarks" not in b and "adjacency" not in b
     none_valid = LandmarkRecords([{**bare, "valid": None}])[0]
-    assert none_valid["valid"].tolist() == [True, True]
+    assert none_valid["valid"].tolist() == [True, True, True]
     dataset = LandmarkRecords(datasets.Dataset.from_list([full]))  # numpy-formatted rows read the same
+    assert dataset.rows.format["type"] == "numpy"
     assert torch.equal(dataset[0]["landmarks2d"], a["landmarks2d"]) and dataset[0]["valid"].tolist() == [
         True,
         True,
