@@ -90,7 +90,7 @@ def test_landmark_records_are_tensors_with_defaults_for_what_a_record_lacks():
         "scene_id": "s0",
         "landmarks2d": [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]],
         "visible": [True, False, True],
-        "valid": [True, True, False],
+        "valid": [1, 1, 0],  # flags may come as 0/1
         "category": 2,
         "landmarks": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
         "adjacency": [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]],
@@ -102,7 +102,8 @@ def test_landmark_records_are_tensors_with_defaults_for_what_a_record_lacks():
     assert a["scene_id"] == "s0" and b["scene_id"] == "1"  # the index stands in for a missing id
     assert a["landmarks2d"].dtype == torch.float32 and torch.equal(a["landmarks2d"], torch.tensor(full["landmarks2d"]))
     assert a["visible"].tolist() == [True, False, True] and a["visible"].dtype == torch.bool
-    assert a["valid"].tolist() == [True, True, False] and b["valid"].tolist() == [True, True, True]  # default: valid
+    assert a["valid"].tolist() == [True, True, False] and a["valid"].dtype == torch.bool
+    assert b["valid"].tolist() == [True, True, True]  # default: valid
     assert b["visible"].dtype == b["valid"].dtype == torch.bool and b["visible"].tolist() == [False, True, True]
     assert a["category"].dtype == torch.long and int(a["category"]) == 2 and a["category"].ndim == 0
     assert torch.equal(a["landmarks"], torch.tensor(full["landmarks"])) and a["landmarks"].dtype == torch.float32
