@@ -704,3 +704,36 @@ def test_the_token_book_keeps_secrets_private_and_rights_exact(tmp_path):
     )
     bob = TokenBook.load(legacy).user(old)
     assert (bob.name, bob.write, bob.read, bob.created) == ("bob", ("bob",), (), "")
+
+
+def test_the_token_book_reads_sparse_files_and_stamps_tokens_in_utc(tmp_path, monkeypatch):
+    """A version-2 file with no tokens, or entries with only a name, loads (nothing granted); names may hold '-' and
+    '_'; a generated token carries 32 random bytes; ``created`` is UTC whatever the local time zone."""
+    import calendar
+    import re
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "tokens.json").write_text(json.dumps({"version": 2}))
+    assert TokenBook.load(empty).users == {}
+    sparse = tmp_path / "sparse"
+    sparse.mkdir()
+    secret = "shub_sparse-token"
+    entries = {hashlib.sha256(secret.encode()).hexdigest(): {"name": "carol"}}
+    (sparse / "tokens.json").write_text(json.dumps({"version": 2, "tokens": entries}))
+    carol = TokenBook.load(sparse).user(secret)
+    assert (carol.name, carol.write, carol.read, carol.created) == ("carol", (), (), "")
+    assert not carol.can_write("carol") and not carol.can_read("carol")
+    monkeypatch.setenv("TZ", "America/New_York")  # 4-5 hours behind UTC: a local stamp would differ
+    time.tzset()
+    try:
+        book = TokenBook.load(tmp_path / "book")
+        token = book.add("data-team_1")
+        assert token.startswith("shub_") and len(token) == 5 + 43  # base64 of 32 bytes, unpadded
+        created = TokenBook.load(tmp_path / "book").user(token).created
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", created)
+        stamped = calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ"))
+        assert abs(stamped - time.time()) < 120  # read back as UTC, it is now
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
