@@ -159,6 +159,59 @@ def test_save_and_load_errors(tmp_path):
         subspace_hub.load_adapter(tmp_path)
 
 
+def test_saved_adapter_folders_are_recognised_by_their_files_and_refused_with_reasons(tmp_path):
+    """The marker wins, then a SubspaceAdapter config, then a PEFT config (any case of its type); each refusal says
+    what was found and what is loadable."""
+    from subspace_hub.adapters import _detect_method
+    from subspace_hub.adapters.subspace.config import CONFIG_FILE
+    from subspace_hub.errors import CheckpointError
+
+    def folder(name: str, files: dict[str, object]) -> object:
+        path = tmp_path / name
+        path.mkdir()
+        for file, content in files.items():
+            (path / file).write_text(json.dumps(content))
+        return path
+
+    marked = {"method": "pissa", "options": {"rank": 4}, "backbone": {"name": "x"}}
+    every = folder(
+        "all",
+        {MARKER_FILE: marked, CONFIG_FILE: {"backbone": {"name": "y"}}, "adapter_config.json": {"peft_type": "LORA"}},
+    )
+    assert _detect_method(every) == ("pissa", {"rank": 4}, {"name": "x"})
+    assert _detect_method(folder("bare-marker", {MARKER_FILE: {"method": "lora", "options": None}})) == (
+        "lora",
+        {},
+        None,
+    )
+    subspace = folder(
+        "subspace", {CONFIG_FILE: {"backbone": {"name": "y"}}, "adapter_config.json": {"peft_type": "LORA"}}
+    )
+    assert _detect_method(subspace) == ("subspace", {}, {"name": "y"})
+    for peft_type, method in (("LORA", "lora"), ("adalora", "adalora"), ("PSoft", "psv")):
+        assert _detect_method(folder(f"peft-{peft_type}", {"adapter_config.json": {"peft_type": peft_type}})) == (
+            method, {}, None
+        )  # fmt: skip
+    marker = folder("no-method", {MARKER_FILE: {"method": 3}})
+    with pytest.raises(CheckpointError, match=rf"^{marker / MARKER_FILE} names no method; save the adapter again\.$"):
+        _detect_method(marker)
+    ia3 = folder("ia3", {"adapter_config.json": {"peft_type": "ia3"}})
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds a PEFT IA3 adapter; subspace-hub loads LoRA, AdaLoRA and PSOFT \(psv\) adapters\.$",
+    ):
+        _detect_method(ia3)
+    with pytest.raises(CheckpointError, match=r"holds a PEFT unknown adapter"):
+        _detect_method(folder("untyped", {"adapter_config.json": {}}))
+    empty = folder("empty", {})
+    with pytest.raises(CheckpointNotFoundError) as caught:
+        _detect_method(empty)
+    assert str(caught.value) == (
+        f"{empty} holds no saved adapter: expected {MARKER_FILE} (subspace_hub.save_adapter), {CONFIG_FILE} "
+        "(SubspaceAdapter.save_pretrained) or adapter_config.json (PEFT)."
+    )
+
+
 def test_load_adapter_rebuilds_the_recorded_backbone(tmp_path):
     """Without model=, the saved marker names the backbone, its config and its pretrained weights."""
     torch.manual_seed(0)
