@@ -213,6 +213,62 @@ def test_saved_adapter_folders_are_recognised_by_their_files_and_refused_with_re
     )
 
 
+def test_the_parameter_report_reads_exactly():
+    from subspace_hub.adapters.report import ParameterReport
+    from subspace_hub.tables import format_table
+
+    report = ParameterReport({"head": (0, 0), "blocks.0": (10, 1000), "embed": (5, 2000)}, "lora", ["core 4 x 4", "x"])
+    rows = [("blocks.0", "10", "1,000", "1.00%"), ("embed", "5", "2,000", "0.25%"), ("head", "0", "0", "-")]
+    rows.append(("total", "15", "3,000", "0.500%"))
+    assert report.format() == "method: lora\n" + format_table(("GROUP", "TRAINABLE", "TOTAL", "SHARE"), rows) + (
+        "\ncore 4 x 4\nx"
+    )
+    assert ParameterReport({"a": (1, 1)}).format() == format_table(
+        ("GROUP", "TRAINABLE", "TOTAL", "SHARE"), [("a", "1", "1", "100.00%"), ("total", "1", "1", "100.000%")]
+    )
+    tied = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    tied[1].weight = tied[0].weight  # counted once, in the group that holds it first
+    plain = parameter_report(tied)
+    assert plain.method is None and plain.notes == [] and plain.groups == {"0": (6, 6), "1": (2, 2)}
+
+
+def test_target_errors_name_what_was_asked_and_what_exists():
+    from types import SimpleNamespace
+
+    from subspace_hub.adapters.targets import resolve_targets
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), *[torch.nn.ReLU() for _ in range(6)], torch.nn.Linear(2, 2))
+    bare = SimpleNamespace(target_groups={}, default_targets=(), frozen=())
+    grouped = SimpleNamespace(target_groups={"first": "0", "last": "7"}, default_targets=(), frozen=("7",))
+
+    def message(**kwargs: object) -> str:
+        with pytest.raises(ConfigError) as caught:
+            resolve_targets(model, **kwargs)
+        return str(caught.value)
+
+    assert message(spec=bare) == (
+        "No adapter targets given and the model declares no default targets; pass targets=[...] with module-name "
+        "regexes."
+    )
+    assert message(spec=grouped).endswith("with module-name regexes or groups (first, last).")
+    assert message(targets=[], spec=bare) == (
+        "targets is empty: name at least one target group or module-name pattern."
+    )
+    assert message(targets="last", spec=grouped) == (
+        "Target 'last' matches no module of the model (modules under frozen parts are excluded; pass frozen=() to "
+        "include them). Known target groups: first, last."
+    )
+    assert (
+        message(targets="9", spec=bare, layers=[2, 1]) == "Target '9' matches no module of the model in layers [1, 2]."
+    )
+    assert message(targets=r"[1-6]", spec=bare) == (
+        "Target '[1-6]' matches modules that are not Linear or Conv2d: 1 (ReLU), 2 (ReLU), 3 (ReLU), 4 (ReLU), "
+        "5 (ReLU) and 1 more. Narrow the pattern to the layers inside them."
+    )
+    assert message(targets=r"[1-5]", spec=bare).endswith("5 (ReLU). Narrow the pattern to the layers inside them.")
+    assert resolve_targets(model, "last", spec=grouped, frozen=()) == ["7"]
+
+
 def test_load_adapter_rebuilds_the_recorded_backbone(tmp_path):
     """Without model=, the saved marker names the backbone, its config and its pretrained weights."""
     torch.manual_seed(0)

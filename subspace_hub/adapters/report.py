@@ -61,11 +61,7 @@ def group_of(parameter: str) -> str:
 def parameter_report(model: nn.Module) -> ParameterReport:
     """Count trainable and total parameters per module group (adapter tensors count in the group they adapt)."""
     groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    seen: set[int] = set()
-    for name, param in model.named_parameters():
-        if id(param) in seen:
-            continue
-        seen.add(id(param))
+    for name, param in model.named_parameters():  # a tied parameter is listed once, under its first name
         entry = groups[group_of(name)]
         entry[1] += param.numel()
         if param.requires_grad:

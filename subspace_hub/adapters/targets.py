@@ -109,7 +109,7 @@ def resolve_targets(
         if wrong:
             raise ConfigError(
                 f"Target {target!r} matches modules that are not {' or '.join(ADAPTABLE_TYPES)}: {', '.join(wrong[:5])}"
-                + (" ..." if len(wrong) > 5 else "")
+                + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
                 + ". Narrow the pattern to the layers inside them."
             )
         selected.update(matched)
