@@ -267,6 +267,8 @@ def test_target_errors_name_what_was_asked_and_what_exists():
     )
     assert message(targets=r"[1-5]", spec=bare).endswith("5 (ReLU). Narrow the pattern to the layers inside them.")
     assert resolve_targets(model, "last", spec=grouped, frozen=()) == ["7"]
+    linear = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    assert resolve_targets(linear, ".*", spec=bare) == ["0", "1"]  # the root module (named "") is never a target
 
 
 def test_load_adapter_rebuilds_the_recorded_backbone(tmp_path):
