@@ -271,6 +271,63 @@ def test_target_errors_name_what_was_asked_and_what_exists():
     assert resolve_targets(linear, ".*", spec=bare) == ["0", "1"]  # the root module (named "") is never a target
 
 
+def test_adalora_defaults_schedule_and_orthogonality_penalty():
+    """The documented defaults (rank 8 from 12, alpha 2 x init_rank, allocation between the first 10 % and the last
+    20 % of the steps, delta_t 1, weight 0.5), what is passed through, the refusals, and the penalty by hand."""
+    from subspace_hub.adapters.peft_methods import adalora_regularizer
+
+    for steps in (None, 0, -1):
+        with pytest.raises(ConfigError, match=r"^adalora needs total_step=<number of training steps>: it schedules "):
+            subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "adalora", total_step=steps)
+    with pytest.raises(ConfigError, match=r"^init_rank must be a positive integer, got 0\.$"):
+        subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "adalora", total_step=10, init_rank=0)
+    torch.manual_seed(0)
+    adapted = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "adalora", total_step=105)
+    config = adapted.peft_config["default"]
+    assert (config.init_r, config.target_r, config.lora_alpha, config.deltaT, config.orth_reg_weight) == (
+        12,
+        8,
+        24,
+        1,
+        0.5,
+    )
+    assert (config.tinit, config.tfinal, config.total_step) == (10, 21, 105) and isinstance(config.tinit, int)
+    assert isinstance(config.tfinal, int)
+    one = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "adalora", total_step=1)
+    assert (one.peft_config["default"].tinit, one.peft_config["default"].tfinal) == (0, 0)  # one step is a schedule
+    passed = subspace_hub.attach_adapter(
+        subspace_hub.load_backbone("reference"), "adalora", total_step=50, targets=["blocks.1.mlp.fc1"], alpha=5.0,
+        peft_options={"lora_dropout": 0.25},
+    )  # fmt: skip
+    options = passed.peft_config["default"]
+    assert (
+        set(options.target_modules) == {"blocks.1.mlp.fc1"}
+        and options.lora_alpha == 5.0
+        and options.lora_dropout == 0.25
+    )
+    layered = subspace_hub.attach_adapter(
+        subspace_hub.load_backbone("reference"), "adalora", total_step=50, targets=r"blocks\.(?P<layer>\d+)\.mlp\.fc1",
+        layers=[0],
+    )  # fmt: skip
+    assert set(layered.peft_config["default"].target_modules) == {"blocks.0.mlp.fc1"}
+    with torch.no_grad():  # away from orthonormal, so every term counts
+        for name, param in adapted.named_parameters():
+            if ".lora_A." in name or ".lora_B." in name:
+                param.normal_()
+    terms = []
+    for name, param in adapted.named_parameters():
+        if ".lora_A." in name:
+            terms.append(torch.linalg.matrix_norm(param @ param.T - torch.eye(param.shape[0])))
+        elif ".lora_B." in name:
+            terms.append(torch.linalg.matrix_norm(param.T @ param - torch.eye(param.shape[1])))
+    assert len(terms) == 2 * 8  # A and B of 8 adapted layers
+    torch.testing.assert_close(adalora_regularizer(adapted), 0.5 * torch.stack(terms).mean())
+    for param in adapted.parameters():
+        param.requires_grad_(False)
+    none = adalora_regularizer(adapted)
+    assert none.shape == () and float(none) == 0.0
+
+
 def test_load_adapter_rebuilds_the_recorded_backbone(tmp_path):
     """Without model=, the saved marker names the backbone, its config and its pretrained weights."""
     torch.manual_seed(0)
