@@ -295,11 +295,13 @@ def test_adalora_defaults_schedule_and_orthogonality_penalty():
     assert isinstance(config.tfinal, int)
     one = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "adalora", total_step=1)
     assert (one.peft_config["default"].tinit, one.peft_config["default"].tfinal) == (0, 0)  # one step is a schedule
+    assert attached_method(adapted).method == "adalora"
     passed = subspace_hub.attach_adapter(
         subspace_hub.load_backbone("reference"), "adalora", total_step=50, targets=["blocks.1.mlp.fc1"], alpha=5.0,
-        peft_options={"lora_dropout": 0.25},
+        peft_options={"lora_dropout": 0.25}, delta_t=3, orth_reg_weight=0.1,
     )  # fmt: skip
     options = passed.peft_config["default"]
+    assert (options.deltaT, options.orth_reg_weight) == (3, 0.1)
     assert (
         set(options.target_modules) == {"blocks.1.mlp.fc1"}
         and options.lora_alpha == 5.0
