@@ -252,3 +252,47 @@ def test_a_trained_adapter_reloads_with_the_scale_it_was_trained_with(bundle, tm
         assert SubspaceAdapter.of(again).scale == 0.5
         assert all(layer.scale == 0.5 for layer in SubspaceAdapter.of(again).layers.values())
         torch.testing.assert_close(depth(again), expected, atol=1e-6, rtol=1e-6)
+
+
+def test_the_subspace_layer_checks_its_base_and_bases_and_keeps_them_out_of_the_state_dict():
+    torch.manual_seed(0)
+    basis = lambda n, k: torch.linalg.qr(torch.randn(n, k, dtype=torch.float64))[0]  # noqa: E731
+    with pytest.raises(
+        ConfigError, match=r"^blk: subspace adapters support Conv2d with groups=1 and zero padding only\.$"
+    ):
+        SubspaceLayer(torch.nn.Conv2d(4, 4, 3, groups=2), basis(4, 2), basis(18, 2), 2.0, "blk")
+    with pytest.raises(ConfigError, match="groups=1 and zero padding only"):
+        SubspaceLayer(torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), basis(4, 2), basis(36, 2), 2.0)
+    with pytest.raises(ShapeMismatchError, match=r"bases fit a 5x6 weight, the model's layer is 4x6"):
+        SubspaceLayer(torch.nn.Linear(6, 4), basis(5, 2), basis(6, 2), 2.0)  # only U wrong
+    with pytest.raises(ShapeMismatchError, match=r"bases fit a 4x7 weight, the model's layer is 4x6"):
+        SubspaceLayer(torch.nn.Linear(6, 4), basis(4, 2), basis(7, 2), 2.0)  # only V wrong
+    # a non-square kernel with padding and dilation, in float64: the unmerged layer equals the merged one
+    conv = torch.nn.Conv2d(3, 5, (3, 1), padding=(2, 1), dilation=(2, 1)).double()
+    layer = SubspaceLayer(conv, basis(5, 2), basis(3 * 3 * 1, 3), 1.5, "conv")
+    assert layer.U.dtype == layer.V.dtype == layer.core.dtype == torch.float64
+    assert set(layer.state_dict()) == {"core", "base_layer.weight", "base_layer.bias"}  # bases are not saved
+    assert layer.merged is False
+    with torch.no_grad():
+        layer.core.normal_()
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
+    unmerged = layer(x)
+    merged_layer = layer.merge()
+    assert layer.merged is True and merged_layer is conv
+    torch.testing.assert_close(layer(x), unmerged)  # merged: no second update on top
+    torch.testing.assert_close(conv(x), unmerged)
+
+
+def test_subspace_adapter_config_bounds_and_errors_that_name_the_file(tmp_path):
+    from subspace_hub.adapters.subspace.config import FORMAT_VERSION, SubspaceAdapterConfig, read_config
+
+    for field, message in (("scale", "scale must be positive, got 0"), ("tol", "tol must be positive, got 0")):
+        with pytest.raises(ConfigError, match=rf"^The subspace adapter's {message}\.$"):
+            SubspaceAdapterConfig(**{field: 0})
+    path = tmp_path / CONFIG_FILE
+    path.write_text(json.dumps({"format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(Exception, match=rf"^{path} uses subspace adapter format {FORMAT_VERSION + 1}; "):
+        read_config(tmp_path)
+    path.write_text(json.dumps({"format_version": FORMAT_VERSION, "scale": "big"}))
+    with pytest.raises(ConfigError, match=rf"^{path}\.scale must be a number"):
+        read_config(tmp_path)
