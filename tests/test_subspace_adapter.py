@@ -269,7 +269,7 @@ def test_the_subspace_layer_checks_its_base_and_bases_and_keeps_them_out_of_the_
         SubspaceLayer(torch.nn.Linear(6, 4), basis(4, 2), basis(7, 2), 2.0)  # only V wrong
     # a non-square kernel with padding and dilation, in float64: the unmerged layer equals the merged one
     conv = torch.nn.Conv2d(3, 5, (3, 1), padding=(2, 1), dilation=(2, 1)).double()
-    layer = SubspaceLayer(conv, basis(5, 2), basis(3 * 3 * 1, 3), 1.5, "conv")
+    layer = SubspaceLayer(conv, basis(5, 2).float(), basis(3 * 3 * 1, 3).float(), 1.5, "conv")  # bases follow the layer
     assert layer.U.dtype == layer.V.dtype == layer.core.dtype == torch.float64
     assert set(layer.state_dict()) == {"core", "base_layer.weight", "base_layer.bias"}  # bases are not saved
     assert layer.merged is False
