@@ -330,6 +330,26 @@ def test_adalora_defaults_schedule_and_orthogonality_penalty():
     assert none.shape == () and float(none) == 0.0
 
 
+def test_a_saved_peft_adapter_names_the_base_it_adapts(tmp_path):
+    """adapter_config.json names the pretrained weights (or, for random weights, the registered backbone) and their
+    revision, in the file and in the live config."""
+    import dataclasses
+
+    from subspace_hub.provenance import record_of
+
+    model = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "lora", rank=2)
+    subspace_hub.save_adapter(model, tmp_path / "random")
+    saved = json.loads((tmp_path / "random" / "adapter_config.json").read_text())
+    assert (saved["base_model_name_or_path"], saved["revision"]) == ("reference", None)
+    record = record_of(model)
+    record.build = dataclasses.replace(record.build, pretrained="org/reference-weights", revision="v1.2")
+    subspace_hub.save_adapter(model, tmp_path / "pretrained")
+    saved = json.loads((tmp_path / "pretrained" / "adapter_config.json").read_text())
+    assert (saved["base_model_name_or_path"], saved["revision"]) == ("org/reference-weights", "v1.2")
+    live = model.peft_config["default"]
+    assert (live.base_model_name_or_path, live.revision) == ("org/reference-weights", "v1.2")
+
+
 def test_load_adapter_rebuilds_the_recorded_backbone(tmp_path):
     """Without model=, the saved marker names the backbone, its config and its pretrained weights."""
     torch.manual_seed(0)
