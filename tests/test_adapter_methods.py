@@ -350,6 +350,35 @@ def test_a_saved_peft_adapter_names_the_base_it_adapts(tmp_path):
     assert (live.base_model_name_or_path, live.revision) == ("org/reference-weights", "v1.2")
 
 
+def test_lora_pissa_and_psv_defaults_and_what_they_pass_through():
+    """The documented defaults (rank 16, alpha 2 x rank, no dropout, no rsLoRA; PiSSA's init recorded; PSV with
+    full SVD and none of PSOFT's extras) and every option reaching PEFT's config."""
+
+    def config(method: str, **options: object) -> object:
+        model = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), method, **options)
+        return model.peft_config["default"]
+
+    one_layer = {"targets": r"blocks\.(?P<layer>\d+)\.mlp\.fc1", "layers": [1]}
+    lora = config("lora")
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.use_rslora) == (16, 32, 0.0, False)
+    lora = config(
+        "lora", rank=4, alpha=3.0, dropout=0.1, use_rslora=True, peft_options={"bias": "lora_only"}, **one_layer
+    )
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.use_rslora, lora.bias) == (4, 3.0, 0.1, True, "lora_only")
+    assert set(lora.target_modules) == {"blocks.1.mlp.fc1"}
+    pissa = config("pissa")
+    assert (pissa.r, pissa.lora_alpha, pissa.init_lora_weights) == (16, 32, "pissa")
+    pissa = config("pissa", rank=4, alpha=3.0, niter=3, peft_options={"lora_dropout": 0.2}, **one_layer)
+    assert (pissa.r, pissa.lora_alpha, pissa.init_lora_weights, pissa.lora_dropout) == (4, 3.0, "pissa_niter_3", 0.2)
+    assert set(pissa.target_modules) == {"blocks.1.mlp.fc1"}
+    psv = config("psv")
+    assert (psv.r, psv.psoft_alpha, psv.psoft_svd) == (16, 32, "full")
+    assert psv.psoft_orth is False and psv.psoft_mag_a is False and psv.psoft_mag_b is False
+    psv = config("psv", rank=4, alpha=3.0, svd="lowrank", peft_options={"psoft_dropout": 0.1}, **one_layer)
+    assert (psv.r, psv.psoft_alpha, psv.psoft_svd, psv.psoft_dropout) == (4, 3.0, "lowrank", 0.1)
+    assert set(psv.target_modules) == {"blocks.1.mlp.fc1"}
+
+
 def test_load_adapter_rebuilds_the_recorded_backbone(tmp_path):
     """Without model=, the saved marker names the backbone, its config and its pretrained weights."""
     torch.manual_seed(0)
