@@ -11,7 +11,7 @@ import subspace_hub
 from subspace_hub.adapters import MARKER_FILE, attached_method
 from subspace_hub.adapters.report import count_parameters, group_of, parameter_report
 from subspace_hub.cli import main
-from subspace_hub.errors import CheckpointNotFoundError, ConfigError
+from subspace_hub.errors import CheckpointError, CheckpointNotFoundError, ConfigError
 from subspace_hub.testing import AdapterTests, check_adapter, check_adapter_lifecycle
 
 METHODS = ["full", "lora", "pissa", "adalora", "psv", "subspace"]
@@ -377,6 +377,40 @@ def test_lora_pissa_and_psv_defaults_and_what_they_pass_through():
     psv = config("psv", rank=4, alpha=3.0, svd="lowrank", peft_options={"psoft_dropout": 0.1}, **one_layer)
     assert (psv.r, psv.psoft_alpha, psv.psoft_svd, psv.psoft_dropout) == (4, 3.0, "lowrank", 0.1)
     assert set(psv.target_modules) == {"blocks.1.mlp.fc1"}
+
+
+def test_rank_checks_narrow_targets_and_reloaded_adapters(tmp_path):
+    """Rank 1 is a rank and True is not; PiSSA leaves layers narrower than its rank frozen and says which; a
+    reloaded adapter trains again; an unreadable PEFT folder is refused with PEFT's reason."""
+    reference = subspace_hub.load_backbone
+    assert subspace_hub.attach_adapter(reference("reference"), "lora", rank=1).peft_config["default"].r == 1
+    with pytest.raises(ConfigError, match=r"^rank must be a positive integer, got True\.$"):
+        subspace_hub.attach_adapter(reference("reference"), "lora", rank=True)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), *[torch.nn.Linear(64, 8) for _ in range(4)])
+    with pytest.warns(UserWarning) as caught:
+        adapted = subspace_hub.attach_adapter(model, "pissa", rank=16, targets=r"\d")
+    assert [str(w.message) for w in caught if "exceeds" in str(w.message)] == [
+        "pissa rank 16 exceeds min(in, out) of 4 target(s), which stay frozen: 1 (64 -> 8), 2 (64 -> 8), 3 (64 -> 8) "
+        "(+1 more)"
+    ]
+    assert set(adapted.peft_config["default"].target_modules) == {"0"}
+    exact = subspace_hub.attach_adapter(reference("reference"), "pissa", rank=32)  # rank == min(in, out): allowed
+    assert len(exact.peft_config["default"].target_modules) == 8
+    with (
+        pytest.raises(
+            ConfigError, match=r"^pissa rank 33 exceeds min\(in, out\) of every target; choose a smaller rank\.$"
+        ),
+        pytest.warns(UserWarning),
+    ):
+        subspace_hub.attach_adapter(reference("reference"), "pissa", rank=33)
+    trained = subspace_hub.attach_adapter(reference("reference"), "lora", rank=2)
+    subspace_hub.save_adapter(trained, tmp_path / "lora")
+    reloaded = subspace_hub.load_adapter(tmp_path / "lora", model=reference("reference"))
+    assert all(p.requires_grad for n, p in reloaded.named_parameters() if "lora_" in n)
+    (tmp_path / "lora" / "adapter_model.safetensors").write_bytes(b"not a tensor file")  # a damaged download
+    refusal = rf"^Cannot load the PEFT adapter in {tmp_path / 'lora'}: \w+: .+\. Check its adapter_config\.json, or "
+    with pytest.raises(CheckpointError, match=refusal + r"save the adapter again\.$"):
+        subspace_hub.load_adapter(tmp_path / "lora", model=reference("reference"))
 
 
 def test_load_adapter_rebuilds_the_recorded_backbone(tmp_path):

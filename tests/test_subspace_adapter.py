@@ -13,7 +13,7 @@ import subspace_hub
 from subspace_hub import SubspaceAdapter
 from subspace_hub.adapters.report import parameter_report
 from subspace_hub.adapters.subspace import CONFIG_FILE, SubspaceLayer
-from subspace_hub.errors import CheckpointNotFoundError, ConfigError, ShapeMismatchError
+from subspace_hub.errors import CheckpointError, CheckpointNotFoundError, ConfigError, ShapeMismatchError
 from subspace_hub.subspaces import SubspaceBundle, extract_bundle
 from subspace_hub.testing import check_adapter_lifecycle
 
@@ -196,6 +196,11 @@ def test_save_pretrained_records_provenance_and_reloads_the_trained_state(bundle
     merged = reloaded.merge_and_unload()
     assert not any(isinstance(m, SubspaceLayer) for m in merged.modules())
     torch.testing.assert_close(depth(merged), expected, atol=1e-5, rtol=1e-5)
+    (folder / "subspace_adapter.safetensors").write_bytes(b"\x00" * 5)  # a truncated download
+    with pytest.raises(
+        CheckpointError, match=r"subspace_adapter\.safetensors: .* corrupt or truncated; download or save"
+    ):
+        SubspaceAdapter.from_pretrained(folder)
 
 
 def test_merged_model_is_the_plain_backbone(bundle):

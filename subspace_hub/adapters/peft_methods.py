@@ -369,12 +369,14 @@ def load_peft(base_model: nn.Module, folder: str | Path, *, trainable: bool = Tr
         CheckpointError: the folder's ``adapter_config.json`` or weights are not a PEFT adapter of this backbone.
     """
     from peft import PeftModel
+    from safetensors import SafetensorError
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_PEFT_NOISE["adalora_load"])
         try:
             return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
-        except (ValueError, TypeError, KeyError, RuntimeError, OSError) as exc:  # PEFT's errors for bad files
+        # PEFT's errors for bad files, and safetensors' for a damaged weights file
+        except (ValueError, TypeError, KeyError, RuntimeError, OSError, SafetensorError) as exc:
             message = " ".join(str(exc).split())[:300]
             raise CheckpointError(
                 f"Cannot load the PEFT adapter in {folder}: {type(exc).__name__}: {message}. Check its "
