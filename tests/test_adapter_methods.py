@@ -413,6 +413,25 @@ def test_rank_checks_narrow_targets_and_reloaded_adapters(tmp_path):
         subspace_hub.load_adapter(tmp_path / "lora", model=reference("reference"))
 
 
+def test_adalora_training_state_carries_the_rank_pattern_as_booleans():
+    """After the final allocation AdaLoRA keeps a rank pattern outside its parameters; a checkpoint carries it (the
+    engine's resume test stops before that point)."""
+    from subspace_hub.adapters.peft_methods import adalora_load_training_state, adalora_training_state
+
+    def adalora() -> torch.nn.Module:
+        return subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "adalora", total_step=20)
+
+    source = adalora()
+    assert not any(k.startswith("rank_pattern.") for k in adalora_training_state(source))  # none before allocation
+    source.peft_config["default"].rank_pattern = {"blocks.0.attn.qkv.lora_E": [1, 0, 1, 1]}
+    state = adalora_training_state(source)
+    mask = state["rank_pattern.blocks.0.attn.qkv.lora_E"]
+    assert mask.dtype == torch.bool and mask.tolist() == [True, False, True, True]
+    target = adalora()
+    adalora_load_training_state(target, state)
+    assert target.peft_config["default"].rank_pattern == {"blocks.0.attn.qkv.lora_E": [True, False, True, True]}
+
+
 def test_load_adapter_rebuilds_the_recorded_backbone(tmp_path):
     """Without model=, the saved marker names the backbone, its config and its pretrained weights."""
     torch.manual_seed(0)
