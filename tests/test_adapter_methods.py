@@ -432,6 +432,28 @@ def test_adalora_training_state_carries_the_rank_pattern_as_booleans():
     assert target.peft_config["default"].rank_pattern == {"blocks.0.attn.qkv.lora_E": [True, False, True, True]}
 
 
+def test_pissa_on_a_convolution_with_the_fast_svd_keeps_the_outputs_and_takes_the_top_directions():
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3))
+    with torch.no_grad():  # a kernel with a clear top-2 spectrum, so the fast SVD finds it
+        u, v = torch.linalg.qr(torch.randn(8, 8))[0], torch.linalg.qr(torch.randn(36, 36))[0]
+        spectrum = torch.tensor([10.0, 6.0, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+        conv[0].weight.copy_(((u * spectrum) @ v[:, :8].T).reshape(8, 4, 3, 3))
+    original = conv[0].weight.detach().clone()
+    x = torch.randn(2, 4, 9, 9)
+    expected = conv(x)
+    adapted = subspace_hub.attach_adapter(conv, "pissa", rank=2, niter=4, targets="0")
+    torch.testing.assert_close(adapted(x), expected, atol=1e-5, rtol=1e-5)  # PiSSA starts at the base model
+    layer = adapted.base_model.model[0]
+    update = (
+        layer.scaling["default"]
+        * layer.lora_B["default"].weight.reshape(8, 2)
+        @ layer.lora_A["default"].weight.reshape(2, 36)
+    )
+    U, S, Vh = torch.linalg.svd(original.reshape(8, 36))
+    torch.testing.assert_close(update, (U[:, :2] * S[:2]) @ Vh[:2], atol=1e-3, rtol=1e-3)  # the top-2 directions
+
+
 def test_load_adapter_rebuilds_the_recorded_backbone(tmp_path):
     """Without model=, the saved marker names the backbone, its config and its pretrained weights."""
     torch.manual_seed(0)
