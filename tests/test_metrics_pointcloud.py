@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -603,3 +604,51 @@ def test_given_normals_and_k_are_used_by_both_normal_consistency_entry_points():
             score(pred, gt, reference_normals=torch.cat([up[:299], torch.zeros(1, 3, dtype=torch.float64)]))
         with pytest.raises(MetricInputError, match="^reference_normals"):
             score(pred, gt, reference_normals=torch.full((300, 3), math.nan, dtype=torch.float64))
+
+
+def test_point_maps_from_single_views_and_their_refusals():
+    """A single view's depth [H, W] with [3, 4] / [3, 3] cameras, or world points [H, W, 3], become one-view maps;
+    each malformed input is refused naming what it got."""
+    from subspace_hub.geometry import depth_to_world_points
+    from subspace_hub.metrics.reconstruction import align_reconstruction, point_map
+
+    torch.manual_seed(0)
+    depth = 1 + torch.rand(5, 6, dtype=torch.float64)
+    extrinsics = torch.cat(
+        [torch.eye(3, dtype=torch.float64), torch.tensor([[0.1], [0.2], [0.3]], dtype=torch.float64)], 1
+    )
+    intrinsics = torch.tensor([[4.0, 0, 3.0], [0, 4.0, 2.5], [0, 0, 1]], dtype=torch.float64)
+    single = point_map({"depth": depth, "extrinsics": extrinsics, "intrinsics": intrinsics}, "pred")
+    expected = depth_to_world_points(depth[None], extrinsics[None], intrinsics[None])
+    assert single.shape == (1, 5, 6, 3)
+    torch.testing.assert_close(single, expected)
+    assert point_map({"world_points": expected[0]}, "pred").shape == (1, 5, 6, 3)
+    two = {
+        "depth": depth.expand(2, 5, 6),
+        "extrinsics": extrinsics.expand(2, 3, 4),
+        "intrinsics": intrinsics.expand(2, 3, 3),
+    }
+    for key, bad in (("extrinsics", extrinsics.expand(3, 3, 4)), ("intrinsics", intrinsics.expand(3, 3, 3))):
+        shapes = {k: tuple(v.shape) for k, v in {**two, key: bad}.items()}
+        with pytest.raises(MetricInputError) as caught:
+            point_map({**two, key: bad}, "pred")
+        assert str(caught.value) == (
+            f"pred: depth [S, H, W] needs extrinsics [S, 3, 4] and intrinsics [S, 3, 3]; got {shapes['depth']}, "
+            f"{shapes['extrinsics']}, {shapes['intrinsics']}."
+        )
+    with pytest.raises(MetricInputError, match=r"^pred: depth \[S, H, W\] needs .* got \(1, 2, 5, 6\), \(2, 3, 4\)"):
+        point_map({**two, "depth": depth.expand(1, 2, 5, 6)}, "pred")
+    for bad in (torch.zeros(1, 5, 6, 2), torch.zeros(1, 1, 5, 6, 3)):
+        with pytest.raises(
+            MetricInputError,
+            match=rf"^pred world points must be \[S, H, W, 3\], got {re.escape(str(tuple(bad.shape)))}\.$",
+        ):
+            point_map({"world_points": bad}, "pred")
+    with pytest.raises(MetricInputError, match=r"^pred needs world_points, or depth with extrinsics and intrinsics; "
+                       r"it lacks extrinsics, intrinsics\.$"):  # fmt: skip
+        point_map({"depth": depth}, "pred")
+    # the defaults: Umeyama then ICP, GT depth above 1e-4 only
+    reference = {"depth": depth.clone(), "extrinsics": extrinsics, "intrinsics": intrinsics}
+    reference["depth"][0, :3] = 5e-5  # three pixels too close: left out
+    aligned = align_reconstruction({"world_points": expected}, reference)
+    assert aligned.reference.shape == (27, 3) and aligned.similarity is not None and aligned.icp is not None
