@@ -157,6 +157,11 @@ def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyf
         for k in range(keyframes):
             views[k] = keyframe_views(batch, config, k)
             planes[k] = lrm.head(lrm.encode(views[k]["images"], views[k]["intrinsics"], views[k]["extrinsics"])[0])
+        # what each LIM reads of every keyframe, once: (stream, features) as a source, image tokens as a target
+        sources = {name: [lim.keyframe(v["images"], v["intrinsics"], v["extrinsics"]) for v in views.values()]
+                   for name, lim in lims.items()}  # fmt: skip
+        targets = {name: [lim.lrm.tokenizer(v["images"], v["intrinsics"], v["extrinsics"]) for v in views.values()]
+                   for name, lim in lims.items()}  # fmt: skip
         for gap, cases in gaps:
             for source in range(keyframes - gap):
                 target = source + gap
@@ -170,9 +175,7 @@ def evaluate(lrm: Any, lims: dict[str, Any], records: list[dict[str, Any]], keyf
                     if cases == "held_out":
                         score("held_out_two_hops", "linear", linear, truth)
                     for name, lim in lims.items():
-                        a, b = views[source], views[target]
-                        tokens, features = lim.keyframe(a["images"], a["intrinsics"], a["extrinsics"])
-                        next_tokens = lim.lrm.tokenizer(b["images"], b["intrinsics"], b["extrinsics"])
+                        (tokens, features), next_tokens = sources[name][source], targets[name][target]
                         at = torch.tensor([alpha], device=device)
                         score(cases, name, lim.interpolate(tokens, features, next_tokens, at)[0], truth)
                         if cases == "held_out":  # the causal loss's path: to alpha / 2, then on to alpha

@@ -8,10 +8,13 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subspace_hub._version import __version__
 from subspace_hub.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def atomic_write(target: str | os.PathLike[str], write: Callable[[Path], object], mode: int | None = None) -> None:
@@ -51,6 +54,22 @@ def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}.")
     return data
+
+
+def read_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, on the CPU.
+
+    Raises:
+        CheckpointError: the file is missing, corrupt or truncated.
+    """
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises SafetensorError, OSError or ValueError depending on the damage
+        raise CheckpointError(
+            f"Cannot read {path}: {exc}. The file is missing, corrupt or truncated; download or save it again."
+        ) from exc
 
 
 def check_format_version(data: Mapping[str, Any], supported: int, *, source: str, what: str) -> int:

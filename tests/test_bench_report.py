@@ -11,10 +11,10 @@ from _report import portable  # benchmarks/ is a folder of scripts, not a packag
 
 
 def test_absolute_paths_are_cut_to_their_last_component():
-    assert portable("/root/out/lrm") == "lrm"
+    assert portable("/home/someone/out/lrm") == "lrm"
     assert portable("/tmp/limcache/") == "limcache"
     assert portable("--json=/tmp/x/y.json") == "--json=y.json"
-    assert portable("python a.py --data /work/main/data --steps 5") == "python a.py --data data --steps 5"
+    assert portable("python a.py --data /srv/checkout/data --steps 5") == "python a.py --data data --steps 5"
 
 
 def test_relative_paths_and_other_values_are_kept():

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from subspace_hub.errors import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError
-from subspace_hub.fileio import atomic_write, read_json_object
+from subspace_hub.fileio import atomic_write, read_json_object, read_tensors
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -56,19 +56,8 @@ def read_state_dict(location: str | os.PathLike[str]) -> dict[str, torch.Tensor]
     if path.name.endswith(".index.json"):
         return _read_sharded(path)
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)
+        return read_tensors(path)
     return _read_legacy(path)
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors raises SafetensorError, OSError or ValueError depending on the damage
-        raise CheckpointError(
-            f"Cannot read {path}: {exc}. The file is corrupt or truncated; download or save it again."
-        ) from exc
 
 
 def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
@@ -81,7 +70,7 @@ def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
         shard_path = index_path.parent / shard
         if not shard_path.is_file():
             raise CheckpointNotFoundError(f"Shard {shard} listed in {index_path} is missing.")
-        state.update(_read_safetensors(shard_path))
+        state.update(read_tensors(shard_path))
     return state
 
 

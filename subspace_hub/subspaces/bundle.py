@@ -22,7 +22,7 @@ import torch
 
 from subspace_hub._version import __version__
 from subspace_hub.errors import CheckpointError, CheckpointNotFoundError
-from subspace_hub.fileio import atomic_write, check_format_version, read_json_object
+from subspace_hub.fileio import atomic_write, check_format_version, read_json_object, read_tensors
 from subspace_hub.specs import validate_slug
 
 BASES_FILE = "subspaces.safetensors"
@@ -127,8 +127,6 @@ class SubspaceBundle:
             CheckpointNotFoundError: the folder lacks the bundle files.
             CheckpointError: the files are inconsistent (a module listed in the config without its tensors).
         """
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         config_path, bases_path = folder / CONFIG_FILE, folder / BASES_FILE
         if not config_path.is_file() or not bases_path.is_file():
@@ -138,10 +136,7 @@ class SubspaceBundle:
             )
         config = read_json_object(config_path)
         check_format_version(config, FORMAT_VERSION, source=str(folder), what="subspace bundle")
-        try:
-            tensors = load_file(str(bases_path))
-        except Exception as exc:
-            raise CheckpointError(f"Cannot read {bases_path}: {exc}.") from exc
+        tensors = read_tensors(bases_path)
         attributes: dict[str, dict[str, ModuleSubspace]] = {}
         for attribute in config["attributes"]:
             attributes[attribute] = {}

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from subspace_hub.errors import CheckpointError, CheckpointNotFoundError, ConfigError
+from subspace_hub.fileio import read_tensors
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -84,12 +85,7 @@ def _read_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] 
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as exc:
-            raise CheckpointError(f"Cannot read {path}: {exc}.") from exc
+        return read_tensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

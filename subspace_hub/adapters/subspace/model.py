@@ -39,8 +39,8 @@ from subspace_hub.adapters.subspace.config import (
 )
 from subspace_hub.adapters.subspace.layer import SubspaceLayer, set_module
 from subspace_hub.adapters.targets import resolve_targets
-from subspace_hub.errors import CheckpointError, CheckpointNotFoundError, ConfigError
-from subspace_hub.fileio import atomic_write
+from subspace_hub.errors import CheckpointNotFoundError, ConfigError
+from subspace_hub.fileio import atomic_write, read_tensors
 from subspace_hub.hub import Pushed, default_client, is_repo_id
 from subspace_hub.provenance import build_info, forget_adapter, own_record, record_of
 from subspace_hub.subspaces.bundle import SubspaceBundle
@@ -129,16 +129,7 @@ class SubspaceAdapter:
         config = read_config(folder)
         if config is None:
             return cls(bundle)
-        from safetensors.torch import load_file
-
-        try:
-            trained = load_file(str(folder / WEIGHTS_FILE))
-        except Exception as exc:  # safetensors raises SafetensorError, OSError or ValueError depending on the damage
-            raise CheckpointError(
-                f"Cannot read {folder / WEIGHTS_FILE}: {exc}. The file is missing, corrupt or truncated; download or "
-                "save the adapter again."
-            ) from exc
-        return cls(bundle, config, trained=trained)
+        return cls(bundle, config, trained=read_tensors(folder / WEIGHTS_FILE))
 
     @classmethod
     def of(cls, model: nn.Module) -> SubspaceAdapter:
