@@ -2,12 +2,14 @@
 head) and the top kernels (torch.profiler), for the bf16 settings bench_vggt times. Guides the work of issue 19.
 
     PYTHONPATH=.:plugins/vggt SUBSPACE_HUB_PLUGINS=subspace_hub_vggt.plugin \
-        python benchmarks/profile_vggt.py --frames 16 [--compile] [--heads fp32|autocast] [--json out.json]
+        python benchmarks/profile_vggt.py --frames 16 [--compile [--compile-heads]] [--heads fp32|autocast] \
+            [--attention default|cudnn|flash|efficient] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
 
 import torch
@@ -16,6 +18,12 @@ from _report import finish, header  # benchmarks/_report.py: the script's folder
 import subspace_hub
 
 PARTS = ("aggregator", "camera_head", "depth_head", "point_head")
+ATTENTION = {
+    "default": None,
+    "cudnn": "CUDNN_ATTENTION",
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+}
 
 
 def part_times(model: torch.nn.Module, images: torch.Tensor, repeat: int = 5) -> dict[str, float]:
@@ -27,11 +35,14 @@ def part_times(model: torch.nn.Module, images: torch.Tensor, repeat: int = 5) ->
         if module is None:
             continue
 
+        # compiled modules trace their hooks: the event records must stay outside the graph
+        @torch.compiler.disable
         def before(_module: Any, _args: Any, name: str = name) -> None:
             start = torch.cuda.Event(enable_timing=True)
             start.record()
             events[name].append((start, torch.cuda.Event(enable_timing=True)))
 
+        @torch.compiler.disable
         def after(_module: Any, _args: Any, _out: Any, name: str = name) -> None:
             events[name][-1][1].record()
 
@@ -52,11 +63,43 @@ def part_times(model: torch.nn.Module, images: torch.Tensor, repeat: int = 5) ->
     return times
 
 
+def attention_times(frames: int, tokens: int = 1374, heads: int = 16, head_dim: int = 64) -> dict[str, Any]:
+    """Milliseconds of one bf16 SDPA call at VGGT-1B's two shapes (global: [1, heads, frames * tokens, head_dim];
+    frame: [frames, heads, tokens, head_dim]; 1374 tokens a 518 x 518 frame) under each backend, or why it refused."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    shapes = {"global": (1, heads, frames * tokens, head_dim), "frame": (frames, heads, tokens, head_dim)}
+    times: dict[str, Any] = {}
+    for name, backend in ATTENTION.items():
+        if backend is None:
+            continue
+        for kind, shape in shapes.items():
+            q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+            try:
+                with sdpa_kernel(getattr(SDPBackend, backend)):
+                    for _ in range(3):
+                        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    for _ in range(10):
+                        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                    end.record()
+                    torch.cuda.synchronize()
+                times[f"{name}_{kind}_ms"] = start.elapsed_time(end) / 10
+            except RuntimeError as error:
+                times[f"{name}_{kind}_ms"] = f"refused: {str(error).splitlines()[0][:120]}"
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--heads", default="autocast", choices=("fp32", "autocast"))
     parser.add_argument("--compile", action="store_true", help="compile_blocks() first")
+    parser.add_argument("--compile-heads", action="store_true", help="compile_heads() first")
+    parser.add_argument(
+        "--attention", default="default", choices=tuple(ATTENTION), help="the SDPA backend (default: PyTorch's choice)"
+    )
     parser.add_argument("--kernels", type=int, default=25, help="top kernels to list")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -65,11 +108,28 @@ def main() -> None:
     model.head_precision = args.heads
     if args.compile:
         model.compile_blocks()
+    if args.compile_heads:
+        model.compile_heads()
+    if ATTENTION[args.attention] is not None:  # for the rest of the run, compilation included
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        backend = contextlib.ExitStack()
+        backend.enter_context(sdpa_kernel(getattr(SDPBackend, ATTENTION[args.attention])))
     images = torch.rand(1, args.frames, 3, 518, 518, device="cuda")
+    attention = attention_times(args.frames)
+    print(attention, flush=True)
     for _ in range(2):  # warm-up (and compilation)
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
             model(images)
-    report: dict[str, Any] = {**header("cuda"), "frames": args.frames, "heads": args.heads, "compiled": args.compile}
+    report: dict[str, Any] = {
+        **header("cuda"),
+        "frames": args.frames,
+        "heads": args.heads,
+        "compiled": args.compile,
+        "compiled_heads": args.compile_heads,
+        "attention": args.attention,
+    }
+    report["attention_alone"] = attention
     report["milliseconds"] = part_times(model, images)
     print({k: round(v, 1) for k, v in report["milliseconds"].items()}, flush=True)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profiler:

@@ -30,7 +30,9 @@ class VGGT(nn.Module):
     - ``images`` (the input, in eval mode only).
 
     Under ``torch.autocast`` the aggregator runs in the autocast dtype; ``head_precision="fp32"`` (default, as the
-    official model) runs the heads with autocast off, ``"autocast"`` lets them follow it (faster, less exact).
+    official model) runs the heads with autocast off, ``"autocast"`` lets them follow it (about 10x the official bf16
+    error on the point map, and once compiled no faster: BENCHMARKS.md). The fastest exact-as-official setting is
+    :meth:`compile_blocks` and :meth:`compile_heads` with fp32 heads.
     """
 
     def __init__(self, config: VGGTConfig | Mapping[str, Any] | None = None) -> None:
@@ -71,6 +73,13 @@ class VGGT(nn.Module):
         for block in self.transformer_blocks():
             block.compile(**options)
 
+    def compile_heads(self, **options: Any) -> None:
+        """``torch.compile`` the depth and point heads in place (fuses the pyramid's activations, residual additions
+        and UV embeddings); the first forward pays the compilation. ``options`` go to ``torch.compile``."""
+        for head in (self.depth_head, self.point_head):
+            if head is not None:
+                head.compile(**options)
+
     def _layers_needed(self, tracking: bool) -> set[int]:
         depth = self.config.aggregator.depth
         needed: set[int] = set()
@@ -84,6 +93,8 @@ class VGGT(nn.Module):
         return needed
 
     def _head_context(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        if self.head_precision not in ("fp32", "autocast"):
+            raise ValueError(f"head_precision must be 'fp32' or 'autocast', got {self.head_precision!r}.")
         if self.head_precision == "fp32" and torch.is_autocast_enabled(device.type):
             return torch.autocast(device_type=device.type, enabled=False)
         return contextlib.nullcontext()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -118,12 +119,31 @@ def test_heads_under_bf16_autocast():
         batch = example_batch(model)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(batch["images"])
-        assert out["depth"].dtype == dtype
+        assert out["depth"].dtype == out["world_points"].dtype == dtype
         with torch.no_grad():
             reference = model(batch["images"])
         errors[precision] = float(((out["depth"].float() - reference["depth"]).abs() / reference["depth"].abs()).max())
         assert errors[precision] < bound, (precision, errors[precision])
     assert errors["fp32"] < errors["autocast"] / 10
+
+
+def test_an_unknown_head_precision_is_refused():
+    model = _tiny()
+    model.head_precision = "bf16"
+    with pytest.raises(ValueError, match="'fp32' or 'autocast'"):
+        model(example_batch(model)["images"])
+
+
+def test_compiled_heads_give_the_same_maps():
+    model = _tiny()
+    images = example_batch(model)["images"]
+    with torch.no_grad():
+        before = model(images)
+        model.compile_heads(backend="eager")  # the graph capture without a C++ compiler: same ops, same numbers
+        after = model(images)
+    assert model.depth_head._compiled_call_impl is not None and model.point_head._compiled_call_impl is not None
+    for key in ("depth", "depth_conf", "world_points", "world_points_conf"):
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, msg=key)
 
 
 def test_training_mode_omits_images_and_predictions_follow_the_interchange_format():
