@@ -127,6 +127,34 @@ def test_push_and_pull_versions_through_a_registry_server(project, server, capsy
     push_twice_and_pull(project, capsys)
 
 
+def test_a_pull_reads_256_kib_at_a_time_and_gets_every_byte(server, tmp_path, monkeypatch):
+    """huggingface_hub's HTTP library reads 64 KiB from the socket at a time; the client widens that to 256 KiB
+    (a faster pull, BENCHMARKS.md) and never narrows a wider setting. Bytes across many reads arrive intact."""
+    import importlib
+
+    from subspace_hub.hub import download
+
+    http11 = None
+    for name in ("httpcore2._sync.http11", "httpcore._sync.http11"):
+        try:
+            http11 = importlib.import_module(name)
+            break
+        except ImportError:
+            continue
+    assert http11 is not None, "huggingface_hub's HTTP library was not found"
+    monkeypatch.setattr(http11.HTTP11Connection, "READ_NUM_BYTES", 64 << 10)
+    payload = os.urandom((3 << 20) + 12345)  # 13 reads of 256 KiB, the last one partial
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "weights.bin").write_bytes(payload)
+    push_folder(tmp_path / "bundle", "org/big", tag="v1")
+    monkeypatch.setenv("SUBSPACE_HUB_HOME", str(tmp_path / "home"))
+    assert (download("org/big", revision="v1") / "weights.bin").read_bytes() == payload
+    assert http11.HTTP11Connection.READ_NUM_BYTES == 256 << 10
+    monkeypatch.setattr(http11.HTTP11Connection, "READ_NUM_BYTES", 1 << 20)
+    download("org/big", revision="v1")
+    assert http11.HTTP11Connection.READ_NUM_BYTES == 1 << 20
+
+
 def test_push_and_pull_on_the_embedded_default(project, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SUBSPACE_HUB_ENDPOINT", raising=False)
     monkeypatch.setenv("SUBSPACE_HUB_HOME", str(tmp_path / "home"))
