@@ -1,0 +1,327 @@
+"""The registry's storage on its own: what names it accepts, how a blob is written, verified and removed, and how
+the upload folders of dead processes are swept. (The server tests drive the same code through HTTP.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import os
+import re
+
+import pytest
+from filelock import FileLock
+
+from subspace_hub.hub.server import storage
+from subspace_hub.hub.server.storage import (
+    ApiError,
+    BlobStore,
+    Conflict,
+    CorruptBlob,
+    EntryNotFound,
+    FileEntry,
+    RepoNotFound,
+    RevisionNotFound,
+    git_blob_sha1,
+    lfs_pointer,
+    sweep_temporary,
+    validate_path,
+    validate_ref_name,
+    validate_repo_id,
+)
+
+
+def refusal(call, *args) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        call(*args)
+    return caught.value
+
+
+# -- names ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["a.txt", "dir/sub/file.bin", "é.txt", ".gitignore", "x.git/a", "a" * 1000, "a..b/c", "-dash"]
+)
+def test_valid_paths_come_back_unchanged(path):
+    assert validate_path(path) == path
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("", "at most 1000 characters"),
+        ("a" * 1001, "at most 1000 characters"),
+        ("/etc/passwd", "relative"),
+        ("a\\b", "'/'-separated"),
+        ("a/../b", "no empty, '.', '..' or '.git' segments"),
+        ("..", "no empty, '.', '..' or '.git' segments"),
+        ("a/./b", "no empty, '.', '..' or '.git' segments"),
+        ("a//b", "no empty, '.', '..' or '.git' segments"),
+        ("a/", "no empty, '.', '..' or '.git' segments"),
+        (".git/config", "no empty, '.', '..' or '.git' segments"),
+        ("a/.git", "no empty, '.', '..' or '.git' segments"),
+        ("e\u0301.txt", "not in Unicode NFC"),
+        ("bell\x07", "(U+0007)"),
+        ("tab\there", "(U+0009)"),
+        ("soft\u00adhyphen", "(U+00AD)"),
+        ("line\u2028sep", "(U+2028)"),
+        ("para\u2029sep", "(U+2029)"),
+        ("zero\u200bwidth\u202eoverride", "(U+200B, U+202E)"),
+        ("iso\u2066late", "(U+2066)"),
+        ("bom\ufeff", "(U+FEFF)"),
+    ],
+)
+def test_invalid_paths_are_refused_with_the_reason(path, says):
+    error = refusal(validate_path, path)
+    assert (error.status, error.code) == (400, "InvalidPath")
+    assert says in str(error) and repr(path) in str(error)
+
+
+@pytest.mark.parametrize("name", ["main", "v1.0.0", "release/2026", "a" * 200, "0" * 39, "f" * 41, "x-y_z"])
+def test_valid_ref_names_come_back_unchanged(name):
+    assert validate_ref_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "a" * 201,
+        "-x",
+        "/x",
+        "refs/heads/main",
+        "a..b",
+        "a b",
+        "a~1",
+        "a^",
+        "a:b",
+        "a?",
+        "a*",
+        "a[b",
+        "a\\b",
+        "a\x00b",
+        "a\x1fb",
+        "a\u200eb",
+        "v1.",
+        "v1/",
+        "v1.lock",
+    ],
+)
+def test_invalid_ref_names_are_refused(name):
+    error = refusal(validate_ref_name, name)
+    assert (error.status, error.code) == (400, "InvalidRef")
+    assert str(error) == f"Invalid branch or tag name {name!r}."
+
+
+@pytest.mark.parametrize("name", ["a" * 40, "A" * 40, "0123456789" * 6 + "abcd", "F" * 64])
+def test_names_that_read_as_commit_ids_are_refused(name):
+    error = refusal(validate_ref_name, name)
+    assert (error.status, error.code) == (400, "InvalidRef") and "reads as a commit id" in str(error)
+
+
+def test_repo_ids_are_split_or_refused_as_400():
+    assert validate_repo_id("org/name") == ("org", "name")
+    error = refusal(validate_repo_id, "no-slash")
+    assert (error.status, error.code) == (400, "InvalidRepoId") and "no-slash" in str(error)
+
+
+def test_errors_carry_their_http_status_and_code():
+    assert (ApiError("x").status, ApiError("x").code) == (400, None)
+    assert (ApiError("x", 413, "TooLarge").status, ApiError("x", 413, "TooLarge").code) == (413, "TooLarge")
+    assert (RepoNotFound("x").status, RepoNotFound("x").code) == (404, "RepoNotFound")
+    assert (RevisionNotFound("x").status, RevisionNotFound("x").code) == (404, "RevisionNotFound")
+    assert (EntryNotFound("x").status, EntryNotFound("x").code) == (404, "EntryNotFound")
+    assert (Conflict("x").status, CorruptBlob("x").status) == (409, 500)
+    assert str(ApiError("the message")) == "the message"
+
+
+# -- git and LFS identities -----------------------------------------------------------------------------------------
+
+
+def test_git_ids_and_lfs_pointers_are_gits():
+    assert git_blob_sha1(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # `git hash-object /dev/null`
+    assert git_blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+    assert lfs_pointer("ab" * 32, 12) == (
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"ab" * 32 + b"\nsize 12\n"
+    )
+    entry = FileEntry("c" * 64, "d" * 40, 7, True)
+    assert entry.as_dict() == {"sha256": "c" * 64, "sha1": "d" * 40, "size": 7, "lfs": True}
+
+
+def test_timestamps_are_utc_with_milliseconds():
+    before = dt.datetime.now(dt.timezone.utc)
+    stamp = storage.now()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), stamp
+    parsed = dt.datetime.strptime(stamp[:-1] + "000", "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
+    assert abs((parsed - before).total_seconds()) < 5
+
+
+# -- blobs ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def blobs(tmp_path):
+    store = BlobStore(tmp_path / "root")
+    yield store
+    store.close()
+
+
+def leftovers(store: BlobStore) -> list[str]:
+    return sorted(p.name for p in store.tmp.iterdir() if p.name != ".lock")
+
+
+def test_a_blob_is_named_by_its_sha256_with_its_git_id_in_the_meta(blobs):
+    data = os.urandom(3 * storage._CHUNK + 17)  # several chunks, the last one partial
+    digest, size = blobs.write(io.BytesIO(data), len(data))
+    assert (digest, size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert blobs.path(digest) == blobs.root / digest[:2] / digest
+    assert blobs.path(digest).read_bytes() == data and blobs.exists(digest)
+    assert blobs.meta(digest) == {"size": len(data), "sha1": git_blob_sha1(data)}
+    assert blobs.git_sha1(digest) == git_blob_sha1(data)
+    assert leftovers(blobs) == []
+
+
+def test_a_stream_of_known_size_is_read_no_further(blobs):
+    digest, size = blobs.write(io.BytesIO(b"0123456789"), 4)
+    assert (size, blobs.path(digest).read_bytes()) == (4, b"0123")
+
+
+def test_chunks_of_unknown_size_get_their_git_id_from_disk(blobs):
+    digest, size = blobs.write([b"ab", b"", b"cd"])
+    assert (size, blobs.path(digest).read_bytes()) == (4, b"abcd")
+    assert blobs.meta(digest) == {"size": 4, "sha1": git_blob_sha1(b"abcd")}
+    assert blobs.put_bytes(b"abcd") == (digest, 4)
+
+
+def test_an_lfs_upload_leaves_the_git_id_out_until_it_is_asked(blobs):
+    digest, _ = blobs.write(io.BytesIO(b"weights"), 7, git_sha1=False)
+    assert blobs.meta(digest) == {"size": 7}
+    assert blobs.git_sha1(digest) == git_blob_sha1(b"weights")
+    assert blobs.meta(digest) == {"size": 7, "sha1": git_blob_sha1(b"weights")}  # recorded once computed
+
+
+def test_the_size_limit_is_inclusive_and_a_refused_upload_stores_nothing(blobs):
+    digest, _ = blobs.write(io.BytesIO(b"x" * 10), 10, max_size=10)
+    assert blobs.exists(digest)
+    error = refusal(blobs.write, io.BytesIO(b"y" * 11), 11, None, 10)
+    assert (error.status, error.code) == (413, "TooLarge") and "limit of 10 bytes" in str(error)
+    error = refusal(blobs.write, [b"y" * 6, b"y" * 5], None, None, 10)
+    assert (error.status, error.code) == (413, "TooLarge")
+    assert list(blobs.all()) == [digest] and leftovers(blobs) == []
+
+
+def test_a_short_or_wrong_upload_is_refused_and_stores_nothing(blobs):
+    error = refusal(blobs.write, io.BytesIO(b"abc"), 5)
+    assert (error.status, error.code) == (400, "Truncated") and str(error) == "Upload ended after 3 of 5 bytes."
+    right = hashlib.sha256(b"abc").hexdigest()
+    error = refusal(blobs.write, io.BytesIO(b"abd"), 3, right)
+    assert (error.status, error.code) == (400, "HashMismatch")
+    assert str(error) == f"Upload hashes to {hashlib.sha256(b'abd').hexdigest()}, not {right}."
+    assert list(blobs.all()) == [] and leftovers(blobs) == []
+    assert blobs.write(io.BytesIO(b"abc"), 3, right) == (right, 3)
+
+
+def test_uploading_known_bytes_again_restarts_their_grace_period(blobs):
+    digest, _ = blobs.write(io.BytesIO(b"same"), 4)
+    os.utime(blobs.path(digest), (1_000_000, 1_000_000))
+    assert blobs.write(io.BytesIO(b"same"), 4) == (digest, 4)
+    assert blobs.path(digest).stat().st_mtime > 1_000_000 + 1e6
+    assert blobs.meta(digest) == {"size": 4, "sha1": git_blob_sha1(b"same")}
+
+
+def test_verification_is_cached_until_the_file_changes_or_the_interval_passes(tmp_path, monkeypatch):
+    hashed = []
+    real = hashlib.sha256
+
+    class Counting:
+        def __call__(self, *args):
+            hashed.append(1)
+            return real(*args)
+
+    monkeypatch.setattr(storage.hashlib, "sha256", Counting())
+    store = BlobStore(tmp_path / "root", verify_interval=3600)
+    digest, _ = store.write(io.BytesIO(b"payload"), 7)
+    hashed.clear()
+    assert store.verify(digest) == store.path(digest)  # written and hashed in one pass: no second hash
+    assert hashed == []
+    store.verify(digest, force=True)
+    assert len(hashed) == 1
+    store.verify(digest)
+    assert len(hashed) == 1
+    store.path(digest).write_bytes(b"PAYLOAD")  # same size
+    os.utime(store.path(digest), ns=(10**18, 10**18))  # a stamp surely different, even within one clock tick
+    with pytest.raises(CorruptBlob) as caught:
+        store.verify(digest)
+    assert caught.value.status == 500 and caught.value.code == "CorruptBlob"
+    assert f"Blob {digest} is corrupted on disk" in str(caught.value) and "restore it from a backup" in str(
+        caught.value
+    )
+    with pytest.raises(CorruptBlob):  # a corrupt blob is never remembered as verified
+        store.verify(digest)
+    store.path(digest).write_bytes(b"payload")
+    os.utime(store.path(digest), ns=(2 * 10**18, 2 * 10**18))
+    store.verify(digest)
+    store.close()
+
+    hashed.clear()
+    expiring = BlobStore(tmp_path / "root", verify_interval=0)
+    expiring.verify(digest)
+    expiring.verify(digest)
+    assert len(hashed) == 2  # a zero interval: every serve hashes again
+    expiring.close()
+
+
+def test_missing_blobs_and_metas_are_entry_not_found(blobs):
+    with pytest.raises(EntryNotFound, match=f"Blob {'0' * 64} is missing from the store"):
+        blobs.verify("0" * 64)
+    with pytest.raises(EntryNotFound, match=f"No blob {'0' * 64}"):
+        blobs.meta("0" * 64)
+    assert not blobs.exists("0" * 64) and not blobs.exists("not-a-hash")
+
+
+def test_all_lists_blobs_only_and_remove_deletes_content_and_meta(blobs):
+    first, _ = blobs.write(io.BytesIO(b"one"), 3)
+    second, _ = blobs.write(io.BytesIO(b"two"), 3)
+    (blobs.root / first[:2] / "notes.txt").write_text("not a blob")
+    (blobs.root / "loose-file").write_text("not a folder")
+    assert list(blobs.all()) == sorted([first, second])
+    blobs.remove(first)
+    assert not blobs.path(first).exists() and not blobs.path(first).with_suffix(".json").exists()
+    assert list(blobs.all()) == [second]
+    with pytest.raises(EntryNotFound):
+        blobs.verify(first)
+
+
+def test_sweeping_removes_dead_sessions_and_loose_files_only(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    (tmp / "session-dead").mkdir()
+    (tmp / "session-dead" / "upload-1").write_bytes(b"partial")
+    (tmp / "session-live").mkdir()
+    live = FileLock(tmp / "session-live" / ".lock")
+    live.acquire()
+    (tmp / "deleted-repo").mkdir()
+    (tmp / "upload-old").write_bytes(b"x")
+    (tmp / "meta-old").write_bytes(b"x")
+    (tmp / "keep.txt").write_bytes(b"x")
+    (tmp / "other-folder").mkdir()
+    try:
+        assert sweep_temporary(tmp) == 4
+    finally:
+        live.release()
+    assert sorted(p.name for p in tmp.iterdir()) == ["keep.txt", "other-folder", "session-live"]
+    assert sweep_temporary(tmp) == 1  # its process let go: now it is a dead session
+
+
+def test_a_store_sweeps_on_opening_and_closing_gives_up_its_folder(tmp_path):
+    first = BlobStore(tmp_path / "root")
+    (first.tmp / "upload-x").write_bytes(b"partial")
+    second = BlobStore(tmp_path / "root")
+    assert first.tmp.is_dir() and second.tmp != first.tmp  # a live process's uploads are left alone
+    first.close()
+    assert not first.tmp.exists()
+    second.close()
+    third = BlobStore(tmp_path / "root")
+    assert [p.name for p in (tmp_path / "root" / "tmp").iterdir()] == [third.tmp.name]
+    third.close()
