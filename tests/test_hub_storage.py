@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 import os
 import re
+import time
 
 import pytest
 from filelock import FileLock
@@ -20,7 +22,9 @@ from subspace_hub.hub.server.storage import (
     CorruptBlob,
     EntryNotFound,
     FileEntry,
+    Operation,
     RepoNotFound,
+    RepoStore,
     RevisionNotFound,
     git_blob_sha1,
     lfs_pointer,
@@ -325,3 +329,235 @@ def test_a_store_sweeps_on_opening_and_closing_gives_up_its_folder(tmp_path):
     third = BlobStore(tmp_path / "root")
     assert [p.name for p in (tmp_path / "root" / "tmp").iterdir()] == [third.tmp.name]
     third.close()
+
+
+# -- repos, commits and refs ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def repos(tmp_path):
+    store = RepoStore(tmp_path / "registry")
+    yield store
+    store.close()
+
+
+def upload(store: RepoStore, data: bytes) -> str:
+    return store.blobs.write(io.BytesIO(data), len(data))[0]
+
+
+def add(path: str, sha256: str, lfs: bool = False) -> Operation:
+    return Operation("add", path, sha256, lfs)
+
+
+def test_a_new_repo_has_one_empty_commit_on_main(repos):
+    head = repos.create_repo("model", "org/a", private=True, author="alice")
+    assert re.fullmatch(r"[0-9a-f]{40}", head)
+    assert repos.refs("model", "org/a") == {"branches": {"main": head}, "tags": {}}
+    meta = repos.repo_meta("model", "org/a")
+    assert meta["private"] is True and re.fullmatch(r"\d{4}-\d\d-\d\dT.*Z", meta["created"])
+    first = repos.commit("model", "org/a", head)
+    assert (first.id, first.parents, first.title, first.message, first.author, first.files) == (
+        head,
+        (),
+        "initial commit",
+        "",
+        "alice",
+        {},
+    )
+    assert repos.create_repo("dataset", "org/a") != head  # another type is another repo
+    assert repos.repo_meta("dataset", "org/a")["private"] is False
+    with pytest.raises(Conflict, match=r"^Repository org/a already exists\.$"):
+        repos.create_repo("model", "org/a")
+    error = refusal(repos.create_repo, "weights", "org/b")
+    assert error.status == 400 and str(error) == "Unknown repo type 'weights'; use model, dataset or space."
+
+
+def test_repos_are_listed_sorted_and_deleted_whole(repos):
+    for repo_id in ("org/zeta", "org/alpha", "bob/beta"):
+        repos.create_repo("model", repo_id)
+    (repos.root / "repos" / "model" / "org" / "half-made").mkdir()  # no repo.json: not a repo
+    assert repos.list_repos("model") == ["bob/beta", "org/alpha", "org/zeta"]
+    assert repos.list_repos("space") == []
+    sha = upload(repos, b"data")
+    repos.create_commit("model", "org/alpha", "main", [add("f", sha)], title="add")
+    assert repos.repos_referencing(sha) == {"model/org/alpha"} and repos.referenced_by("model", "org/alpha", sha)
+    repos.delete_repo("model", "org/alpha")
+    assert repos.list_repos("model") == ["bob/beta", "org/zeta"] and not repos.exists("model", "org/alpha")
+    assert repos.repos_referencing(sha) == set() and not repos.referenced_by("model", "org/alpha", sha)
+    with pytest.raises(RepoNotFound, match=r"^Repository org/alpha \(model\) not found\.$"):
+        repos.refs("model", "org/alpha")
+    assert [p for p in repos.blobs.tmp.iterdir() if p.name.startswith("deleted-")] == []
+
+
+def test_a_commit_records_regular_and_lfs_files_and_moves_its_branch(repos):
+    head = repos.create_repo("model", "org/a")
+    small, big = upload(repos, b"config"), upload(repos, b"weights" * 100)
+    commit = repos.create_commit(
+        "model",
+        "org/a",
+        "main",
+        [add("config.json", small), add("dir/model.bin", big, lfs=True)],
+        title="add files",
+        message="two files",
+        author="alice",
+        parent=head[:12],  # an abbreviated parent is enough
+    )
+    assert commit.parents == (head,) and (commit.title, commit.message, commit.author) == (
+        "add files",
+        "two files",
+        "alice",
+    )
+    assert repos.refs("model", "org/a")["branches"]["main"] == commit.id
+    files = repos.commit("model", "org/a", commit.id).files
+    assert files["config.json"] == FileEntry(small, git_blob_sha1(b"config"), 6, False)
+    assert files["dir/model.bin"] == FileEntry(big, git_blob_sha1(lfs_pointer(big, 700)), 700, True)
+    assert [c.id for c in repos.history("model", "org/a", None)] == [commit.id, head]
+    assert repos.repos_referencing(big) == {"model/org/a"}
+    assert repos.commit("model", "org/a", commit.id).date == commit.date
+
+
+def test_a_commit_is_refused_whole_when_any_part_is_wrong(repos):
+    head = repos.create_repo("model", "org/a")
+    sha = upload(repos, b"x")
+    repos.create_commit("model", "org/a", "main", [add("dir/a", sha), add("dir/b", sha), add("dir2/c", sha)], title="t")
+    head = repos.refs("model", "org/a")["branches"]["main"]
+
+    def refused(operations, **options) -> ApiError:
+        error = refusal(lambda: repos.create_commit("model", "org/a", "main", operations, title="t", **options))
+        assert repos.refs("model", "org/a")["branches"]["main"] == head  # nothing moved
+        return error
+
+    error = refused([add("new", "f" * 64)])
+    assert error.status == 400 and str(error) == f"new: its content ({'f' * 64}) was not uploaded first."
+    assert refused([add("new", sha, lfs=True)], may_use=lambda s: False).status == 400
+    error = refused([add("ok", sha)], parent="0" * 40)
+    assert (error.status, error.code) == (412, "ParentMismatch")
+    assert (
+        str(error) == f"The branch main moved: its head is {head}, the commit was based on {'0' * 40}. Pull and retry."
+    )
+    error = refusal(lambda: repos.create_commit("model", "org/a", "dev", [add("ok", sha)], title="t"))
+    assert isinstance(error, RevisionNotFound) and str(error) == "No branch 'dev' in org/a."
+    assert str(refused([Operation("delete_file", "nope")])) == "Cannot delete nope: no such file in main."
+    assert str(refused([Operation("delete_folder", "di/")])) == "Cannot delete folder di/: it is empty or missing."
+    error = refused([add("dir", sha)])
+    assert error.status == 409 and "'dir/a' would put a file inside 'dir', which is a file" in str(error)
+    assert refused([add("a/../b", sha)]).code == "InvalidPath"
+    assert refused([Operation("delete_folder", "../x/")]).code == "InvalidPath"
+    # a regular file the committer may not otherwise use is still theirs to commit: may_use guards LFS names only
+    repos.create_commit("model", "org/a", "main", [add("plain", sha)], title="t", may_use=lambda s: False)
+
+
+def test_deleting_a_folder_takes_what_is_under_it_and_nothing_else(repos):
+    repos.create_repo("model", "org/a")
+    sha = upload(repos, b"x")
+    paths = ["dir/a", "dir/sub/b", "dir2/c", "dirt"]
+    repos.create_commit("model", "org/a", "main", [add(p, sha) for p in paths], title="t")
+    commit = repos.create_commit("model", "org/a", "main", [Operation("delete_folder", "dir/")], title="t")
+    assert sorted(commit.files) == ["dir2/c", "dirt"]
+    commit = repos.create_commit("model", "org/a", "main", [Operation("delete_folder", "dir2")], title="t")
+    assert sorted(commit.files) == ["dirt"]
+    commit = repos.create_commit("model", "org/a", "main", [Operation("delete_file", "dirt")], title="t")
+    assert commit.files == {}
+
+
+def test_revisions_resolve_to_commits(repos):
+    head = repos.create_repo("model", "org/a")
+    repos.set_ref("model", "org/a", "tag", "v1", "main")
+    repos.set_ref("model", "org/a", "branch", "dev", head)
+    sha = upload(repos, b"x")
+    second = repos.create_commit("model", "org/a", "main", [add("f", sha)], title="t").id
+    resolve = lambda revision: repos.resolve("model", "org/a", revision)  # noqa: E731
+    assert resolve(None) == resolve("main") == resolve("refs/heads/main") == second
+    assert resolve("v1") == resolve("refs/tags/v1") == resolve("dev") == resolve(head) == head
+    assert resolve(second[:7]) == resolve(second[:39]) == second
+    for missing in ("refs/heads/v1", "refs/tags/main", "refs/tags/dev", second[:6], second[:7].upper(), "f" * 40):
+        with pytest.raises(RevisionNotFound) as caught:
+            resolve(missing)
+        assert str(caught.value) == f"Invalid rev id: {missing} (no branch, tag or commit of org/a has that name)."
+    commits = repos.repo_dir("model", "org/a") / "commits"
+    for twin in ("abcdef1" + "0" * 33, "abcdef1" + "1" * 33):  # two commits sharing a prefix: it names neither
+        (commits / f"{twin}.json").write_text("{}")
+    with pytest.raises(RevisionNotFound):
+        resolve("abcdef1")
+    assert resolve("abcdef1" + "0" * 33) == "abcdef1" + "0" * 33
+    with pytest.raises(RevisionNotFound, match=r"^No commit 0{40} in org/a\.$"):
+        repos.commit("model", "org/a", "0" * 40)
+
+
+def test_tags_are_immutable_branches_move_by_commits_and_main_stays(repos):
+    head = repos.create_repo("model", "org/a")
+    repos.set_ref("model", "org/a", "tag", "v1", "main")
+    with pytest.raises(Conflict, match=rf"^Tag 'v1' already exists in org/a \(at {head[:12]}\)\.$"):
+        repos.set_ref("model", "org/a", "tag", "v1", "main")
+    with pytest.raises(Conflict):  # exist_ok is for branches only
+        repos.set_ref("model", "org/a", "tag", "v1", "main", exist_ok=True)
+    repos.set_ref("model", "org/a", "branch", "dev", "main")
+    second = repos.create_commit("model", "org/a", "main", [add("f", upload(repos, b"x"))], title="t").id
+    repos.set_ref("model", "org/a", "branch", "dev", second, exist_ok=True)  # left where it is
+    assert repos.refs("model", "org/a")["branches"] == {"main": second, "dev": head}
+    with pytest.raises(Conflict, match=r"^Branch 'dev' already exists"):
+        repos.set_ref("model", "org/a", "branch", "dev", second)
+    error = refusal(repos.set_ref, "model", "org/a", "tag", "v1", None)
+    assert (error.status, error.code) == (403, "ProtectedTag") and "Tag 'v1' of org/a is protected" in str(error)
+    error = refusal(repos.set_ref, "model", "org/a", "branch", "main", None)
+    assert (error.status, error.code, str(error)) == (403, "Forbidden", "The main branch cannot be deleted.")
+    with pytest.raises(RevisionNotFound, match=r"^No tag 'v2' in org/a\.$"):
+        repos.set_ref("model", "org/a", "tag", "v2", None, allow_tag_deletion=True)
+    with pytest.raises(RevisionNotFound):
+        repos.set_ref("model", "org/a", "tag", "v2", "no-such-revision")
+    assert refusal(repos.set_ref, "model", "org/a", "tag", "bad name", "main").code == "InvalidRef"
+    repos.set_ref("model", "org/a", "tag", "v1", None, allow_tag_deletion=True)
+    repos.set_ref("model", "org/a", "branch", "dev", None)
+    assert repos.refs("model", "org/a") == {"branches": {"main": second}, "tags": {}}
+
+
+def test_fsck_names_every_kind_of_damage(repos):
+    repos.create_repo("model", "org/a")
+    good, bad, gone = upload(repos, b"good"), upload(repos, b"bad"), upload(repos, b"gone")
+    commit = repos.create_commit("model", "org/a", "main", [add("g", good), add("b", bad), add("x", gone)], title="t")
+    repos.set_ref("model", "org/a", "tag", "v1", "main")
+    seen = []
+    assert repos.fsck(progress=seen.append) == [] and seen == sorted([good, bad, gone])
+    repos.blobs.path(bad).write_bytes(b"BAD")
+    meta = repos.blobs.path(good).with_suffix(".json")
+    meta.write_text(meta.read_text().replace('"size": 4', '"size": 5'))
+    repos.blobs.remove(gone)
+    directory = repos.repo_dir("model", "org/a")
+    refs = repos.refs("model", "org/a")
+    refs["tags"]["v2"] = "e" * 40
+    refs["branches"]["dev"] = "d" * 40
+    (directory / "refs.json").write_text(json.dumps(refs))
+    (directory / "commits" / ("c" * 40 + ".json")).write_text("not json")
+    repos.create_repo("model", "org/b")
+    (repos.repo_dir("model", "org/b") / "refs.json").write_text("{")
+    problems = repos.fsck()
+    assert f"blob {good}: 4 bytes, meta says 5" in problems
+    assert any(p.startswith(f"blob {bad}: Blob {bad} is corrupted on disk") for p in problems)
+    assert "model org/a: tag v2 -> missing commit " + "e" * 40 in problems
+    assert "model org/a: branch dev -> missing commit " + "d" * 40 in problems
+    assert any(p.startswith("model org/a: commit " + "c" * 40 + " unreadable (") for p in problems)
+    assert f"model org/a@{commit.id[:12]}: x -> missing blob {gone}" in problems
+    assert any(p.startswith("model org/b: refs.json unreadable (") for p in problems)
+    assert len(problems) == 7, problems
+
+
+def test_gc_keeps_referenced_and_young_blobs_and_removes_the_rest(repos):
+    repos.create_repo("model", "org/a")
+    kept, young, old = upload(repos, b"kept"), upload(repos, b"young"), upload(repos, b"old")
+    repos.create_commit("model", "org/a", "main", [add("k", kept)], title="t")
+    repos.create_commit("model", "org/a", "main", [Operation("delete_file", "k")], title="t")  # still in history
+    past = time.time() - 7200
+    for sha in (kept, old):
+        os.utime(repos.blobs.path(sha), (past, past))
+    repos.record_possession("alice", old)
+    repos.record_possession("alice", young)
+    stray = repos.blobs.root / "ab" / ("ab" + "0" * 62 + ".json")  # a meta whose content a crash removed
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_text("{}")
+    os.utime(stray, (past, past))
+    assert repos.possesses("alice", old) and not repos.possesses("bob", old) and not repos.possesses("alice", "x")
+    assert repos.gc(grace=3600, dry_run=True) == [old] and repos.blobs.exists(old) and stray.exists()
+    assert repos.gc(grace=3600) == [old]
+    assert not repos.blobs.exists(old) and repos.blobs.exists(kept) and repos.blobs.exists(young)
+    assert not stray.exists() and not repos.possesses("alice", old) and repos.possesses("alice", young)
+    assert repos.gc(grace=0) == [young]  # no grace: an uncommitted upload goes too
