@@ -82,7 +82,9 @@ def test_invalid_paths_are_refused_with_the_reason(path, says):
     assert says in str(error) and repr(path) in str(error)
 
 
-@pytest.mark.parametrize("name", ["main", "v1.0.0", "release/2026", "a" * 200, "0" * 39, "f" * 41, "x-y_z"])
+@pytest.mark.parametrize(
+    "name", ["main", "v1.0.0", "release/2026", "a" * 200, "0" * 39, "f" * 41, "x-y_z", "Xfix", "X"]
+)
 def test_valid_ref_names_come_back_unchanged(name):
     assert validate_ref_name(name) == name
 
@@ -153,9 +155,15 @@ def test_git_ids_and_lfs_pointers_are_gits():
     assert entry.as_dict() == {"sha256": "c" * 64, "sha1": "d" * 40, "size": 7, "lfs": True}
 
 
-def test_timestamps_are_utc_with_milliseconds():
-    before = dt.datetime.now(dt.timezone.utc)
-    stamp = storage.now()
+def test_timestamps_are_utc_with_milliseconds(monkeypatch):
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14: a local time would be half a day or more off
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.timezone.utc)
+        stamp = storage.now()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), stamp
     parsed = dt.datetime.strptime(stamp[:-1] + "000", "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
     assert abs((parsed - before).total_seconds()) < 5
@@ -184,6 +192,40 @@ def test_a_blob_is_named_by_its_sha256_with_its_git_id_in_the_meta(blobs):
     assert blobs.meta(digest) == {"size": len(data), "sha1": git_blob_sha1(data)}
     assert blobs.git_sha1(digest) == git_blob_sha1(data)
     assert leftovers(blobs) == []
+
+
+def test_the_store_keeps_the_documented_layout(tmp_path):
+    repos = RepoStore(tmp_path / "registry", verify_interval=0)
+    assert repos.blobs.verify_interval == 0
+    digest = repos.blobs.put_bytes(b"content")[0]
+    assert (tmp_path / "registry" / "blobs" / digest[:2] / digest).read_bytes() == b"content"
+    assert json.loads((tmp_path / "registry" / "blobs" / digest[:2] / f"{digest}.json").read_text())["size"] == 7
+    repos.create_repo("dataset", "org/a")
+    directory = tmp_path / "registry" / "repos" / "dataset" / "org" / "a"
+    assert (directory / "repo.json").is_file() and repos.exists("dataset", "org/a")
+    assert json.loads((directory / "refs.json").read_text())["tags"] == {}
+    assert len(list((directory / "commits").glob("*.json"))) == 1
+    repos.record_possession("alice", digest)
+    assert (tmp_path / "registry" / "possession" / "alice" / digest).is_file()
+    repos.close()
+
+
+def test_a_blob_of_known_size_is_never_read_back_for_its_git_id(blobs, monkeypatch):
+    def no_rereads(*args):
+        raise AssertionError("the file was read back to hash it")
+
+    monkeypatch.setattr(storage, "_git_sha1_of_file", no_rereads)
+    digest = blobs.put_bytes(b"known size")[0]
+    assert blobs.meta(digest)["sha1"] == git_blob_sha1(b"known size")
+    digest, _ = blobs.write(io.BytesIO(b"also known"), 10)
+    assert blobs.git_sha1(digest) == git_blob_sha1(b"also known")  # from the meta
+
+
+def test_a_stream_of_unknown_size_is_read_to_its_end(blobs):
+    data = os.urandom(storage._CHUNK + 5)
+    digest, size = blobs.write(io.BytesIO(data))
+    assert (digest, size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert blobs.meta(digest)["sha1"] == git_blob_sha1(data)
 
 
 def test_a_stream_of_known_size_is_read_no_further(blobs):
@@ -297,6 +339,17 @@ def test_all_lists_blobs_only_and_remove_deletes_content_and_meta(blobs):
         blobs.verify(first)
 
 
+def test_removing_a_half_removed_blob_finishes_the_job(blobs):
+    first, _ = blobs.write(io.BytesIO(b"one"), 3)
+    blobs.path(first).unlink()  # a crash between the content and the meta
+    blobs.remove(first)
+    assert not blobs.path(first).with_suffix(".json").exists()
+    second, _ = blobs.write(io.BytesIO(b"two"), 3)
+    blobs.path(second).with_suffix(".json").unlink()
+    blobs.remove(second)
+    assert not blobs.path(second).exists()
+
+
 def test_sweeping_removes_dead_sessions_and_loose_files_only(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -366,6 +419,10 @@ def test_a_new_repo_has_one_empty_commit_on_main(repos):
     )
     assert repos.create_repo("dataset", "org/a") != head  # another type is another repo
     assert repos.repo_meta("dataset", "org/a")["private"] is False
+    assert repos.commit("dataset", "org/a", repos.resolve("dataset", "org/a", None)).author == ""
+    (repos.repo_dir("model", "org/half") / "commits").mkdir(parents=True)  # a creation a crash cut short
+    repos.create_repo("model", "org/half")
+    assert repos.exists("model", "org/half")
     with pytest.raises(Conflict, match=r"^Repository org/a already exists\.$"):
         repos.create_repo("model", "org/a")
     error = refusal(repos.create_repo, "weights", "org/b")
@@ -378,12 +435,16 @@ def test_repos_are_listed_sorted_and_deleted_whole(repos):
     (repos.root / "repos" / "model" / "org" / "half-made").mkdir()  # no repo.json: not a repo
     assert repos.list_repos("model") == ["bob/beta", "org/alpha", "org/zeta"]
     assert repos.list_repos("space") == []
-    sha = upload(repos, b"data")
-    repos.create_commit("model", "org/alpha", "main", [add("f", sha)], title="add")
-    assert repos.repos_referencing(sha) == {"model/org/alpha"} and repos.referenced_by("model", "org/alpha", sha)
+    sha, only = upload(repos, b"data"), upload(repos, b"only alpha")
+    assert repos.repos_referencing(sha) == set()  # the index is built now, before the commits: they must update it
+    repos.create_commit("model", "org/alpha", "main", [add("f", sha), add("g", only)], title="add")
+    repos.create_commit("model", "org/zeta", "main", [add("f", sha)], title="add")
+    assert repos.repos_referencing(sha) == {"model/org/alpha", "model/org/zeta"}
+    assert repos.referenced_by("model", "org/alpha", only) and not repos.referenced_by("model", "org/zeta", only)
     repos.delete_repo("model", "org/alpha")
     assert repos.list_repos("model") == ["bob/beta", "org/zeta"] and not repos.exists("model", "org/alpha")
-    assert repos.repos_referencing(sha) == set() and not repos.referenced_by("model", "org/alpha", sha)
+    assert repos.repos_referencing(sha) == {"model/org/zeta"} and not repos.referenced_by("model", "org/alpha", sha)
+    assert repos.repos_referencing(only) == set() and repos.index().get(only) is None
     with pytest.raises(RepoNotFound, match=r"^Repository org/alpha \(model\) not found\.$"):
         repos.refs("model", "org/alpha")
     assert [p for p in repos.blobs.tmp.iterdir() if p.name.startswith("deleted-")] == []
@@ -414,6 +475,20 @@ def test_a_commit_records_regular_and_lfs_files_and_moves_its_branch(repos):
     assert [c.id for c in repos.history("model", "org/a", None)] == [commit.id, head]
     assert repos.repos_referencing(big) == {"model/org/a"}
     assert repos.commit("model", "org/a", commit.id).date == commit.date
+    repos.set_ref("model", "org/a", "tag", "v1", "main")
+    bare = repos.create_commit("model", "org/a", "main", [Operation("delete_file", "config.json")], title="rm")
+    assert (bare.message, bare.author) == ("", "")
+    assert [c.id for c in repos.history("model", "org/a", "v1")] == [commit.id, head]
+
+
+def test_the_index_skips_damaged_commits_and_reads_the_rest(repos):
+    repos.create_repo("model", "org/a")
+    sha = upload(repos, b"x")
+    repos.create_commit("model", "org/a", "main", [add("f", sha)], title="t")
+    commits = repos.repo_dir("model", "org/a") / "commits"
+    for name in ("0" * 40, "5" * 40, "a" * 40, "f" * 40):  # damaged commits around the good ones
+        (commits / f"{name}.json").write_text("{damaged")
+    assert RepoStore(repos.root).repos_referencing(sha) == {"model/org/a"}
 
 
 def test_a_commit_is_refused_whole_when_any_part_is_wrong(repos):
@@ -440,18 +515,32 @@ def test_a_commit_is_refused_whole_when_any_part_is_wrong(repos):
     assert str(refused([Operation("delete_file", "nope")])) == "Cannot delete nope: no such file in main."
     assert str(refused([Operation("delete_folder", "di/")])) == "Cannot delete folder di/: it is empty or missing."
     error = refused([add("dir", sha)])
-    assert error.status == 409 and "'dir/a' would put a file inside 'dir', which is a file" in str(error)
+    assert error.status == 409 and str(error) == (
+        "'dir/a' would put a file inside 'dir', which is a file: a file and a folder cannot share a name (delete "
+        "one first)."
+    )
+    assert refused([add("dir/a/deeper", sha)]).status == 409  # 'dir/a' is a file two levels up
     assert refused([add("a/../b", sha)]).code == "InvalidPath"
+    assert refused([add("dir/", sha)]).code == "InvalidPath"  # only a folder deletion may end in '/'
+    error = refused([Operation("delete_file", "dir/a"), add("new", "e" * 64)])  # every add is checked
+    assert str(error) == f"new: its content ({'e' * 64}) was not uploaded first."
     assert refused([Operation("delete_folder", "../x/")]).code == "InvalidPath"
     # a regular file the committer may not otherwise use is still theirs to commit: may_use guards LFS names only
     repos.create_commit("model", "org/a", "main", [add("plain", sha)], title="t", may_use=lambda s: False)
+    asked = []
+    repos.create_commit(
+        "model", "org/a", "main", [add("lfs", sha, lfs=True)], title="t", may_use=lambda s: asked.append(s) or s == sha
+    )
+    assert asked == [sha]
 
 
 def test_deleting_a_folder_takes_what_is_under_it_and_nothing_else(repos):
     repos.create_repo("model", "org/a")
     sha = upload(repos, b"x")
-    paths = ["dir/a", "dir/sub/b", "dir2/c", "dirt"]
+    paths = ["dir/a", "dir/sub/b", "dir2/c", "dirt", "..X/f"]
     repos.create_commit("model", "org/a", "main", [add(p, sha) for p in paths], title="t")
+    commit = repos.create_commit("model", "org/a", "main", [Operation("delete_folder", "..X/")], title="t")
+    assert "..X/f" not in commit.files
     commit = repos.create_commit("model", "org/a", "main", [Operation("delete_folder", "dir/")], title="t")
     assert sorted(commit.files) == ["dir2/c", "dirt"]
     commit = repos.create_commit("model", "org/a", "main", [Operation("delete_folder", "dir2")], title="t")
@@ -499,7 +588,10 @@ def test_tags_are_immutable_branches_move_by_commits_and_main_stays(repos):
     with pytest.raises(Conflict, match=r"^Branch 'dev' already exists"):
         repos.set_ref("model", "org/a", "branch", "dev", second)
     error = refusal(repos.set_ref, "model", "org/a", "tag", "v1", None)
-    assert (error.status, error.code) == (403, "ProtectedTag") and "Tag 'v1' of org/a is protected" in str(error)
+    assert (error.status, error.code) == (403, "ProtectedTag") and str(error) == (
+        "Tag 'v1' of org/a is protected: published tags are immutable on this registry (its administrator can start it "
+        "with --allow-tag-deletion)."
+    )
     error = refusal(repos.set_ref, "model", "org/a", "branch", "main", None)
     assert (error.status, error.code, str(error)) == (403, "Forbidden", "The main branch cannot be deleted.")
     with pytest.raises(RevisionNotFound, match=r"^No tag 'v2' in org/a\.$"):
@@ -528,37 +620,59 @@ def test_fsck_names_every_kind_of_damage(repos):
     refs["tags"]["v2"] = "e" * 40
     refs["branches"]["dev"] = "d" * 40
     (directory / "refs.json").write_text(json.dumps(refs))
-    (directory / "commits" / ("c" * 40 + ".json")).write_text("not json")
-    repos.create_repo("model", "org/b")
-    (repos.repo_dir("model", "org/b") / "refs.json").write_text("{")
+    (directory / "commits" / ("0" * 40 + ".json")).write_text("not json")  # sorts first: the others are still read
+    repos.create_repo("model", "org/0")  # listed before org/a: its broken refs do not end the check
+    (repos.repo_dir("model", "org/0") / "refs.json").write_text("{")
+    repos.create_repo("model", "org/z")
+    (repos.repo_dir("model", "org/z") / "refs.json").write_text(json.dumps({"branches": {}}))  # no tags: fine
     problems = repos.fsck()
     assert f"blob {good}: 4 bytes, meta says 5" in problems
     assert any(p.startswith(f"blob {bad}: Blob {bad} is corrupted on disk") for p in problems)
     assert "model org/a: tag v2 -> missing commit " + "e" * 40 in problems
     assert "model org/a: branch dev -> missing commit " + "d" * 40 in problems
-    assert any(p.startswith("model org/a: commit " + "c" * 40 + " unreadable (") for p in problems)
+    assert any(p.startswith("model org/a: commit " + "0" * 40 + " unreadable (") for p in problems)
     assert f"model org/a@{commit.id[:12]}: x -> missing blob {gone}" in problems
-    assert any(p.startswith("model org/b: refs.json unreadable (") for p in problems)
+    assert any(p.startswith("model org/0: refs.json unreadable (") for p in problems)
     assert len(problems) == 7, problems
+
+
+def test_fsck_hashes_blobs_the_server_has_verified_before(repos, monkeypatch):
+    monkeypatch.setattr(storage, "_stamp", lambda path: (0,))  # bit rot: the bytes change, the file's stamp does not
+    sha = upload(repos, b"sound")
+    repos.blobs.path(sha).write_bytes(b"SOUND")
+    assert repos.blobs.verify(sha) == repos.blobs.path(sha)  # serving trusts its recent verification
+    assert any(p.startswith(f"blob {sha}: Blob {sha} is corrupted") for p in repos.fsck())  # fsck does not
+
+
+def distinct_blobs(repos: RepoStore, count: int) -> list[str]:
+    """``count`` uploaded blobs in the order of their hashes (gc walks the store in that order)."""
+    return sorted(upload(repos, f"blob {i}".encode()) for i in range(count))
 
 
 def test_gc_keeps_referenced_and_young_blobs_and_removes_the_rest(repos):
     repos.create_repo("model", "org/a")
-    kept, young, old = upload(repos, b"kept"), upload(repos, b"young"), upload(repos, b"old")
-    repos.create_commit("model", "org/a", "main", [add("k", kept)], title="t")
+    # in hash order: a referenced blob, a young one, an old one, again: each kind before an old one
+    kept, young, old, kept2, young2, old2 = distinct_blobs(repos, 6)
+    repos.create_commit("model", "org/a", "main", [add("k", kept), add("k2", kept2)], title="t")
     repos.create_commit("model", "org/a", "main", [Operation("delete_file", "k")], title="t")  # still in history
     past = time.time() - 7200
-    for sha in (kept, old):
+    for sha in (kept, kept2, old, old2):
         os.utime(repos.blobs.path(sha), (past, past))
+        os.utime(repos.blobs.path(sha).with_suffix(".json"), (past, past))  # old metas of stored blobs stay
     repos.record_possession("alice", old)
     repos.record_possession("alice", young)
     stray = repos.blobs.root / "ab" / ("ab" + "0" * 62 + ".json")  # a meta whose content a crash removed
+    fresh_stray = repos.blobs.root / "ab" / ("ab" + "1" * 62 + ".json")  # the same, moments ago
     stray.parent.mkdir(exist_ok=True)
     stray.write_text("{}")
+    fresh_stray.write_text("{}")
     os.utime(stray, (past, past))
     assert repos.possesses("alice", old) and not repos.possesses("bob", old) and not repos.possesses("alice", "x")
-    assert repos.gc(grace=3600, dry_run=True) == [old] and repos.blobs.exists(old) and stray.exists()
-    assert repos.gc(grace=3600) == [old]
-    assert not repos.blobs.exists(old) and repos.blobs.exists(kept) and repos.blobs.exists(young)
-    assert not stray.exists() and not repos.possesses("alice", old) and repos.possesses("alice", young)
-    assert repos.gc(grace=0) == [young]  # no grace: an uncommitted upload goes too
+    assert repos.gc(grace=3600, dry_run=True) == [old, old2] and repos.blobs.exists(old) and stray.exists()
+    assert repos.gc(grace=3600) == [old, old2]
+    assert not repos.blobs.exists(old) and not repos.blobs.exists(old2)
+    for sha in (kept, kept2, young, young2):
+        assert repos.blobs.exists(sha) and repos.blobs.meta(sha)["size"] == 6
+    assert not stray.exists() and fresh_stray.exists()
+    assert not repos.possesses("alice", old) and repos.possesses("alice", young)
+    assert repos.gc(grace=0) == [young, young2]  # no grace: an uncommitted upload goes too

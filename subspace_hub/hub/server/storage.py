@@ -53,10 +53,9 @@ REPO_TYPES = ("model", "dataset", "space")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# Characters a path may not hold although they are printable: bidirectional overrides and isolates, zero-width
-# characters, the byte-order mark and line/paragraph separators (they make a name look like another).
-_INVISIBLE = set("\u200b\u200c\u200d\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2060")
-_INVISIBLE |= set("\u2066\u2067\u2068\u2069\ufeff")
+# Unicode categories a path may not hold: controls (Cc); format characters (Cf: bidirectional overrides and isolates,
+# zero-width characters, the byte-order mark), which make a name look like another; line and paragraph separators.
+_FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
 
 
 class ApiError(SubspaceHubError):
@@ -91,7 +90,7 @@ class Conflict(ApiError):
 
 
 class CorruptBlob(ApiError):
-    status = 500
+    status, code = 500, "CorruptBlob"
 
 
 def validate_repo_id(repo_id: str) -> tuple[str, str]:
@@ -99,7 +98,7 @@ def validate_repo_id(repo_id: str) -> tuple[str, str]:
     try:
         return parse_repo_id(repo_id)
     except InvalidRepoIdError as exc:
-        raise ApiError(str(exc), 400, "InvalidRepoId") from None
+        raise ApiError(str(exc), code="InvalidRepoId") from None
 
 
 def validate_path(path: str) -> str:
@@ -107,26 +106,22 @@ def validate_path(path: str) -> str:
     in NFC without control, bidirectional-override or zero-width characters (names that look alike are alike)."""
     if not path or len(path) > 1000 or path.startswith("/") or "\\" in path:
         raise ApiError(
-            f"Invalid path {path!r}: paths are relative, '/'-separated and at most 1000 characters.", 400, "InvalidPath"
+            f"Invalid path {path!r}: paths are relative, '/'-separated and at most 1000 characters.", code="InvalidPath"
         )
-    bad = sorted(
-        {f"U+{ord(c):04X}" for c in path if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or c in _INVISIBLE}
-    )
+    bad = sorted({f"U+{ord(c):04X}" for c in path if unicodedata.category(c) in _FORBIDDEN_CATEGORIES})
     if bad:
         raise ApiError(
             f"Invalid path {path!r}: control or invisible characters ({', '.join(bad)}) are not allowed.",
-            400,
-            "InvalidPath",
+            code="InvalidPath",
         )
     if unicodedata.normalize("NFC", path) != path:
         raise ApiError(
             f"Invalid path {path!r}: not in Unicode NFC; normalise it (unicodedata.normalize('NFC', path)).",
-            400,
-            "InvalidPath",
+            code="InvalidPath",
         )
     segments = path.split("/")
     if any(s in ("", ".", "..") for s in segments) or ".git" in segments:
-        raise ApiError(f"Invalid path {path!r}: no empty, '.', '..' or '.git' segments.", 400, "InvalidPath")
+        raise ApiError(f"Invalid path {path!r}: no empty, '.', '..' or '.git' segments.", code="InvalidPath")
     return path
 
 
@@ -142,10 +137,10 @@ def validate_ref_name(name: str) -> str:
         or any(unicodedata.category(c) in ("Cc", "Cf") for c in name)
         or name.endswith((".", "/", ".lock"))
     ):
-        raise ApiError(f"Invalid branch or tag name {name!r}.", 400, "InvalidRef")
+        raise ApiError(f"Invalid branch or tag name {name!r}.", code="InvalidRef")
     if re.fullmatch(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}", name):
         raise ApiError(
-            f"Invalid branch or tag name {name!r}: it reads as a commit id, and would shadow one.", 400, "InvalidRef"
+            f"Invalid branch or tag name {name!r}: it reads as a commit id, and would shadow one.", code="InvalidRef"
         )
     return name
 
@@ -210,7 +205,7 @@ class BlobStore:
         self._verified: dict[str, tuple[tuple[int, ...], float]] = {}
         self._lock = threading.Lock()
         tmp_root = root / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
+        tmp_root.mkdir(exist_ok=True)  # root exists: it holds blobs/
         sweep_temporary(tmp_root)
         self.tmp = tmp_root / f"session-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.tmp.mkdir()
@@ -269,12 +264,12 @@ class BlobStore:
                 out.flush()
                 os.fsync(out.fileno())
             if size is not None and written != size:
-                raise ApiError(f"Upload ended after {written} of {size} bytes.", 400, "Truncated")
+                raise ApiError(f"Upload ended after {written} of {size} bytes.", code="Truncated")
             digest = sha256.hexdigest()
             if expected_sha256 is not None and digest != expected_sha256:
-                raise ApiError(f"Upload hashes to {digest}, not {expected_sha256}.", 400, "HashMismatch")
+                raise ApiError(f"Upload hashes to {digest}, not {expected_sha256}.", code="HashMismatch")
             final = self.path(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            final.parent.mkdir(exist_ok=True)
             if not final.is_file():
                 meta: dict[str, Any] = {"size": written}
                 if sha1 is not None:
@@ -330,9 +325,7 @@ class BlobStore:
                 self._verified.pop(sha256, None)
             raise CorruptBlob(
                 f"Blob {sha256} is corrupted on disk (its content hashes to {digest.hexdigest()}); restore it from a "
-                "backup.",
-                500,
-                "CorruptBlob",
+                "backup."
             )
         with self._lock:
             self._verified[sha256] = (stamp, time.time())
@@ -431,7 +424,7 @@ class RepoStore:
     def __init__(self, root: str | os.PathLike[str], *, verify_interval: float = 24 * 3600) -> None:
         self.root = Path(root)
         self.blobs = BlobStore(self.root, verify_interval=verify_interval)
-        (self.root / "repos").mkdir(parents=True, exist_ok=True)
+        (self.root / "repos").mkdir(exist_ok=True)  # root exists: the blob store made it
         self._locks: dict[Path, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._index: dict[str, set[str]] | None = None  # sha256 -> repo keys ("type/ns/name") referencing it
@@ -513,7 +506,7 @@ class RepoStore:
 
     def repo_dir(self, repo_type: str, repo_id: str) -> Path:
         if repo_type not in REPO_TYPES:
-            raise ApiError(f"Unknown repo type {repo_type!r}; use model, dataset or space.", 400)
+            raise ApiError(f"Unknown repo type {repo_type!r}; use model, dataset or space.")
         namespace, name = validate_repo_id(repo_id)
         return self.root / "repos" / repo_type / namespace / name
 
@@ -543,7 +536,7 @@ class RepoStore:
         with self.locked(directory):
             if (directory / "repo.json").is_file():
                 raise Conflict(f"Repository {repo_id} already exists.")
-            (directory / "commits").mkdir(parents=True, exist_ok=True)
+            (directory / "commits").mkdir(exist_ok=True)  # a creation a crash cut short may have made it
             commit = self._write_commit(directory, (), "initial commit", "", author, {})
             _atomic_json(directory / "refs.json", {"branches": {"main": commit.id}, "tags": {}})
             _atomic_json(directory / "repo.json", {"created": now(), "private": private})
@@ -587,7 +580,7 @@ class RepoStore:
             return revision
         refs = json.loads((directory / "refs.json").read_text())
         for prefix in ("", "refs/heads/", "refs/tags/"):
-            name = revision.removeprefix(prefix) if prefix else revision
+            name = revision.removeprefix(prefix)
             if prefix and not revision.startswith(prefix):
                 continue
             if prefix != "refs/tags/" and name in refs["branches"]:
@@ -852,5 +845,4 @@ def _refuse_file_folder_clash(files: dict[str, Any]) -> None:
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=1)))
