@@ -348,6 +348,11 @@ def test_removing_a_half_removed_blob_finishes_the_job(blobs):
     blobs.path(second).with_suffix(".json").unlink()
     blobs.remove(second)
     assert not blobs.path(second).exists()
+    third, _ = blobs.write(io.BytesIO(b"three"), 5)
+    other = BlobStore(blobs.root.parent)  # another process: it never verified the blob
+    other.remove(third)
+    other.close()
+    assert not blobs.exists(third)
 
 
 def test_sweeping_removes_dead_sessions_and_loose_files_only(tmp_path):
@@ -445,6 +450,7 @@ def test_repos_are_listed_sorted_and_deleted_whole(repos):
     assert repos.list_repos("model") == ["bob/beta", "org/zeta"] and not repos.exists("model", "org/alpha")
     assert repos.repos_referencing(sha) == {"model/org/zeta"} and not repos.referenced_by("model", "org/alpha", sha)
     assert repos.repos_referencing(only) == set() and repos.index().get(only) is None
+    assert not repos.referenced_by("model", "org/zeta", "0" * 64)
     with pytest.raises(RepoNotFound, match=r"^Repository org/alpha \(model\) not found\.$"):
         repos.refs("model", "org/alpha")
     assert [p for p in repos.blobs.tmp.iterdir() if p.name.startswith("deleted-")] == []
@@ -642,6 +648,8 @@ def test_fsck_hashes_blobs_the_server_has_verified_before(repos, monkeypatch):
     repos.blobs.path(sha).write_bytes(b"SOUND")
     assert repos.blobs.verify(sha) == repos.blobs.path(sha)  # serving trusts its recent verification
     assert any(p.startswith(f"blob {sha}: Blob {sha} is corrupted") for p in repos.fsck())  # fsck does not
+    with pytest.raises(CorruptBlob):  # and once found, the blob is no longer trusted
+        repos.blobs.verify(sha)
 
 
 def distinct_blobs(repos: RepoStore, count: int) -> list[str]:

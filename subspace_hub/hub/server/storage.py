@@ -424,7 +424,6 @@ class RepoStore:
     def __init__(self, root: str | os.PathLike[str], *, verify_interval: float = 24 * 3600) -> None:
         self.root = Path(root)
         self.blobs = BlobStore(self.root, verify_interval=verify_interval)
-        (self.root / "repos").mkdir(exist_ok=True)  # root exists: the blob store made it
         self._locks: dict[Path, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._index: dict[str, set[str]] | None = None  # sha256 -> repo keys ("type/ns/name") referencing it
