@@ -141,3 +141,122 @@ def test_reconstruction_metrics_pass_every_option_on():
         )
         expected = chamfer_and_normals(aligned.prediction, aligned.reference, k=options["k"])
         assert reconstruction_metrics(prediction, gt, **options) == pytest.approx(expected, abs=1e-12), options
+
+
+def test_the_protocols_defaults_are_the_papers():
+    """methods.md E.1: ICP threshold 0.1 scene units and at most 30 iterations, normals from 30 neighbours, GT depth
+    above 1e-4, Umeyama then ICP. Every entry point has them."""
+    import inspect
+
+    for function in (align_points, align_reconstruction, point_cloud_metrics, reconstruction_metrics):
+        defaults = {
+            name: p.default for name, p in inspect.signature(function).parameters.items() if p.default is not p.empty
+        }
+        assert defaults["alignment"] == "umeyama_icp" and defaults["backend"] == "auto", function.__name__
+        assert (defaults["icp_threshold"], defaults["icp_iterations"]) == (0.1, 30), function.__name__
+        if "k" in defaults:
+            assert defaults["k"] == 30, function.__name__
+        if "min_depth" in defaults:
+            assert defaults["min_depth"] == 1e-4, function.__name__
+
+
+def test_align_reconstruction_passes_its_icp_options_on():
+    gt = scene(height=14, width=16)
+    prediction = {**gt, "depth": gt["depth"] * (1 + 0.02 * np.random.default_rng(1).standard_normal(gt["depth"].shape))}
+    assert align_reconstruction(prediction, gt, icp_iterations=1).icp.iterations == 1
+    assert align_reconstruction(prediction, gt).icp.iterations > 1
+    tight = align_reconstruction(prediction, gt, icp_threshold=1e-4).icp
+    assert tight.fitness < align_reconstruction(prediction, gt).icp.fitness
+    assert align_reconstruction(prediction, gt, backend="brute").reference_index.backend == "brute"
+
+
+def test_one_index_per_cloud_of_the_chosen_backend(clouds, monkeypatch):
+    """ICP's index over the reference is the one the metrics use; every index has the caller's backend."""
+    from subspace_hub.metrics import alignment, neighbors, pointcloud, reconstruction
+
+    built = []
+
+    class Recording(neighbors.NeighborIndex):
+        def __init__(self, points, backend="auto"):
+            built.append(backend)
+            super().__init__(points, backend)
+
+    for module in (alignment, pointcloud, reconstruction):
+        monkeypatch.setattr(module, "NeighborIndex", Recording)
+    pred, gt = clouds
+    point_cloud_metrics(pred, gt, backend="brute")
+    assert built == ["brute", "brute"]
+    built.clear()
+    gt_sample = scene()
+    reconstruction_metrics(gt_sample, gt_sample, backend="brute")
+    assert built == ["brute", "brute"]
+
+
+def test_a_point_map_of_the_right_size_is_returned_as_is():
+    from subspace_hub.metrics.reconstruction import resize_point_map
+
+    points = torch.rand(2, 5, 6, 3, dtype=torch.float64)
+    assert resize_point_map(points, (5, 6)) is points
+    assert resize_point_map(points, (5, 7)).shape == (2, 5, 7, 3)
+
+
+def test_every_refusal_names_the_input_it_is_about():
+    gt = scene()
+    bools = gt["depth"] > 0
+
+    def says(prediction, reference, message):
+        with pytest.raises(MetricInputError) as caught:
+            reconstruction_metrics(prediction, reference)
+        assert str(caught.value).startswith(message), str(caught.value)
+
+    says({"world_points": "abc"}, gt, "prediction world_points must be an array or tensor of numbers")
+    says({**gt, "depth": "abc"}, gt, "prediction depth must be an array or tensor of numbers")
+    says({**gt, "extrinsics": "abc"}, gt, "prediction extrinsics must be an array or tensor of numbers")
+    says({**gt, "intrinsics": "abc"}, gt, "prediction intrinsics must be an array or tensor of numbers")
+    says({"depth": gt["depth"]}, gt, "prediction needs world_points, or depth with extrinsics and intrinsics; it lacks")
+    says(gt, {"depth": gt["depth"]}, "reference needs world_points, or depth with extrinsics and intrinsics; it lacks")
+    world = point_map(gt, "gt").numpy()
+    says(gt, {"world_points": world, "depth": bools}, "reference depth must hold numbers, got booleans.")
+    says(gt, {**gt, "mask": bools[:1]}, "reference mask has shape (1, 10, 12), expected (2, 10, 12)")
+    broken = world.copy()
+    broken[0, 0, 0, 1] = np.nan
+    says(gt, {"world_points": broken}, "reference points has 1 point(s) with NaN or infinite coordinates")
+    says(
+        gt,
+        {**gt, "mask": np.zeros_like(bools)},
+        ("The reference has no valid pixel (mask and depth > min_depth exclude every pixel)."),
+    )
+    with pytest.raises(MetricInputError, match=r"^prediction must be an array or tensor of numbers"):
+        align_points("abc", world.reshape(-1, 3))
+    with pytest.raises(MetricInputError, match=r"^reference must have shape \[N, 3\]"):
+        align_points(world.reshape(-1, 3), world.reshape(-1, 3)[:, :2])
+
+
+def test_calls_without_options_use_the_protocols_values():
+    """On inputs where each default matters (outliers between 0.1 and 1.1 scene units from the surface, GT depth
+    between 1e-4 and 1, normals that change with k), leaving an option out equals passing the protocol's value."""
+    gt = wavy(400, 3)
+    pred = moved(gt, 4)
+    rng = np.random.default_rng(5)
+    outliers = rng.choice(400, 40, replace=False)
+    pred[outliers] += 0.5 * torch.from_numpy(rng.standard_normal((40, 3)))  # far for ICP's 0.1, near for 1.1
+    protocol = {"icp_threshold": 0.1, "icp_iterations": 30}
+    for options in ({"icp_threshold": 1.1}, {"k": 31}):
+        assert point_cloud_metrics(pred, gt, **options) != pytest.approx(point_cloud_metrics(pred, gt), abs=1e-9)
+    assert point_cloud_metrics(pred, gt) == point_cloud_metrics(pred, gt, **protocol, k=30)
+    default, explicit = align_points(pred, gt), align_points(pred, gt, **protocol)
+    assert torch.equal(default.icp.transformation, explicit.icp.transformation)
+    assert not torch.equal(align_points(pred, gt, icp_threshold=1.1).icp.transformation, default.icp.transformation)
+
+    sample = scene(height=14, width=16)
+    sample["depth"][0, :3] = 0.5  # above 1e-4, below 1.0001
+    noisy = {**sample, "depth": sample["depth"].copy()}
+    noisy["depth"][1, 5:8] += 0.6  # outlier rows
+    full = {**protocol, "min_depth": 1e-4}
+    assert reconstruction_metrics(noisy, sample) == reconstruction_metrics(noisy, sample, **full, k=30)
+    for options in ({"icp_threshold": 1.1}, {"k": 31}, {"min_depth": 1.0001}):
+        assert reconstruction_metrics(noisy, sample, **options) != pytest.approx(
+            reconstruction_metrics(noisy, sample), abs=1e-9
+        ), options
+    default, explicit = align_reconstruction(noisy, sample), align_reconstruction(noisy, sample, **full)
+    assert torch.equal(default.prediction, explicit.prediction) and default.reference.shape == explicit.reference.shape

@@ -15,6 +15,5 @@ def mean_over_samples(results: Sequence[Mapping[str, float]], keys: Iterable[str
     >>> mean_over_samples([{"abs_rel": 0.1, "valid_pixels": 3}, {"abs_rel": 0.5, "valid_pixels": 1}], ["abs_rel"])
     {'abs_rel': 0.2}
     """
-    weights = [float(result.get(WEIGHT_KEY, 1.0)) for result in results]
-    total = sum(weights)
-    return {key: sum(w * r[key] for w, r in zip(weights, results, strict=True)) / total for key in keys}
+    total = sum(float(result.get(WEIGHT_KEY, 1.0)) for result in results)
+    return {key: sum(float(r.get(WEIGHT_KEY, 1.0)) * r[key] for r in results) / total for key in keys}
