@@ -3,6 +3,8 @@ which pixels count, and the exact refusals. (test_metrics_pointcloud.py checks t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -260,3 +262,56 @@ def test_calls_without_options_use_the_protocols_values():
         ), options
     default, explicit = align_reconstruction(noisy, sample), align_reconstruction(noisy, sample, **full)
     assert torch.equal(default.prediction, explicit.prediction) and default.reference.shape == explicit.reference.shape
+
+
+def test_morton_order_is_the_z_curve_of_21_bits_per_axis():
+    """Against a bit-by-bit interleaving (x in bit 3b, y in 3b + 1, z in 3b + 2 of the code): the queries' order."""
+    from subspace_hub.metrics.neighbors import morton_order
+
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.random((3000, 3)) * [4.0, 1.0, 0.25] - [2.0, 0.0, 1.0], [[-2, 0, -1], [2, 1, -0.75]]])
+    low, high = points.min(axis=0), points.max(axis=0)
+    cells = ((points - low) / (high - low) * (2**21 - 1)).astype(np.uint64)
+    codes = []
+    for x, y, z in cells.tolist():
+        code = 0
+        for bit in range(21):
+            code |= (
+                ((x >> bit) & 1) << (3 * bit) | ((y >> bit) & 1) << (3 * bit + 1) | ((z >> bit) & 1) << (3 * bit + 2)
+            )
+        codes.append(code)
+    np.testing.assert_array_equal(morton_order(points), np.argsort(np.array(codes, dtype=np.uint64), kind="stable"))
+    corners = np.array([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], dtype=float)[::-1]
+    np.testing.assert_array_equal(morton_order(corners), np.arange(8)[::-1])  # x, then y, then z
+    same = np.ones((5, 3))
+    np.testing.assert_array_equal(morton_order(same), np.arange(5))  # no extent: one cell, input order kept
+
+
+def test_a_neighbour_exactly_at_the_bound_is_out_for_both_backends():
+    """As scipy's cKDTree and pykdtree: only neighbours nearer than ``distance_upper_bound`` count (ICP's
+    correspondences, chamfer with a bound), whichever backend answers."""
+    from subspace_hub.metrics.neighbors import NeighborIndex
+
+    points = torch.tensor([[0.0, 0, 0], [1.0, 0, 0]], dtype=torch.float64)
+    queries = torch.tensor([[0.5, 0, 0], [0.25, 0, 0]], dtype=torch.float64)
+    for backend in ("kdtree", "brute"):
+        index = NeighborIndex(points, backend)
+        distances, indices = index.query(queries, distance_upper_bound=0.5)
+        assert distances.tolist() == [math.inf, 0.25] and indices.tolist() == [-1, 0], backend
+        distances, indices = index.query(queries, k=2, distance_upper_bound=0.75)
+        assert distances.tolist() == [[0.5, 0.5], [0.25, math.inf]], backend
+        assert indices[1].tolist() == [0, -1], backend
+
+
+def test_neighbour_lists_are_int32_below_2_31_points_and_take_any_float_queries():
+    from subspace_hub.metrics.neighbors import NeighborIndex
+
+    points = wavy(300, 7)
+    index = NeighborIndex(points)
+    expected = index.neighbors(points[:20], 5)
+    assert expected.dtype == torch.int32 and expected.shape == (20, 5)
+    assert torch.equal(index.neighbors(points[:20].float().double(), 5), expected)
+    single = index.neighbors(points[:20].float(), 5)  # float32 queries are asked in float64
+    assert single.dtype == torch.int32 and (single[:, 0] == torch.arange(20, dtype=torch.int32)).all()
+    brute = NeighborIndex(points, "brute").neighbors(points[:20], 5)
+    assert torch.equal(brute.sort(dim=1).values.to(torch.int32), expected.sort(dim=1).values)

@@ -103,9 +103,9 @@ class NeighborIndex:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Distances and indices of the ``k`` nearest reference points of each query point.
 
-        Returns [N] tensors for ``k == 1`` and [N, k] otherwise, on the queries' device. Neighbours farther than
-        ``distance_upper_bound`` come back with distance ``inf`` and index ``-1``; ``k`` is capped at the number
-        of reference points. Large query sets are asked in spatial order (a Z-curve): ``order`` gives that
+        Returns [N] tensors for ``k == 1`` and [N, k] otherwise, on the queries' device. Neighbours at
+        ``distance_upper_bound`` or farther come back with distance ``inf`` and index ``-1``; ``k`` is capped at the
+        number of reference points. Large query sets are asked in spatial order (a Z-curve): ``order`` gives that
         permutation of the queries when the caller has it (e.g. another index's :meth:`spatial_order` over the same
         points), ``sort=False`` asks them as they are (queries already in spatial order).
         """
@@ -187,7 +187,7 @@ class NeighborIndex:
             all_idx.append(best_i.gather(1, order))
         distances, indices = torch.cat(all_dist), torch.cat(all_idx)
         if math.isfinite(bound):
-            far = distances > bound
+            far = distances >= bound  # as the tree (and scipy's cKDTree): a neighbour at the bound is out
             distances = distances.masked_fill(far, math.inf)
             indices = indices.masked_fill(far, -1)
         if k == 1:
