@@ -265,15 +265,18 @@ def test_calls_without_options_use_the_protocols_values():
 
 
 def test_morton_order_is_the_z_curve_of_21_bits_per_axis():
-    """Against a bit-by-bit interleaving (x in bit 3b, y in 3b + 1, z in 3b + 2 of the code): the queries' order."""
+    """Against a bit-by-bit interleaving (x in bit 3b, y in 3b + 1, z in 3b + 2 of the code): the queries' order.
+    Integer points spanning 0 .. 2**21 - 1 on each axis quantise to themselves, so every one of the 21 bits is seen:
+    clusters that differ in the lowest bits only, and points spread over the whole range."""
     from subspace_hub.metrics.neighbors import morton_order
 
     rng = np.random.default_rng(0)
-    points = np.concatenate([rng.random((3000, 3)) * [4.0, 1.0, 0.25] - [2.0, 0.0, 1.0], [[-2, 0, -1], [2, 1, -0.75]]])
-    low, high = points.min(axis=0), points.max(axis=0)
-    cells = ((points - low) / (high - low) * (2**21 - 1)).astype(np.uint64)
+    top = 2**21 - 1
+    spread_out = rng.integers(0, top, (1500, 3))
+    clusters = rng.integers(0, top - 256, (30, 1, 3)) + rng.integers(0, 256, (30, 50, 3))
+    points = np.concatenate([[[0, 0, 0], [top, top, top]], spread_out, clusters.reshape(-1, 3)]).astype(float)
     codes = []
-    for x, y, z in cells.tolist():
+    for x, y, z in points.astype(np.int64).tolist():
         code = 0
         for bit in range(21):
             code |= (
@@ -281,10 +284,21 @@ def test_morton_order_is_the_z_curve_of_21_bits_per_axis():
             )
         codes.append(code)
     np.testing.assert_array_equal(morton_order(points), np.argsort(np.array(codes, dtype=np.uint64), kind="stable"))
+    expected = morton_order(points)
+    for moved_points in (
+        points * 2.0**-22 - 5.0,  # an extent below 1 (exact: a power of two), an offset
+        points + [0.0, 3e6, -7e6],  # each axis its own offset
+        points * [1.0, 2.0, 4.0],  # each axis its own extent
+    ):  # each axis is quantised over its own range: the same cells, the same order
+        np.testing.assert_array_equal(morton_order(moved_points), expected)
     corners = np.array([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], dtype=float)[::-1]
     np.testing.assert_array_equal(morton_order(corners), np.arange(8)[::-1])  # x, then y, then z
-    same = np.ones((5, 3))
-    np.testing.assert_array_equal(morton_order(same), np.arange(5))  # no extent: one cell, input order kept
+    ties = rng.integers(0, 3, (2000, 1)) * np.ones((1, 3))  # three distinct points, many times each
+    order = morton_order(ties)
+    for value in range(3):  # equal codes keep their input order
+        rows = order[ties[order, 0] == value]
+        np.testing.assert_array_equal(rows, np.sort(rows))
+    np.testing.assert_array_equal(morton_order(np.ones((40, 3))), np.arange(40))  # no extent: one cell
 
 
 def test_a_neighbour_exactly_at_the_bound_is_out_for_both_backends():
