@@ -9,6 +9,7 @@ from scipy.optimize import linprog
 
 from subspace_hub.errors import MetricInputError
 from subspace_hub.metrics import abs_rel, align_depth, delta, depth_metrics, log_rmse, rmse, sq_rel
+from subspace_hub.metrics.depth import ALIGN_MODES
 
 RNG = np.random.default_rng(0)
 
@@ -226,3 +227,198 @@ def test_delta_at_each_standard_threshold_reads_its_own_share():
     shares = {1.25: 0.2, 1.25**2: 0.4, 1.25**3: 0.8, 1.7: 0.6}  # 1.25^2 = 1.5625, 1.25^3 = 1.953125
     for threshold, share in shares.items():
         assert delta(pred, gt, threshold=threshold, align="metric") == pytest.approx(share), threshold
+
+
+def depth_frames(frames: int = 3, height: int = 4, width: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    gt = 1 + 4 * rng.random((frames, height, width))
+    return gt * (1.3 + 0.2 * rng.standard_normal(gt.shape)), gt
+
+
+def test_single_metrics_and_delta_pass_the_mask_and_every_option_on():
+    pred, gt = depth_frames()
+    mask = np.ones(gt.shape, bool)
+    mask[:, 0] = False
+    options = {"align": "scale_shift_l1", "per": "sequence", "max_depth": 4.0, "l1_solver": "exact"}
+    full = depth_metrics(pred, gt, mask, **options)
+    assert full != depth_metrics(pred, gt, **options) and full != depth_metrics(pred, gt, mask)  # both matter
+    for function in (abs_rel, sq_rel, rmse, log_rmse):
+        assert function(pred, gt, mask, **options) == full[function.__name__]
+        assert function.__doc__.startswith(("Mean", "Root", "RMSE")) and "after alignment" in function.__doc__
+    for i in (1, 2, 3):
+        assert delta(pred, gt, mask, threshold=1.25**i, **options) == full[f"delta_{i}"]
+    aligned, _, _ = align_depth(pred, gt, mask, **options)
+    valid = mask & (gt < 4.0)
+    ratio = np.maximum(aligned.numpy()[valid] / gt[valid], gt[valid] / aligned.numpy()[valid])
+    assert delta(pred, gt, mask, threshold=1.1, **options) == pytest.approx(float((ratio < 1.1).mean()), abs=0)
+
+
+def test_delta_clamps_predictions_at_1e_5_before_the_ratio():
+    gt = np.full((1, 2, 2), 0.5)
+    pred = np.array([[[0.49, 0.0], [-1.0, 0.5]]])  # zero and negative depths become 1e-5: far outside 1.06
+    assert delta(pred, gt, align="metric", threshold=1.06) == 0.5
+    assert delta(pred, gt, align="metric", threshold=1e6) == 1.0  # 0.5 / 1e-5 = 5e4 < 1e6
+
+
+def test_valid_pixels_need_a_positive_reference_below_max_depth_and_in_the_mask():
+    pred, gt = depth_frames()
+    gt[0, 0, :2] = 0.0  # no depth
+    gt[1, 1, :3] = 9.0  # beyond max_depth
+    mask = np.ones(gt.shape, bool)
+    mask[2, 2, :4] = False
+    assert depth_metrics(pred, gt)["valid_pixels"] == gt.size - 2
+    assert depth_metrics(pred, gt, max_depth=5.0)["valid_pixels"] == gt.size - 5
+    assert depth_metrics(pred, gt, mask)["valid_pixels"] == gt.size - 6
+    assert depth_metrics(pred, gt, mask, max_depth=5.0)["valid_pixels"] == gt.size - 9
+    _, scales, _ = align_depth(pred * np.where(gt > 5.0, 100.0, 1.0), gt, max_depth=5.0)
+    _, plain, _ = align_depth(pred, gt, max_depth=5.0)
+    torch.testing.assert_close(scales, plain, rtol=0, atol=0)  # pixels beyond max_depth take no part in the fit
+
+
+def test_alignment_defaults_and_per_frame_shapes():
+    pred, gt = depth_frames(frames=3, height=4, width=5)
+    aligned, scales, shifts = align_depth(pred, gt)
+    explicit = align_depth(pred, gt, align="median", per="frame", l1_solver="reference")
+    torch.testing.assert_close(aligned, explicit[0], rtol=0, atol=0)
+    assert scales.shape == shifts.shape == (3,) and torch.equal(shifts, torch.zeros(3, dtype=torch.float64))
+    reference = depth_metrics(pred, gt, align="scale_shift_l1")
+    assert reference == depth_metrics(pred, gt, align="scale_shift_l1", l1_solver="reference")
+    assert reference != depth_metrics(pred, gt, align="scale_shift_l1", l1_solver="exact")
+    one = (pred[:1], gt[:1])
+    for solver in ("reference", "exact"):  # one frame: per sequence is per frame, with the solver asked for
+        by_frame = align_depth(*one, align="scale_shift_l1", l1_solver=solver)
+        by_sequence = align_depth(*one, align="scale_shift_l1", l1_solver=solver, per="sequence")
+        torch.testing.assert_close(by_sequence[0], by_frame[0], rtol=0, atol=1e-12)
+
+
+def test_depth_refusals_name_the_input():
+    pred, gt = depth_frames(frames=2)
+
+    def says(message, *args, **options):
+        with pytest.raises(MetricInputError) as caught:
+            depth_metrics(*args, **options)
+        assert str(caught.value) == message, str(caught.value)
+
+    with pytest.raises(MetricInputError, match=r"^reference depth must be an array or tensor of numbers"):
+        depth_metrics(pred, "abc")
+    with pytest.raises(MetricInputError, match=r"^predicted depth must be an array or tensor of numbers"):
+        depth_metrics("abc", gt)
+    says(
+        "predicted and reference depth (resize the prediction to the GT size first) must have the same shape, got "
+        "(2, 4, 4) and (2, 4, 5).",
+        pred[..., :4],
+        gt,
+    )
+    says("depth maps must be [..., H, W], got shape (5,).", pred[0, 0], gt[0, 0])
+    nan = gt.copy()
+    nan[0, 0, 0] = np.nan
+    says("reference depth has 1 NaN/infinite value(s) at valid pixels; set them to 0 or mask them.", pred, nan)
+    says(
+        "No valid pixel: every pixel is masked out, non-positive or beyond max_depth in the reference.",
+        pred,
+        gt,
+        np.zeros(gt.shape, bool),
+    )
+    with pytest.raises(MetricInputError, match=r"^intrinsics must be an array or tensor of numbers"):
+        depth_metrics(pred, gt, align="scale_translation", intrinsics="abc")
+    says(
+        "intrinsics must be [..., 3, 3] with one matrix per depth map (2,), got (3, 3, 3).",
+        pred,
+        gt,
+        align="scale_translation",
+        intrinsics=np.tile(np.eye(3), (3, 1, 1)),
+    )
+
+
+def test_each_alignments_refusals_and_limits():
+    pred, gt = depth_frames(frames=1)
+
+    def says(message, prediction, **options):
+        with pytest.raises(MetricInputError) as caught:
+            align_depth(prediction, gt, **options)
+        assert str(caught.value) == message
+
+    says(
+        "scale_translation alignment unprojects depth into 3D points: pass the reference intrinsics ([..., 3, 3], "
+        "pixels) as intrinsics=.",
+        pred,
+        align="scale_translation",
+    )
+    flat = np.zeros_like(pred)  # every predicted point is the camera centre
+    intrinsics = np.array([[[4.0, 0, 2.5], [0, 4.0, 2.0], [0, 0, 1]]])
+    says(
+        "scale_translation alignment: the predicted points are all the same point.",
+        flat,
+        align="scale_translation",
+        intrinsics=intrinsics,
+    )
+    says("median alignment: the median predicted depth is 0.", flat)
+    says("scale alignment: the mean predicted depth is 0.", flat, align="scale")
+    says("l1_solver must be 'reference' or 'exact', got 'lp'.", pred, align="scale_shift_l1", l1_solver="lp")
+    says(f"Unknown alignment 'affine'; use one of {', '.join(ALIGN_MODES)}.", pred, align="affine")
+    _, scales, shifts = align_depth(pred * 1e4, gt, align="scale")  # the L1 scale would be ~1e-4
+    assert float(scales[0]) == 1e-3 and float(shifts[0]) == 0.0  # clamped at 1e-3; scale alone never shifts
+
+
+def test_delta_fits_on_the_masked_pixels_only():
+    pred, gt = depth_frames()
+    mask = np.ones(gt.shape, bool)
+    mask[:, 0] = False
+    wild = pred.copy()
+    wild[:, 0] *= 100.0  # outside the mask: must not move the fit
+    for threshold in (1.1, 1.25):
+        assert delta(wild, gt, mask, threshold=threshold, align="scale_shift_lstsq") == delta(
+            pred, gt, mask, threshold=threshold, align="scale_shift_lstsq"
+        )
+
+
+def lp_l1_optimum(pred: np.ndarray, gt: np.ndarray) -> float:
+    """min over (s, t) of sum |s p + t - g|, by linear programming."""
+    n = len(gt)
+    c = np.r_[0, 0, np.ones(n)]
+    A = np.block([[pred[:, None], np.ones((n, 1)), -np.eye(n)], [-pred[:, None], -np.ones((n, 1)), -np.eye(n)]])
+    lp = linprog(c, A_ub=A, b_ub=np.r_[gt, -gt], bounds=[(None, None), (None, None)] + [(0, None)] * n)
+    return float(lp.fun)
+
+
+@pytest.mark.parametrize(("true_scale", "offset"), [(0.3, 0.5), (0.7, -0.5), (1.6, 0.8), (4.0, -0.8)])
+def test_the_exact_l1_fit_is_optimal_from_either_side_of_its_start(true_scale, offset):
+    """The search starts at the median ratio and must walk down or up to the optimum: a positive offset puts the
+    optimal scale below that start, a negative one above it."""
+    rng = np.random.default_rng(int(true_scale * 10))
+    gt = 1 + rng.random(40)
+    pred = (gt - offset) / true_scale + 0.01 * rng.standard_normal(40)
+    pred[:4] += 0.2  # outliers
+    aligned, scales, _ = align_depth(pred[None], gt[None], align="scale_shift_l1", l1_solver="exact")
+    start = float(np.median(gt) / np.median(pred))  # numpy's median of an even count: between the middle two
+    assert (float(scales[0]) > start) == (offset < 0)
+    assert np.abs(aligned.numpy() - gt).sum() == pytest.approx(lp_l1_optimum(pred, gt), rel=1e-9, abs=1e-12)
+
+
+def reference_l1(pred: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
+    """The reference's procedure as methods.md E.2 states it, written out again: Adam (lr 1e-4) on sum |s p + t - g|
+    from s = median(g) / median(p), t = 0, at most 1000 steps, stopping once the loss changes by less than 1e-6."""
+    s = torch.tensor([float(torch.median(gt) / torch.median(pred))], dtype=torch.float64, requires_grad=True)
+    t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([s, t], lr=1e-4)
+    previous = None
+    for _ in range(1000):
+        optimizer.zero_grad()
+        loss = (s * pred + t - gt).abs().sum()
+        loss.backward()
+        optimizer.step()
+        if previous is not None and abs(previous - loss.item()) < 1e-6:
+            break
+        previous = loss.item()
+    return s.item(), t.item()
+
+
+def test_the_reference_l1_solver_is_the_references_procedure():
+    rng = np.random.default_rng(0)
+    gt = 1 + rng.random(5)  # this one stops early, at step 139
+    pred = gt * (1 + 0.01 * rng.standard_normal(5))
+    noisy_gt = 1 + 4 * rng.random(400)  # this one takes all 1000 steps
+    noisy_pred = 0.5 * noisy_gt + 1.0 + 0.3 * rng.standard_normal(400)
+    for p, g in ((pred, gt), (noisy_pred.ravel(), noisy_gt.ravel())):
+        _, scales, shifts = align_depth(p[None], g[None], align="scale_shift_l1", per="sequence")
+        assert (scales.item(), shifts.item()) == reference_l1(torch.from_numpy(p), torch.from_numpy(g))

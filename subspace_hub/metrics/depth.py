@@ -291,9 +291,6 @@ log_rmse = _single("log_rmse", "RMSE of log depths")
 def delta(prediction: Any, reference: Any, mask: Any = None, threshold: float = 1.25, **options: Any) -> float:
     """Share of valid pixels with ``max(p / g, g / p) < threshold`` after alignment (options as
     :func:`depth_metrics`)."""
-    if threshold in (1.25, 1.25**2, 1.25**3):
-        i = {1.25: 1, 1.25**2: 2, 1.25**3: 3}[threshold]
-        return depth_metrics(prediction, reference, mask, **options)[f"delta_{i}"]
     aligned, _, _ = align_depth(prediction, reference, mask, **options)
     _, gt, valid = _inputs(prediction, reference, mask, options.get("max_depth"))
     p, g = aligned[valid].clamp(min=1e-5), gt[valid]
