@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import importlib
 import os
 import re
 import sys
@@ -395,8 +396,6 @@ def _widen_socket_reads() -> None:
     """Raise the socket read size of huggingface_hub's HTTP/1.1 connections (httpcore2 under huggingface_hub 2,
     httpcore under 1) to :data:`_SOCKET_READ`, never lowering it. A class setting, so process-wide: it only sets
     how much one ``recv`` may return."""
-    import importlib
-
     for name in ("httpcore2._sync.http11", "httpcore._sync.http11"):
         try:
             connection = importlib.import_module(name).HTTP11Connection
