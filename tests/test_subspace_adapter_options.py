@@ -1,0 +1,189 @@
+"""The subspace adapter's options reaching where they act: random bundles (seed, d, targets, the flags that mark
+them), ``attach_subspace`` with each kind of bundle, restriction to layers, LoRA beside the subspaces, and what a
+saved adapter writes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import subspace_hub
+from subspace_hub import SubspaceAdapter
+from subspace_hub.adapters.subspace import SubspaceLayer
+from subspace_hub.adapters.subspace.model import attach_subspace
+from subspace_hub.adapters.subspace.synthetic import random_like, synthetic_bundle
+from subspace_hub.errors import ConfigError
+
+
+def backbone():
+    torch.manual_seed(0)
+    return subspace_hub.load_backbone("reference", config={"depth": 3})
+
+
+def bases(bundle):
+    return {(a, m): (s.U, s.V) for a, m, s in bundle.items()}
+
+
+def same(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k][0], b[k][0]) and torch.equal(a[k][1], b[k][1]) for k in a)
+
+
+def test_synthetic_bundles_are_seeded_shaped_by_the_model_and_marked():
+    model = backbone()
+    default = synthetic_bundle(model)
+    assert same(bases(default), bases(synthetic_bundle(model, ("texture", "geometry"), 2, seed=0)))
+    assert same(bases(default), bases(synthetic_bundle(model)))  # a seeded generator: the same bases every time
+    assert not same(bases(default), bases(synthetic_bundle(model, seed=1)))
+    assert default.info == {"synthetic": True}
+    qkv = default.attributes["texture"]["blocks.0.attn.qkv"]
+    assert qkv.U.shape == (96, 2) and qkv.V.shape == (32, 2)
+    torch.testing.assert_close(qkv.U.T @ qkv.U, torch.eye(2), rtol=0, atol=1e-6)
+    wide = synthetic_bundle(model, ("texture",), 40)  # d above a module's smaller side: capped at it
+    assert wide.attributes["texture"]["blocks.0.attn.qkv"].U.shape == (96, 32)  # 96 x 32: its input width
+    assert wide.attributes["texture"]["blocks.0.mlp.fc2"].V.shape == (128, 32)  # 32 x 128: its output width
+    narrow = synthetic_bundle(model, ("texture",), targets=["blocks.1.mlp.fc1"])
+    assert list(narrow.attributes["texture"]) == ["blocks.1.mlp.fc1"]
+
+
+def test_random_like_keeps_sizes_and_marks_itself():
+    model = backbone()
+    mined = synthetic_bundle(model, d=3, seed=5)
+    mined.info = {"backbone": "reference"}
+    control = random_like(mined, seed=7)
+    assert control.info == {"backbone": "reference", "synthetic": True, "random_like": True, "seed": 7}
+    for (attribute, module, sub), (_, _, twin) in zip(mined.items(), control.items(), strict=True):
+        assert (twin.U.shape, twin.V.shape) == (sub.U.shape, sub.V.shape), (attribute, module)
+    assert same(bases(control), bases(random_like(mined, seed=7)))
+    assert not same(bases(control), bases(random_like(mined, seed=8)))
+
+
+def wrapped(model) -> dict[str, SubspaceLayer]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, SubspaceLayer)}
+
+
+def test_attach_subspace_takes_a_bundle_an_adapter_or_a_folder_with_their_options(tmp_path):
+    bundle = synthetic_bundle(backbone(), d=2)
+    default = attach_subspace(backbone(), bundle=bundle)
+    assert SubspaceAdapter.of(default).scale == 2.0 and SubspaceAdapter.of(default).config.combine == "qr"
+    options = attach_subspace(backbone(), bundle=bundle, scale=0.5, combine="loewdin", tol=1e-3)
+    config = SubspaceAdapter.of(options).config
+    assert (config.scale, config.combine, config.tol) == (0.5, "loewdin", 1e-3)
+    adapter = SubspaceAdapter(bundle, scale=3.0)
+    assert SubspaceAdapter.of(attach_subspace(backbone(), bundle=adapter)) is adapter
+    bundle.save(tmp_path / "bundle")
+    loaded = SubspaceAdapter.of(attach_subspace(backbone(), bundle=tmp_path / "bundle", scale=0.25, tol=1e-4))
+    assert (loaded.config.scale, loaded.config.combine, loaded.config.tol) == (0.25, "qr", 1e-4)
+    stacked = SubspaceAdapter.of(attach_subspace(backbone(), bundle=tmp_path / "bundle", combine="loewdin"))
+    assert stacked.config.combine == "loewdin"
+    only = attach_subspace(backbone(), bundle=bundle, targets=["blocks.2.mlp.fc2"])
+    assert list(wrapped(only)) == ["blocks.2.mlp.fc2"]
+    first = attach_subspace(backbone(), bundle=bundle, layers=[0])
+    assert sorted(wrapped(first)) == ["blocks.0.attn.proj", "blocks.0.attn.qkv", "blocks.0.mlp.fc1", "blocks.0.mlp.fc2"]
+
+
+def lora_alpha(model) -> float:
+    from peft.tuners.lora import LoraLayer
+
+    layer = next(m for m in model.modules() if isinstance(m, LoraLayer))
+    return layer.lora_alpha["default"]
+
+
+def test_lora_goes_on_the_targets_without_bases_with_alpha_twice_the_rank():
+    model = backbone()
+    bundle = synthetic_bundle(model, targets=["blocks.0.mlp.fc1", "blocks.0.mlp.fc2"])
+    adapted = attach_subspace(backbone(), bundle=bundle, lora_rank=4)
+    assert lora_alpha(adapted) == 8
+    adapter = SubspaceAdapter.of(adapted)
+    assert adapter.lora.rank == 4 and "blocks.0.mlp.fc1" not in adapter.lora.modules
+    assert "blocks.1.attn.qkv" in adapter.lora.modules  # the backbone's default targets, less those with bases
+    assert lora_alpha(attach_subspace(backbone(), bundle=bundle, lora_rank=4, lora_alpha=3.0)) == 3.0
+    restricted = attach_subspace(backbone(), bundle=bundle, layers=[0], lora_rank=2)
+    assert sorted(SubspaceAdapter.of(restricted).lora.modules) == ["blocks.0.attn.proj", "blocks.0.attn.qkv"]
+    plain = attach_subspace(backbone(), bundle=bundle, layers=[0])  # no rank: no LoRA, whatever lacks bases
+    assert SubspaceAdapter.of(plain).lora is None
+    with pytest.raises(ConfigError) as caught:
+        attach_subspace(backbone(), bundle=bundle, layers=[2])
+    assert str(caught.value) == "No targeted module has subspace bases; check targets= and the bundle's modules."
+
+
+def test_a_saved_adapter_writes_pt_metadata_its_marker_and_its_card(tmp_path):
+    bundle = synthetic_bundle(backbone(), d=2, targets=["blocks.0.mlp.fc1"])
+    model = attach_subspace(backbone(), bundle=bundle, lora_rank=2)
+    SubspaceAdapter.of(model).save_pretrained(tmp_path / "adapter")
+    weights = next(tmp_path.joinpath("adapter").glob("*.safetensors"))
+    with safe_open(str(weights), "pt") as f:
+        assert f.metadata() == {"format": "pt"}
+        assert any(key.startswith("lora.") for key in f.keys())  # noqa: SIM118  # the LoRA weights travel with the cores
+    marker = json.loads((tmp_path / "adapter" / "subspace_hub_adapter.json").read_text())
+    assert marker["method"] == "subspace" and marker["backbone"]["name"] == "reference"
+    card = (tmp_path / "adapter" / "README.md").read_text()
+    assert "subspace" in card and "reference" in card
+
+
+def test_combined_bases_use_the_configured_method_and_tolerance():
+    from subspace_hub.subspaces.combine import combine_bases
+
+    bundle = synthetic_bundle(backbone(), d=2, targets=["blocks.0.mlp.fc1"])
+    same_u = bundle.attributes["texture"]["blocks.0.mlp.fc1"]
+    bundle.attributes["geometry"]["blocks.0.mlp.fc1"].U = same_u.U.clone()  # geometry's output basis repeats texture's
+    for method, tol in (("qr", 1e-6), ("loewdin", 1e-3)):
+        adapter = SubspaceAdapter(bundle, combine=method, tol=tol)
+        combined = adapter.combined_bases()["blocks.0.mlp.fc1"]
+        u = combine_bases([same_u.U, same_u.U], ["texture", "geometry"], method=method, tol=tol)
+        torch.testing.assert_close(combined.U, u.Q.float(), rtol=0, atol=0)
+        assert combined.dropped_out == u.dropped and combined.dropped_out  # the repeat is dropped by name
+        assert combined.attributes == ["texture", "geometry"]
+
+
+def test_the_adapters_refusals_and_report():
+    with pytest.raises(ConfigError, match=r"^The subspace bundle holds no attributes\.$"):
+        SubspaceAdapter(type(synthetic_bundle(backbone()))())
+    with pytest.raises(ConfigError, match=r"^No SubspaceAdapter is attached to this model\.$"):
+        SubspaceAdapter.of(backbone())
+    bundle = synthetic_bundle(backbone(), d=2)
+    bundle.info = {"backbone": "reference"}
+    adapter = SubspaceAdapter(bundle)
+    adapter.attach(backbone())
+    with pytest.raises(ConfigError) as caught:
+        adapter.attach(backbone())
+    assert str(caught.value) == (
+        "This SubspaceAdapter is already attached to a model; load it again to attach it to another."
+    )
+    small = subspace_hub.load_backbone("reference", config={"depth": 1})
+    with pytest.raises(ConfigError) as caught:
+        SubspaceAdapter(bundle).attach(small)
+    assert str(caught.value) == (
+        "The bundle has bases for 8 module(s) the model lacks (e.g. blocks.1.attn.proj); it was extracted for "
+        "backbone 'reference'. Load the backbone the bundle was made for."
+    )
+    bundle.info = {}
+    with pytest.raises(ConfigError, match=r"model lacks \(e\.g\. blocks\.1\.attn\.proj\)\. Load the backbone"):
+        SubspaceAdapter(bundle).attach(small)
+    report = adapter.report().splitlines()
+    assert report[0] == "Subspace adapter: attributes texture, geometry, scale 2.0, combine qr"
+    assert report[1] == "cores: 4x4 on 12 module(s); 192 trainable core parameters" and len(report) == 2
+
+
+def test_a_reloaded_adapter_is_frozen_but_its_cores_and_keeps_its_attributes(tmp_path):
+    bundle = synthetic_bundle(backbone(), ("texture", "geometry", "lighting"), d=2)
+    for module, sub in bundle.attributes["lighting"].items():  # lighting repeats geometry: columns get dropped
+        sub.U, sub.V = bundle.attributes["geometry"][module].U.clone(), bundle.attributes["geometry"][module].V.clone()
+    model = attach_subspace(backbone(), bundle=bundle, attributes=["geometry", "lighting"])
+    for layer in wrapped(model).values():
+        layer.core.data.normal_()
+    saved = SubspaceAdapter.of(model)
+    saved.save_pretrained(tmp_path / "trained")
+    reloaded = attach_subspace(backbone(), bundle=tmp_path / "trained")
+    adapter = SubspaceAdapter.of(reloaded)
+    assert adapter.attributes == ["geometry", "lighting"] and adapter.trained
+    trainable = {n for n, p in reloaded.named_parameters() if p.requires_grad}
+    assert trainable == {f"{name}.core" for name in wrapped(reloaded)}
+    for name, layer in wrapped(reloaded).items():
+        bases, before = adapter.bases[name], saved.bases[name]
+        assert bases.attributes == ["geometry", "lighting"], name
+        assert (bases.dropped_out, bases.dropped_in) == (before.dropped_out, before.dropped_in) != ([], []), name
+        torch.testing.assert_close(layer.core, wrapped(model)[name].core, rtol=0, atol=0)
+    assert "dropped 2 output / 2 input columns as dependent" in adapter.report()
