@@ -12,7 +12,8 @@ from safetensors import safe_open
 
 import subspace_hub
 from subspace_hub import SubspaceAdapter
-from subspace_hub.adapters.subspace import SubspaceLayer
+from subspace_hub.adapters.subspace import CONFIG_FILE, SubspaceLayer
+from subspace_hub.adapters.subspace.config import WEIGHTS_FILE
 from subspace_hub.adapters.subspace.model import attach_subspace
 from subspace_hub.adapters.subspace.synthetic import random_like, synthetic_bundle
 from subspace_hub.errors import ConfigError
@@ -187,3 +188,45 @@ def test_a_reloaded_adapter_is_frozen_but_its_cores_and_keeps_its_attributes(tmp
         assert (bases.dropped_out, bases.dropped_in) == (before.dropped_out, before.dropped_in) != ([], []), name
         torch.testing.assert_close(layer.core, wrapped(model)[name].core, rtol=0, atol=0)
     assert "dropped 2 output / 2 input columns as dependent" in adapter.report()
+
+
+def test_merging_unloads_the_adapter_and_forgets_the_model():
+    bundle = synthetic_bundle(backbone(), d=2)
+    with pytest.raises(ConfigError, match=r"^The adapter is not attached to a model\.$"):
+        SubspaceAdapter(bundle).merge_and_unload()
+    model = attach_subspace(backbone(), bundle=bundle)
+    adapter = SubspaceAdapter.of(model)
+    merged = adapter.merge_and_unload()
+    assert wrapped(merged) == {} and adapter.layers == {} and adapter.model is None
+    with pytest.raises(ConfigError, match=r"^No SubspaceAdapter is attached to this model\.$"):
+        SubspaceAdapter.of(merged)
+    with pytest.raises(ConfigError, match=r"^The adapter is not attached to a model\.$"):
+        adapter.merge_and_unload()
+
+
+def test_push_to_hub_is_public_by_default_with_its_commit_message(tmp_path, monkeypatch):
+    from subspace_hub.hub.server import RegistryServer
+    from subspace_hub.hub.server.auth import TokenBook
+    from subspace_hub.hub.server.storage import RepoStore
+
+    root = tmp_path / "registry"
+    token = TokenBook.load(root).add("org", write=("org",))
+    server = RegistryServer(root)
+    monkeypatch.setenv("SUBSPACE_HUB_ENDPOINT", server.start())
+    monkeypatch.setenv("SUBSPACE_HUB_TOKEN", token)
+    try:
+        adapter = SubspaceAdapter.of(attach_subspace(backbone(), bundle=synthetic_bundle(backbone(), d=2)))
+        adapter.push_to_hub("org/public", tag="v1")
+        adapter.push_to_hub("org/hidden", private=True, message="Cores after 10 steps")
+    finally:
+        server.stop()
+    store = RepoStore(root)
+    try:
+        assert store.repo_meta("model", "org/public")["private"] is False
+        assert store.repo_meta("model", "org/hidden")["private"] is True
+        assert store.history("model", "org/public", "v1")[0].title == "Upload subspace adapter"
+        assert store.history("model", "org/hidden", None)[0].title == "Cores after 10 steps"
+        files = store.commit("model", "org/public", store.resolve("model", "org/public", "v1")).files
+        assert {CONFIG_FILE, WEIGHTS_FILE} <= set(files)  # the adapter as save_pretrained writes it
+    finally:
+        store.close()
