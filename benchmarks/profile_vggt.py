@@ -2,14 +2,15 @@
 head) and the top kernels (torch.profiler), for the bf16 settings bench_vggt times. Guides the work of issue 19.
 
     PYTHONPATH=.:plugins/vggt SUBSPACE_HUB_PLUGINS=subspace_hub_vggt.plugin \
-        python benchmarks/profile_vggt.py --frames 16 [--compile [--compile-heads]] [--heads fp32|autocast] \
-            [--attention default|cudnn|flash|efficient] [--json out.json]
+        python benchmarks/profile_vggt.py --frames 16 [--compile] [--compile-heads] [--heads fp32|autocast] \
+            [--json out.json]
+
+It also times one SDPA call of each attention backend alone at the model's shapes (which kernel is fastest).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 from typing import Any
 
 import torch
@@ -18,12 +19,7 @@ from _report import finish, header  # benchmarks/_report.py: the script's folder
 import subspace_hub
 
 PARTS = ("aggregator", "camera_head", "depth_head", "point_head")
-ATTENTION = {
-    "default": None,
-    "cudnn": "CUDNN_ATTENTION",
-    "flash": "FLASH_ATTENTION",
-    "efficient": "EFFICIENT_ATTENTION",
-}
+ATTENTION = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
 
 
 def part_times(model: torch.nn.Module, images: torch.Tensor, repeat: int = 5) -> dict[str, float]:
@@ -71,8 +67,6 @@ def attention_times(frames: int, tokens: int = 1374, heads: int = 16, head_dim: 
     shapes = {"global": (1, heads, frames * tokens, head_dim), "frame": (frames, heads, tokens, head_dim)}
     times: dict[str, Any] = {}
     for name, backend in ATTENTION.items():
-        if backend is None:
-            continue
         for kind, shape in shapes.items():
             q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(3))
             try:
@@ -97,9 +91,6 @@ def main() -> None:
     parser.add_argument("--heads", default="autocast", choices=("fp32", "autocast"))
     parser.add_argument("--compile", action="store_true", help="compile_blocks() first")
     parser.add_argument("--compile-heads", action="store_true", help="compile_heads() first")
-    parser.add_argument(
-        "--attention", default="default", choices=tuple(ATTENTION), help="the SDPA backend (default: PyTorch's choice)"
-    )
     parser.add_argument("--kernels", type=int, default=25, help="top kernels to list")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -110,11 +101,6 @@ def main() -> None:
         model.compile_blocks()
     if args.compile_heads:
         model.compile_heads()
-    if ATTENTION[args.attention] is not None:  # for the rest of the run, compilation included
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        backend = contextlib.ExitStack()
-        backend.enter_context(sdpa_kernel(getattr(SDPBackend, ATTENTION[args.attention])))
     images = torch.rand(1, args.frames, 3, 518, 518, device="cuda")
     attention = attention_times(args.frames)
     print(attention, flush=True)
@@ -127,7 +113,6 @@ def main() -> None:
         "heads": args.heads,
         "compiled": args.compile,
         "compiled_heads": args.compile_heads,
-        "attention": args.attention,
     }
     report["attention_alone"] = attention
     report["milliseconds"] = part_times(model, images)
