@@ -58,10 +58,9 @@ class _Ensemble:
         b, a = factors[0]
         return min(sum(f[0].shape[1] for f in factors), b.shape[0], a.shape[1])
 
-    def first_spectrum(self, module: str) -> tuple[torch.Tensor, int]:
-        """The singular values of the mean update (what non-uniform allocations rank) and how many there can be."""
-        cores = reduce_factors(self.factors(module))
-        return torch.linalg.svdvals(cores.K.mean(dim=0)), min(cores.K.shape[1:])
+    def first_spectrum(self, module: str) -> torch.Tensor:
+        """The singular values of the mean update: what non-uniform allocations rank, as many as the LoRAs span."""
+        return torch.linalg.svdvals(reduce_factors(self.factors(module)).K.mean(dim=0))
 
     def subspace(self, module: str, d: int, **options: Any) -> ModuleSubspace:
         """:func:`shared_subspace` of ``module`` with ``d`` dimensions, as a :class:`ModuleSubspace`."""
@@ -162,15 +161,9 @@ def extract_bundle(
                         stacklevel=2,
                     )
             else:
-                results = dict(zip(modules, pool.map(ensemble.first_spectrum, modules), strict=True))
+                spectra = dict(zip(modules, pool.map(ensemble.first_spectrum, modules), strict=True))
                 dims = allocate_dims(
-                    {m: r[0] for m, r in results.items()},
-                    allocation,
-                    d,
-                    min_dim=settings.min_dim,
-                    max_dim=settings.max_dim,
-                    energy=settings.energy,
-                    available={m: r[1] for m, r in results.items()},
+                    spectra, allocation, d, min_dim=settings.min_dim, max_dim=settings.max_dim, energy=settings.energy
                 )
             todo = [m for m in modules if dims[m] > 0]
             solve = functools.partial(
@@ -183,5 +176,6 @@ def extract_bundle(
             found = pool.map(solve, todo, [dims[m] for m in todo])
             if progress:
                 found = tqdm(found, total=len(todo), desc=f"extract {attribute}", unit="module")
+            # strict: zip then asks for one more result, which also runs the progress bar to its end
             bundle.attributes[attribute] = dict(zip(todo, found, strict=True))
     return bundle

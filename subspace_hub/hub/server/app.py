@@ -168,7 +168,10 @@ class RegistryServer:
         return f"http://{host}:{port}"
 
     def start(self) -> str:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="subspace-hub-registry", daemon=True)
+        # A short poll: stop() waits for the loop to notice, and the embedded registry stops at every CLI exit.
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="subspace-hub-registry", daemon=True
+        )
         self._thread.start()
         return self.url
 
