@@ -204,10 +204,12 @@ def test_merging_unloads_the_adapter_and_forgets_the_model():
         adapter.merge_and_unload()
 
 
-def test_push_to_hub_is_public_by_default_with_its_commit_message(tmp_path, monkeypatch):
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """A registry server on 127.0.0.1 that this test's Hub calls go to, with a token that writes to ``org``;
+    yields its root."""
     from subspace_hub.hub.server import RegistryServer
     from subspace_hub.hub.server.auth import TokenBook
-    from subspace_hub.hub.server.storage import RepoStore
 
     root = tmp_path / "registry"
     token = TokenBook.load(root).add("org", write=("org",))
@@ -215,12 +217,18 @@ def test_push_to_hub_is_public_by_default_with_its_commit_message(tmp_path, monk
     monkeypatch.setenv("SUBSPACE_HUB_ENDPOINT", server.start())
     monkeypatch.setenv("SUBSPACE_HUB_TOKEN", token)
     try:
-        adapter = SubspaceAdapter.of(attach_subspace(backbone(), bundle=synthetic_bundle(backbone(), d=2)))
-        adapter.push_to_hub("org/public", tag="v1")
-        adapter.push_to_hub("org/hidden", private=True, message="Cores after 10 steps")
+        yield root
     finally:
         server.stop()
-    store = RepoStore(root)
+
+
+def test_push_to_hub_is_public_by_default_with_its_commit_message(registry):
+    from subspace_hub.hub.server.storage import RepoStore
+
+    adapter = SubspaceAdapter.of(attach_subspace(backbone(), bundle=synthetic_bundle(backbone(), d=2)))
+    adapter.push_to_hub("org/public", tag="v1")
+    adapter.push_to_hub("org/hidden", private=True, message="Cores after 10 steps")
+    store = RepoStore(registry)
     try:
         assert store.repo_meta("model", "org/public")["private"] is False
         assert store.repo_meta("model", "org/hidden")["private"] is True
@@ -230,3 +238,85 @@ def test_push_to_hub_is_public_by_default_with_its_commit_message(tmp_path, monk
         assert {CONFIG_FILE, WEIGHTS_FILE} <= set(files)  # the adapter as save_pretrained writes it
     finally:
         store.close()
+
+
+def test_both_sides_combine_with_the_configured_method_and_a_one_sided_drop_is_reported():
+    from subspace_hub.subspaces.combine import combine_bases
+
+    bundle = synthetic_bundle(backbone(), d=2, targets=["blocks.0.mlp.fc1"])
+    texture, geometry = (bundle.attributes[a]["blocks.0.mlp.fc1"] for a in ("texture", "geometry"))
+    geometry.U = texture.U.clone()  # the output side repeats texture's, the input side does not
+    for method in ("qr", "loewdin"):
+        combined = SubspaceAdapter(bundle, combine=method, tol=1e-3).combined_bases()["blocks.0.mlp.fc1"]
+        v = combine_bases([texture.V, geometry.V], method=method, tol=1e-3)
+        torch.testing.assert_close(combined.V, v.Q.float(), rtol=0, atol=0)
+        assert (combined.dropped_out, combined.dropped_in) == (2, 0)
+    model = attach_subspace(backbone(), bundle=bundle)
+    assert SubspaceAdapter.of(model).report().splitlines()[2] == (
+        "  blocks.0.mlp.fc1: dropped 2 output / 0 input columns as dependent"
+    )
+
+
+def _orthonormal(rows: int, columns: int, seed: int) -> torch.Tensor:
+    return torch.linalg.qr(torch.randn(rows, columns, generator=torch.Generator().manual_seed(seed)))[0]
+
+
+def test_targets_reach_modules_the_backbone_keeps_frozen_by_default():
+    from subspace_hub.subspaces.bundle import ModuleSubspace, SubspaceBundle
+
+    # the reference backbone freezes its patch embedding (a 3 -> 32 convolution with 8 x 8 kernels: 192 inputs)
+    sub = ModuleSubspace(
+        U=_orthonormal(32, 2, 0),
+        V=_orthonormal(192, 2, 1),
+        S=torch.ones(2),
+        spectrum=torch.ones(2),
+        weights=torch.ones(2),
+        residuals=torch.zeros(2),
+    )
+    bundle = SubspaceBundle(attributes={"texture": {"patch_embed": sub, "blocks.0.mlp.fc1": sub}})
+    bundle.attributes["texture"]["blocks.0.mlp.fc1"] = synthetic_bundle(backbone(), ("texture",), 2).attributes[
+        "texture"
+    ]["blocks.0.mlp.fc1"]
+    model = attach_subspace(backbone(), bundle=bundle, targets=["patch_embed"])
+    assert list(wrapped(model)) == ["patch_embed"]
+    both = attach_subspace(backbone(), bundle=bundle, targets=["patch_embed", r"blocks\.0\.mlp\.fc1"])
+    assert sorted(wrapped(both)) == ["blocks.0.mlp.fc1", "patch_embed"]
+
+
+def test_the_lora_beside_the_subspaces_has_the_rank_asked_for():
+    bundle = synthetic_bundle(backbone(), targets=["blocks.0.mlp.fc1"])
+    model = attach_subspace(backbone(), bundle=bundle, lora_rank=3)
+    layer = model.get_submodule("blocks.1.attn.qkv")
+    assert layer.r["default"] == 3 and layer.lora_A["default"].weight.shape == (3, 32)
+    assert layer.scaling["default"] == 2.0  # alpha 2 * rank over the rank
+
+
+def test_a_saved_adapter_records_its_backbone_and_matches_save_adapter(tmp_path):
+    bundle = synthetic_bundle(backbone(), d=2, targets=["blocks.0.mlp.fc1"])
+    adapter = SubspaceAdapter(bundle)
+    assert adapter.attributes == [] and adapter.model is None  # nothing attached yet
+    model = adapter.attach(backbone())
+    adapter.save_pretrained(tmp_path / "direct")
+    subspace_hub.save_adapter(model, tmp_path / "generic")
+    for name in ("README.md", "subspace_hub_adapter.json", CONFIG_FILE):
+        assert (tmp_path / "direct" / name).read_text() == (tmp_path / "generic" / name).read_text(), name
+    marker = json.loads((tmp_path / "direct" / "subspace_hub_adapter.json").read_text())
+    assert (marker["method"], marker["options"]) == ("subspace", {})
+    config = json.loads((tmp_path / "direct" / CONFIG_FILE).read_text())
+    assert config["backbone"] == marker["backbone"] and config["backbone"]["name"] == "reference"
+    card = (tmp_path / "direct" / "README.md").read_text()
+    assert "- subspace\n" in card and "- reference\n" in card  # the card's tags: the method and the backbone
+
+
+def test_random_like_is_seeded_with_zero_by_default():
+    mined = synthetic_bundle(backbone(), d=2, seed=3)
+    assert same(bases(random_like(mined)), bases(random_like(mined, seed=0)))
+    assert random_like(mined).info["seed"] == 0
+
+
+def test_attach_subspace_takes_a_hub_repo_at_a_revision(registry):
+    SubspaceAdapter(synthetic_bundle(backbone(), d=2)).push_to_hub("org/bases", tag="v1")
+    SubspaceAdapter(synthetic_bundle(backbone(), d=3)).push_to_hub("org/bases")
+    core = "blocks.0.mlp.fc1"
+    assert wrapped(attach_subspace(backbone(), bundle="org/bases", revision="v1"))[core].core.shape == (4, 4)
+    assert wrapped(attach_subspace(backbone(), bundle="org/bases"))[core].core.shape == (6, 6)

@@ -160,8 +160,8 @@ class SubspaceAdapter:
         for module in sorted({m for a in attributes for m in self.bundle.attributes[a]}):
             names = [a for a in attributes if module in self.bundle.attributes[a]]
             subspaces = [self.bundle.attributes[a][module] for a in names]
-            u = combine_bases([s.U for s in subspaces], names, method=self.config.combine, tol=self.config.tol)
-            v = combine_bases([s.V for s in subspaces], names, method=self.config.combine, tol=self.config.tol)
+            u = combine_bases([s.U for s in subspaces], method=self.config.combine, tol=self.config.tol)
+            v = combine_bases([s.V for s in subspaces], method=self.config.combine, tol=self.config.tol)
             out[module] = ModuleBases(u.Q.float(), v.Q.float(), names, dropped_out=u.dropped, dropped_in=v.dropped)
         return out
 
