@@ -245,12 +245,10 @@ class _Handler(BaseHTTPRequestHandler):
         return int(raw)
 
     def _drain(self) -> None:
-        self._body_read = True
         try:
             length = self._length()
         except ApiError:
-            self.close_connection = True
-            return
+            return  # _length closed the connection
         if length > DRAIN_LIMIT:
             self.close_connection = True  # reading it would cost what the refusal was meant to save
             return
@@ -266,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise ApiError(f"Request body of {length} bytes exceeds the limit of {limit}.", 413, "TooLarge")
         self._body_read = True
-        data = self.rfile.read(length) if length else b""
+        data = self.rfile.read(length)
         if len(data) != length:
             self.close_connection = True
             raise ApiError(f"Request body ended after {len(data)} of {length} bytes.", 400, "Truncated")
@@ -280,7 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(f"Request body is not JSON: {exc}", 400, "BadRequest") from None
 
     def _lines(self, limit: int, line_limit: int) -> Iterator[bytes]:
-        """The body's lines, read as a stream: at most ``limit`` bytes in all and ``line_limit`` a line."""
+        """The body's lines, read as a stream: at most ``limit`` bytes in all and ``line_limit`` a line (its newline
+        included)."""
         remaining = self._length()
         if remaining > limit:
             self.close_connection = True
@@ -292,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise ApiError("Request body ended before its Content-Length.", 400, "Truncated")
             remaining -= len(line)
-            if len(line) > line_limit and not line.endswith(b"\n") and remaining > 0:
+            if len(line) > line_limit:
                 self.close_connection = True
                 raise ApiError(f"A commit line is longer than {line_limit} bytes.", 413, "TooLarge")
             yield line
@@ -402,8 +401,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts, method = self._raw_parts, self.command
         if parts[:1] == ["api"]:
             return self._route_api(parts[1:], method)
-        if parts[:1] == ["lfs-upload"] and method == "PUT":
-            return self._lfs_put(parts[1:])
+        if parts[:1] == ["lfs-upload"] and len(parts) == 2 and method == "PUT":
+            return self._lfs_put(parts[1])
         # /{prefix}{ns}/{name}.git/info/lfs/objects/batch and /{prefix}{ns}/{name}/resolve/{rev}/{path}
         repo_type = "model"
         if parts and parts[0] in ("datasets", "spaces"):
@@ -546,7 +545,7 @@ class _Handler(BaseHTTPRequestHandler):
             "sha": commit.id,
             "lastModified": commit.date,
             "createdAt": meta["created"],
-            "private": meta.get("private", False),
+            "private": meta["private"],
             "gated": False,
             "disabled": False,
             "downloads": 0,
@@ -580,7 +579,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({})
         body = self._json_body()
         if kind == "tag":  # POST /tag/{revision} {"tag": name}
-            store.set_ref(repo_type, repo_id, "tag", body.get("tag", ""), name)
+            store.set_ref(repo_type, repo_id, kind, body.get("tag", ""), name)
         else:  # POST /branch/{name} {"startingPoint": revision}
             store.set_ref(
                 repo_type,
@@ -627,10 +626,8 @@ class _Handler(BaseHTTPRequestHandler):
         operation = body.get("operation")
         if operation not in ("upload", "download"):
             raise ApiError("operation must be 'upload' or 'download'.", 400, "BadRequest")
-        user = None
-        if operation == "upload":
-            user = self._require_write(repo_id.split("/")[0])
-        else:
+        user = self._require_write(repo_id.split("/")[0]) if operation == "upload" else None
+        if user is None:
             self._require_read(repo_type, repo_id)
         store = self.registry.store
         if not store.exists(repo_type, repo_id):
@@ -650,14 +647,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "code": 413,
                     "message": f"object larger than the limit of {self.registry.max_file_size} bytes",
                 }
-            elif operation == "upload":
+            elif user is not None:  # an upload
                 # Known bytes are skipped only for whoever may already use them; anyone else uploads them (and
                 # so proves they have them): the answer says nothing about what other namespaces stored.
-                if not (user is not None and store.blobs.exists(oid) and self._may_use_blob(user, oid)):
+                if not (store.blobs.exists(oid) and self._may_use_blob(user, oid)):
                     expires = int(time.time()) + 3600
-                    name = user.name if user else ""
-                    signature = self.registry.sign(oid, size, expires, name)
-                    query = f"size={size}&expires={expires}&user={quote(name)}&sig={signature}"
+                    signature = self.registry.sign(oid, size, expires, user.name)
+                    query = f"size={size}&expires={expires}&user={quote(user.name)}&sig={signature}"
                     entry["actions"] = {
                         "upload": {
                             "href": f"{base_url}/lfs-upload/{oid}?{query}",
@@ -674,8 +670,7 @@ class _Handler(BaseHTTPRequestHandler):
             content_type="application/vnd.git-lfs+json",
         )
 
-    def _lfs_put(self, parts: list[str]) -> None:
-        oid = parts[0] if parts else ""
+    def _lfs_put(self, oid: str) -> None:
         try:
             size, expires, signature = (
                 int(self._query["size"][0]),
@@ -763,7 +758,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- reading ------------------------------------------------------------------------------------------------
 
     def _entries(self, files: dict, path: str, recursive: bool) -> list[dict[str, Any]]:
-        prefix = path.rstrip("/") + "/" if path else ""
+        prefix = path + "/" if path else ""  # the routes give paths without a trailing slash
         entries: dict[str, dict[str, Any]] = {}
         for file_path, entry in sorted(files.items()):
             if not file_path.startswith(prefix):
@@ -796,7 +791,7 @@ class _Handler(BaseHTTPRequestHandler):
             validate_path(path)
             if path in commit.files:
                 return self._json([_file_entry(path, commit.files[path])])
-            if not any(p.startswith(path.rstrip("/") + "/") for p in commit.files):
+            if not any(p.startswith(path + "/") for p in commit.files):
                 raise EntryNotFound(f"{path} does not exist at {revision}.")
         recursive = self._query.get("recursive", ["false"])[0].lower() == "true"
         entries = self._entries(commit.files, path, recursive)
@@ -890,7 +885,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
-        length = end - start + 1 if entry.size else 0
+        length = end - start + 1
         self._status = status
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
