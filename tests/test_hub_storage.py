@@ -120,6 +120,16 @@ def test_invalid_ref_names_are_refused(name):
     assert str(error) == f"Invalid branch or tag name {name!r}."
 
 
+def test_an_operation_is_one_of_three_kinds():
+    assert [Operation(kind, "a").kind for kind in ("add", "delete_file", "delete_folder")] == [
+        "add",
+        "delete_file",
+        "delete_folder",
+    ]
+    with pytest.raises(ValueError, match="^Unknown operation kind 'delete': add, delete_file or delete_folder.$"):
+        Operation("delete", "a")
+
+
 @pytest.mark.parametrize("name", ["a" * 40, "A" * 40, "0123456789" * 6 + "abcd", "F" * 64])
 def test_names_that_read_as_commit_ids_are_refused(name):
     error = refusal(validate_ref_name, name)

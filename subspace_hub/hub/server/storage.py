@@ -192,6 +192,10 @@ class Operation:
     sha256: str | None = None
     lfs: bool = False
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("add", "delete_file", "delete_folder"):
+            raise ValueError(f"Unknown operation kind {self.kind!r}: add, delete_file or delete_folder.")
+
 
 class BlobStore:
     """Content-addressed, verified file storage. Each process writes its uploads in progress to its own
