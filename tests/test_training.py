@@ -34,13 +34,13 @@ def data(tmp_path_factory):
     return tiny_dataset(tmp_path_factory.mktemp("train-data") / "texture", height=32, width=40, scenes=5, seed=3)
 
 
-def config(data, **changes):
+def config(source, **changes):
     fields = {
         "backbone": "reference",
         "backbone_config": {"depth": 2},
         "method": "lora",
         "method_options": {"rank": 2},
-        "data": {"source": str(data), "min_views": 2, "max_views": 4, "max_images": 8},
+        "data": {"source": str(source), "min_views": 2, "max_views": 4, "max_images": 8},
         "steps": 8,
         "checkpoint_every": 2,
         "tensorboard": False,
@@ -195,6 +195,9 @@ def test_resuming_from_a_middle_checkpoint_repeats_the_run_exactly(data, tmp_pat
         assert [p.name for p in list_checkpoints(cut)] == ["step-00000006"]
         train(cfg, cut, resume=True, progress=False)
         assert_same_run(whole, cut)
+        # the rows kept from before the resume are rewritten as they were written: integer steps
+        steps = [line.split(",")[0] for line in (cut / "metrics.csv").read_text().splitlines()]
+        assert steps == ["step", *map(str, range(1, 13))]
 
 
 def test_a_sigkilled_run_resumes_to_the_uninterrupted_result(data, tmp_path):
@@ -262,8 +265,8 @@ def test_an_occupied_folder_and_a_changed_config_are_refused(data, tmp_path):
     train(config(data, steps=2), tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match="already holds a training run; pass --resume"):
         train(config(data, steps=2), tmp_path / "run", progress=False)
-    with pytest.raises(ConfigError, match="these settings differ: optim"):
-        train(config(data, steps=2, optim={"lr": 0.5}), tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(ConfigError, match="these settings differ: optim, seed. Resume without changing them"):
+        train(config(data, steps=2, optim={"lr": 0.5}, seed=9), tmp_path / "run", resume=True, progress=False)
     with pytest.raises(ConfigError, match="Nothing to resume"):
         train(config(data, steps=2), tmp_path / "empty", resume=True, progress=False)
 
@@ -298,3 +301,70 @@ def test_adalora_trained_by_the_engine_ends_at_its_rank_budget(data, tmp_path):
     assert all(len(mask) == 4 for mask in pattern.values())  # every module started at init_rank 4
     assert sum(kept) == 2 * len(kept)  # the budget: an average of rank 2
     assert min(kept) < 4  # ranks were pruned, not kept
+
+
+def test_config_all_loads_every_config_of_a_local_source_and_names_a_missing_split(data):
+    from subspace_hub.data.sources import load_samples
+    from subspace_hub.pipelines.train import _samples, held_out_samples
+
+    fields = {"source": str(data), "min_views": 2, "max_views": 4, "max_images": 8}
+    every = config(data, data={**fields, "config": "all", "test_split": "test", "test_config": "all"})
+    for split in ("train", "test"):
+        one = load_samples(str(data), split, "texture-000")
+        rows = _samples(every, split, "all")
+        assert rows.num_rows == one.num_rows and rows.column_names == one.column_names
+        assert rows["scene_id"] == one["scene_id"] and rows["view_ids"] == one["view_ids"]
+    assert held_out_samples(every)["scene_id"] == load_samples(str(data), "test", "texture-000")["scene_id"]
+    with pytest.raises(ConfigError, match=f"^{data} has no split 'nope' in any config.$"):
+        _samples(every, "nope", "all")
+
+
+def test_seeding_covers_python_numpy_and_torch_and_wraps_numpys_range():
+    import random
+
+    from subspace_hub.pipelines.train import _seed_everything
+
+    def draws(seed):
+        _seed_everything(seed)
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    assert draws(7) == draws(7) and draws(7) != draws(8)
+    wrapped = draws(2**32 + 7)
+    assert wrapped[1] == draws(7)[1] and wrapped[0] != draws(7)[0]  # numpy takes the seed modulo 2**32
+
+
+def test_the_logged_memory_is_this_process_peak_in_gib(data, tmp_path):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kilobytes on Linux
+    run = train(config(data, steps=2, checkpoint_every=2), tmp_path / "run", progress=False)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    memory = [row["memory_gib"] for row in read_metrics(run.run)]
+    assert len(memory) == 2 and all(before <= m <= after for m in memory), (before, memory, after)
+
+
+def test_tensorboard_gets_every_scalar_at_its_step_and_csv_steps_are_integers(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(config(data, steps=3, checkpoint_every=3, tensorboard=True), tmp_path / "run", progress=False).run
+    rows = read_metrics(run)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert sorted(tags) == sorted(k for k in rows[0] if k != "step")
+    for tag in tags:
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [1, 2, 3]
+        assert [s.value for s in scalars] == pytest.approx([row[tag] for row in rows], rel=1e-6)
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["step", "1", "2", "3"]
+
+
+def test_without_tensorboard_the_run_warns_once_and_logs_to_csv(data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # importing it now fails
+    with pytest.warns(UserWarning) as caught:
+        train(config(data, steps=1, checkpoint_every=1, tensorboard=True), tmp_path / "run", progress=False)
+    messages = [w for w in caught if "TensorBoard" in str(w.message)]
+    assert [str(w.message) for w in messages] == ["TensorBoard is not installed: scalars go to metrics.csv only."]
+    assert messages[0].filename == __file__  # it points at the caller of train()
+    assert not (tmp_path / "run" / "tensorboard").exists() and len(read_metrics(tmp_path / "run")) == 1

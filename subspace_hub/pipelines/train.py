@@ -154,7 +154,6 @@ class _CsvLog:
     resumed run first drops the rows after the step it resumes from."""
 
     def __init__(self, path: Path, resume_step: int) -> None:
-        self.path = path
         self.rows: list[dict[str, float]] = read_rows(path) if path.is_file() else []
         self.rows = [row for row in self.rows if row["step"] <= resume_step]
         self.columns: list[str] | None = list(self.rows[0]) if self.rows else None
