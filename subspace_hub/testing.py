@@ -520,14 +520,24 @@ def _check_landmark_sample(what: str, sample: Mapping[str, Any]) -> Mapping[str,
 
 
 def tiny_dataset(
-    out: Any, *, height: int, width: int, family: str = "texture", scenes: int = 3, views: int = 4, seed: int = 0
+    out: Any,
+    *,
+    height: int,
+    width: int,
+    family: str = "texture",
+    scenes: int = 3,
+    views: int = 4,
+    seed: int = 0,
+    datasets: int = 1,
 ) -> Any:
-    """A small generated dataset (one config, ``{family}-000``, a train and a test split) at ``height`` x ``width``
-    pixels (pick multiples of your backbone's patch size), for training and evaluation tests; returns the folder."""
+    """A small generated dataset (``datasets`` configs, ``{family}-000`` on, each with a train split and a test
+    split of one scene) at ``height`` x ``width`` pixels (pick multiples of your backbone's patch size), for
+    training and evaluation tests; returns the folder."""
     from subspace_hub.data.export import GenerationSpec, generate
 
     spec = GenerationSpec(
         family,
+        datasets=datasets,
         seed=seed,
         scenes=scenes,
         views=views,

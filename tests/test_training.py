@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -360,6 +361,30 @@ def test_tensorboard_gets_every_scalar_at_its_step_and_csv_steps_are_integers(da
     assert [line.split(",")[0] for line in lines] == ["step", "1", "2", "3"]
 
 
+def test_a_resumed_run_replaces_the_scalars_after_its_checkpoint_in_every_log(data, tmp_path):
+    """TensorBoard purges the first run's events after the checkpoint; the CSV logs drop their rows."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    settings = config(data, steps=4, checkpoint_every=2, eval_every=2, eval_limit=1, tensorboard=True)
+    run = tmp_path / "run"
+    train(settings, run, progress=False)
+    shutil.rmtree(list_checkpoints(run)[-1])  # as if killed after step 2, with steps 3 and 4 logged
+    shutil.rmtree(run / "adapter")
+    train(settings, run, resume=True, progress=False)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [s.step for s in events.Scalars("loss")] == [1, 2, 3, 4]
+    assert [s.step for s in events.Scalars("depth/abs_rel")] == [2, 4]
+    assert [s.value for s in events.Scalars("loss")] == pytest.approx([r["loss"] for r in read_metrics(run)], rel=1e-6)
+    assert [row["step"] for row in read_rows(run / "evaluation.csv")] == [2, 4]
+
+
+def test_read_rows_gives_numbers_and_leaves_out_empty_cells(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss,depth/abs_rel\r\n1,0.5,\r\n2,0.25,0.125\r\n")
+    assert read_rows(path) == [{"step": 1.0, "loss": 0.5}, {"step": 2.0, "loss": 0.25, "depth/abs_rel": 0.125}]
+
+
 def test_without_tensorboard_the_run_warns_once_and_logs_to_csv(data, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # importing it now fails
     with pytest.warns(UserWarning) as caught:
@@ -368,3 +393,167 @@ def test_without_tensorboard_the_run_warns_once_and_logs_to_csv(data, tmp_path, 
     assert [str(w.message) for w in messages] == ["TensorBoard is not installed: scalars go to metrics.csv only."]
     assert messages[0].filename == __file__  # it points at the caller of train()
     assert not (tmp_path / "run" / "tensorboard").exists() and len(read_metrics(tmp_path / "run")) == 1
+
+
+def test_accumulated_micro_batches_make_one_step_and_the_summary_records_the_run(data, tmp_path, monkeypatch, capsys):
+    """Two micro-batches a step: the logged loss is their mean, the gradient that of their mean loss, the images
+    those of both, the sampler position two batches a step; ``result.json`` and ``evaluation.json`` hold what the
+    run returned. A clock that ticks one second a reading makes ``images_per_s`` and the seconds exact."""
+    import json
+    from types import SimpleNamespace
+
+    from subspace_hub.data.views import collate
+    from subspace_hub.pipelines import train as engine
+    from subspace_hub.pipelines.evaluate import evaluate_backbone
+    from subspace_hub.plugins import get_backbone_spec, get_metric
+
+    fields = {"source": str(data), "min_views": 2, "max_views": 4, "max_images": 8, "test_split": "train"}
+    settings = config(
+        data, data=fields, steps=2, accumulation=2, checkpoint_every=2, eval_limit=2, optim={"lr": 1e-3, "clip": None}
+    )
+    spec = get_backbone_spec("reference")
+    model = engine._attach(settings)
+    groups, plan = engine._training_data(settings)
+    batches = [b for _, b in zip(range(4), plan.iterate(0), strict=False)]
+    assert [len(b.items) * b.views for b in batches] == [8, 6, 8, 8]  # 14 images in step 1, 16 in step 2
+    terms = []
+    for batch in batches[:2]:
+        inputs = collate([groups[(index, batch.views)] for index in batch.items])
+        out = spec.loss_terms(spec.run(model, inputs), inputs)
+        (out["loss"] / 2).backward()
+        terms.append({key: float(value.detach()) for key, value in out.items()})
+    norm = float(
+        torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
+    )
+
+    ticks = iter(range(100, 1000))
+    monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    run = tmp_path / "run"
+    result = train(settings, run, progress=False)
+    assert capsys.readouterr().err == ""  # progress=False: no bar of the run's or its evaluation's
+
+    rows = read_metrics(run)
+    assert [row["step"] for row in rows] == [1, 2]
+    for key in terms[0]:
+        assert rows[0][key] == pytest.approx((terms[0][key] + terms[1][key]) / 2, rel=1e-6)
+    assert rows[0]["grad_norm"] == pytest.approx(norm, rel=1e-5)
+    assert [row["images_per_s"] for row in rows] == [14.0, 16.0]  # each step read one tick apart
+    state = json.loads((run / "checkpoints" / "step-00000002" / "state.json").read_text())
+    assert (state["step"], state["batches"]) == (2, 4)
+
+    # started at tick 100, two readings a step, the end at tick 105
+    assert (result.run, result.steps, result.seconds) == (run, 2, 5.0)
+    assert result.losses == [row["loss"] for row in rows]
+    summary = {
+        "steps": 2,
+        "trainable_parameters": 2048,
+        "trainable_by_group": {"blocks.0": 1024, "blocks.1": 1024},
+        "loss_first": rows[0]["loss"],
+        "loss_last": rows[1]["loss"],
+        "seconds": 5.0,
+    }
+    assert (run / "result.json").read_text() == json.dumps(summary, indent=2)
+    assert (run / "evaluation.json").read_text() == json.dumps(result.evaluation, indent=2)
+    torch.manual_seed(settings.seed)  # the run's random base weights
+    base = subspace_hub.load_backbone("reference", config={"depth": 2})
+    trained = subspace_hub.load_adapter(run / "adapter", model=base)
+    expected = evaluate_backbone(
+        trained, spec, engine.held_out_samples(settings), [get_metric("depth")], limit=2, progress=False
+    ).summary()  # the first eval_limit samples of the test split
+    everything = evaluate_backbone(
+        trained, spec, engine.held_out_samples(settings), [get_metric("depth")], progress=False
+    ).summary()
+    assert result.evaluation["depth"] == pytest.approx(expected["depth"], rel=1e-6)
+    assert result.evaluation["depth"]["abs_rel"] != pytest.approx(everything["depth"]["abs_rel"], rel=1e-6)
+
+
+def test_the_progress_bar_counts_steps_from_where_a_resumed_run_starts_and_shows_the_loss(data, tmp_path, capsys):
+    settings = config(data, steps=4, checkpoint_every=1, keep_checkpoints=4)
+    run = tmp_path / "run"
+    train(settings, run, progress=False)
+    for later in list_checkpoints(run)[1:]:  # as if killed after step 1
+        shutil.rmtree(later)
+    shutil.rmtree(run / "adapter")
+    capsys.readouterr()
+    train(settings, run, resume=True, progress=True)
+    frames = [frame.strip() for frame in capsys.readouterr().err.split("\r") if frame.strip()]
+    assert frames[0].startswith("train lora:  25%") and " 1/4 " in frames[0]  # it starts at the resumed step
+    last_loss = read_metrics(run)[-1]["loss"]
+    assert frames[-1].startswith("train lora: 100%") and " 4/4 " in frames[-1]
+    assert "step/s" in frames[-1] or "s/step" in frames[-1]
+    assert frames[-1].endswith(f"loss={last_loss:.4f}]")
+
+
+def test_gradient_checkpointing_on_a_backbone_without_it_is_refused(data, tmp_path):
+    from subspace_hub.pipelines.train import _attach
+
+    message = (
+        r"^gradient_checkpointing is on, but the backbone has no gradient_checkpointing_enable\(\); turn it off\.$"
+    )
+    with pytest.raises(ConfigError, match=message):
+        _attach(config(data, gradient_checkpointing=True))
+    with pytest.raises(ConfigError, match=message):
+        train(config(data, gradient_checkpointing=True), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluation_during_a_run_leaves_the_model_in_the_mode_it_found(data):
+    from subspace_hub.pipelines.train import _attach, _evaluate, held_out_samples
+
+    settings = config(data, eval_limit=1)
+    model = _attach(settings)
+    for training in (True, False):
+        model.train(training)
+        summary = _evaluate(model, settings, held_out_samples(settings), torch.device("cpu"))
+        assert model.training is training and set(summary["depth"]) >= {"abs_rel", "delta_1"}
+
+
+def test_the_loss_figure_draws_the_loss_and_its_terms_and_the_png_is_720_by_420(tmp_path):
+    from matplotlib import pyplot as plt
+    from matplotlib.image import imread
+
+    from subspace_hub.pipelines.train import loss_figure, plot_losses
+
+    rows = [
+        {"step": 1, "loss": 2.0, "loss_depth": 1.5, "lr": 1e-3},
+        {"step": 2, "loss": 1.0, "loss_depth": 0.5, "lr": 1e-3},
+        {"step": 2, "depth/abs_rel": 0.3},  # no loss: not drawn
+        {"step": 3, "loss": 0.5, "lr": 1e-4},  # a term missing at a step: a gap
+    ]
+    figure = loss_figure(rows)
+    (axis,) = figure.axes
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    assert list(lines) == ["loss", "loss_depth"]
+    assert lines["loss"].get_xdata().tolist() == [1, 2, 3] and lines["loss"].get_ydata().tolist() == [2.0, 1.0, 0.5]
+    assert lines["loss_depth"].get_ydata()[:2].tolist() == [1.5, 0.5] and math.isnan(lines["loss_depth"].get_ydata()[2])
+    assert (axis.get_xlabel(), axis.get_ylabel(), axis.get_yscale()) == ("step", "training loss", "log")
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == ["loss", "loss_depth"]
+    plt.close(figure)
+    negative = loss_figure([{"step": 1, "loss": 0.5}, {"step": 2, "loss": -0.25}])
+    assert negative.axes[0].get_yscale() == "linear"  # a loss that goes negative has no log scale
+    plt.close(negative)
+    path = plot_losses(rows, tmp_path / "loss.png")
+    assert path == tmp_path / "loss.png" and imread(path).shape[:2] == (420, 720)
+
+
+def test_the_run_card_states_the_run(data, tmp_path):
+    from subspace_hub.pipelines.train import RunResult, write_run_card
+
+    settings = config(data, pretrained="me/weights", revision="v2", backbone_config="tiny", steps=10)
+    rows = [{"step": 1, "loss": 0.123456}, {"step": 2, "loss": 0.0456789}]
+    evaluation = {"depth": {"abs_rel": 0.1234567, "delta_1": 0.9}}
+    result = RunResult(tmp_path, 2, trainable_parameters=1234567, evaluation=evaluation)
+    card = write_run_card(tmp_path, settings, rows, result).read_text()
+    assert card.startswith(
+        "# Training run: `lora` on `reference`\n\n1,234,567 trainable parameters, 2 of 10 steps; training loss 0.1235 "
+        "at\nthe first logged step, 0.0457 at the last.\n\n- backbone: `reference` (config `tiny`), weights "
+        "`me/weights` at `v2`\n"
+    )
+    assert "\ndepth   abs_rel  0.123457\ndepth   delta_1  0.9\n" in card
+    assert 'subspace_hub.load_adapter("adapter")' in card and "![training loss](loss.png)" in card
+    assert settings.to_yaml().strip() in card and (tmp_path / "loss.png").is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an empty plot, without matplotlib's empty-legend warning
+        bare = write_run_card(tmp_path, config(data), [], RunResult(tmp_path, 0)).read_text()
+    assert "training loss - at\nthe first logged step, - at the last." in bare
+    assert "random initial weights" in bare and "No test split was evaluated." in bare

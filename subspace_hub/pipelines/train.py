@@ -50,6 +50,7 @@ from subspace_hub.data.sources import datasets_quiet, load_samples
 from subspace_hub.data.views import Batch, BatchPlan, LandmarkRecords, ViewGroups, collate
 from subspace_hub.errors import ConfigError, SubspaceHubError
 from subspace_hub.fileio import atomic_write
+from subspace_hub.hub import download, is_repo_id
 from subspace_hub.pipelines.checkpoints import (
     Progress,
     list_checkpoints,
@@ -138,10 +139,10 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 
 def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
-    """The backbone's ``gradient_checkpointing_enable()`` (the transformers convention), found through wrappers."""
+    """The backbone's ``gradient_checkpointing_enable()`` (the transformers convention), found under the adapter's
+    wrappers (PEFT's and ours define none)."""
     for module in model.modules():
-        enable = getattr(type(module), "gradient_checkpointing_enable", None)
-        if enable is not None and not type(module).__module__.startswith("peft."):
+        if hasattr(type(module), "gradient_checkpointing_enable"):
             module.gradient_checkpointing_enable()
             return
     raise ConfigError(
@@ -159,7 +160,7 @@ class _CsvLog:
         self.columns: list[str] | None = list(self.rows[0]) if self.rows else None
         buffer = io.StringIO()
         if self.columns:
-            writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore")
+            writer = csv.DictWriter(buffer, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows({k: str(int(v)) if k == "step" else repr(v) for k, v in row.items()} for row in self.rows)
         atomic_write(path, lambda p: p.write_text(buffer.getvalue()))
@@ -169,7 +170,7 @@ class _CsvLog:
         if self.columns is None:
             self.columns = list(row)
             csv.DictWriter(self.file, fieldnames=self.columns).writeheader()
-        csv.DictWriter(self.file, fieldnames=self.columns, extrasaction="ignore").writerow(
+        csv.DictWriter(self.file, fieldnames=self.columns).writerow(
             {k: str(int(v)) if k == "step" else repr(float(v)) for k, v in row.items()}
         )
         self.file.flush()
@@ -252,26 +253,31 @@ def _attach(config: TrainConfig) -> torch.nn.Module:
 
 
 def _samples(config: TrainConfig, split: str, dataset_config: str | None) -> Any:
-    """``load_samples`` of the run's source; ``all`` concatenates every config of it."""
+    """``load_samples`` of the run's source; ``all`` concatenates every config its dataset card lists that has
+    ``split`` (a dataset repo is read as the folder of its files at ``data.revision``)."""
     data = config.data
     if dataset_config != "all":
         return load_samples(
             data.source, split, dataset_config, revision=data.revision, allow_incomplete=data.allow_incomplete
         )
     import datasets
+    from huggingface_hub import DatasetCard
 
-    card = Path(data.source) / "README.md"
-    if card.is_file():  # a local folder: one load of every config's files of the split
-        from huggingface_hub import DatasetCard
-
-        configs = DatasetCard.load(card).data.to_dict().get("configs") or []
-        patterns = [f["path"] for c in configs for f in c.get("data_files", []) if f.get("split") == split]
-        if not patterns:
-            raise ConfigError(f"{data.source} has no split {split!r} in any config.")
-        return datasets.load_dataset(data.source, data_files={split: patterns}, split=split)
-    names = datasets.get_dataset_config_names(data.source, revision=data.revision)
+    folder, revision = Path(data.source).expanduser(), data.revision
+    if not folder.is_dir() and is_repo_id(data.source):  # one download: the card and the data of one commit
+        folder, revision = download(data.source, data.revision, repo_type="dataset"), None
+    card = folder / "README.md"
+    configs = (DatasetCard.load(card).data.to_dict().get("configs") or []) if card.is_file() else []
+    if not configs:
+        raise ConfigError(
+            f"data.config 'all' loads the configs a dataset card lists, and {data.source} has no card with a "
+            "'configs' list; name one config instead."
+        )
+    names = [c["config_name"] for c in configs if any(f.get("split") == split for f in c.get("data_files", []))]
+    if not names:
+        raise ConfigError(f"{data.source} has no split {split!r} in any config.")
     parts = [
-        load_samples(data.source, split, name, revision=data.revision, allow_incomplete=data.allow_incomplete)
+        load_samples(str(folder), split, name, revision=revision, allow_incomplete=data.allow_incomplete)
         for name in names
     ]
     return datasets.concatenate_datasets(parts)
@@ -522,24 +528,34 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     return result
 
 
-def plot_losses(rows: list[dict[str, float]], path: Path) -> Path:
-    """``loss.png``: the task loss (and its terms) against the step."""
+def loss_figure(rows: list[dict[str, float]]) -> Any:
+    """A matplotlib figure (6 x 3.5 in at 120 dpi) of the task loss and its terms (``loss_*``) against the step,
+    on a log scale when every loss is positive; rows without a loss (evaluation rows) are skipped."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 3.5), dpi=120)
-    steps = [row["step"] for row in rows if "loss" in row]
-    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k == "loss" or k.startswith("loss_")]
+    logged = [row for row in rows if "loss" in row]
+    keys = [k for k in dict.fromkeys(k for row in logged for k in row) if k == "loss" or k.startswith("loss_")]
     for key in keys:
-        axis.plot(steps, [row.get(key, math.nan) for row in rows if "loss" in row], label=key, lw=1)
+        axis.plot([row["step"] for row in logged], [row.get(key, math.nan) for row in logged], label=key, lw=1)
     axis.set_xlabel("step")
     axis.set_ylabel("training loss")
-    axis.set_yscale("log" if all(row["loss"] > 0 for row in rows if "loss" in row) else "linear")
-    axis.legend(fontsize=7)
+    axis.set_yscale("log" if all(row["loss"] > 0 for row in logged) else "linear")
+    if keys:  # a run that logged no step yet: an empty plot, without matplotlib's empty-legend warning
+        axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
     figure.tight_layout()
+    return figure
+
+
+def plot_losses(rows: list[dict[str, float]], path: Path) -> Path:
+    """``loss.png``: :func:`loss_figure` of ``rows``, 720 x 420 pixels."""
+    from matplotlib import pyplot as plt
+
+    figure = loss_figure(rows)
     figure.savefig(path)
     plt.close(figure)
     return path

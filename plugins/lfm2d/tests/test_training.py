@@ -37,3 +37,22 @@ def test_the_engine_trains_2d_lfm_on_landmark_records_and_scores_pa_mpjpe(landma
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10  # the reprojection error falls
     evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert 0 < evaluation["pa_mpjpe"]["pa_mpjpe"] < evaluation["mpjpe"]["mpjpe"]
+
+
+def test_landmark_records_are_batched_max_images_at_a_time_in_the_runs_seeded_order(landmark_folder):
+    from subspace_hub.data.views import BatchPlan, LandmarkRecords
+    from subspace_hub.pipelines.train import _training_data
+
+    config = TrainConfig(
+        backbone="lfm2d", data=DataConfig(source=str(landmark_folder), split="train", max_images=32), seed=3
+    )
+    records, plan = _training_data(config)
+    assert (
+        isinstance(records, LandmarkRecords) and len(records) == 72
+    )  # 3 of every 4 of 2 x 48 samples, each one "view"
+    batches = [b for _, b in zip(range(3), plan, strict=False)]
+    assert [(len(b.items), b.views) for b in batches] == [(32, 1)] * 3
+    expected = [b.items for _, b in zip(range(3), BatchPlan(72, 1, 1, 32, 3), strict=False)]
+    assert [b.items for b in batches] == expected and expected != [
+        b.items for _, b in zip(range(3), BatchPlan(72, 1, 1, 32, 0), strict=False)
+    ]

@@ -49,5 +49,14 @@ def test_gradient_checkpointing_gives_the_same_run(data, tmp_path):
         runs.append([row["loss"] for row in read_metrics(result.run)])
         assert set(result.evaluation["depth"]) >= {"abs_rel"}
     assert runs[0] == pytest.approx(runs[1], rel=1e-5, abs=1e-6)
+    from subspace_hub.pipelines.train import _attach
+
+    # the engine turned it on in the backbone under the PEFT wrapper (the same losses alone would not show it)
+    flags = {
+        name: m.gradient_checkpointing
+        for name, m in _attach(config).named_modules()
+        if hasattr(m, "gradient_checkpointing")
+    }
+    assert flags and all(flags.values()), flags
     reloaded = subspace_hub.load_adapter(tmp_path / "run-True" / "adapter")  # rebuilds the base by name
     assert sum(p.numel() for p in reloaded.parameters() if p.requires_grad) > 0
