@@ -97,6 +97,10 @@ def test_the_schedule_warms_up_from_1e_8_then_decays_by_cosine_to_1e_8():
     assert all(a >= b for a, b in zip(lrs[5:], lrs[6:], strict=False))
     assert lrs[-1] == pytest.approx(1e-8)
     assert lrs[52] == pytest.approx(1e-8 + (1e-5 - 1e-8) * 0.5 * (1 + math.cos(math.pi * 47 / 94)))
+    assert lrs[2] == pytest.approx(1e-8 + (1e-5 - 1e-8) * 2 / 5)  # linear from start_lr
+    assert cfg.optim.lr * lr_factor(100, cfg) == pytest.approx(1e-8)  # past the last step it stays at the end
+    two = load_train_config(None, [], backbone="reference", data={"source": "x"}, steps=2, optim={"warmup": 0.0})
+    assert [lr_factor(step, two) for step in (0, 1)] == pytest.approx([1.0, 1e-3])  # the end at the last step
 
 
 def test_the_batch_plan_is_deterministic_capped_and_resumable():
@@ -557,3 +561,102 @@ def test_the_run_card_states_the_run(data, tmp_path):
         bare = write_run_card(tmp_path, config(data), [], RunResult(tmp_path, 0)).read_text()
     assert "training loss - at\nthe first logged step, - at the last." in bare
     assert "random initial weights" in bare and "No test split was evaluated." in bare
+
+
+FREEZING_PLUGIN = """
+    from subspace_hub import AdapterSpec, hookimpl
+
+    def freeze(model):
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        return model
+
+    @hookimpl
+    def register_adapters(register):
+        register(AdapterSpec("freeze-all", freeze))
+"""
+
+
+def test_a_backbone_without_a_loss_and_a_method_that_trains_nothing_are_refused(
+    data, tmp_path, distributions, good_plugin
+):
+    distributions.add("subspace-hub-tiny", "subspace_hub_tiny", good_plugin(), entry_point="tiny")
+    distributions.add("subspace-hub-freeze", "subspace_hub_freeze", FREEZING_PLUGIN, entry_point="freeze")
+    message = r"^Backbone 'tiny-third-party' declares no loss, so it cannot be trained\.$"
+    with pytest.raises(ConfigError, match=message):
+        train(config(data, backbone="tiny-third-party", backbone_config=None), tmp_path / "run", progress=False)
+    message = r"^Method 'freeze-all' left no parameter of 'reference' trainable\.$"
+    with pytest.raises(ConfigError, match=message):
+        train(config(data, method="freeze-all", method_options={}), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_steps_are_logged_and_checkpointed_every_so_many_and_at_the_last(data, tmp_path):
+    run = train(config(data, steps=5, log_every=2, checkpoint_every=2), tmp_path / "run", progress=False).run
+    assert [row["step"] for row in read_metrics(run)] == [2, 4, 5]
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000004", "step-00000005"]
+
+
+def test_a_signal_stops_the_run_after_a_checkpoint_and_restores_the_handlers(data, tmp_path, monkeypatch):
+    """In process: SIGTERM arrives while step 3 is logged; the run writes step 3's checkpoint, closes its logs,
+    raises, and puts the previous handlers back; a resume finishes the run."""
+    from subspace_hub.pipelines import train as engine
+    from subspace_hub.pipelines.train import TrainingInterrupted
+
+    memory, steps = engine._memory_gib, []
+
+    def memory_then_signal(device):
+        steps.append(len(steps) + 1)
+        if len(steps) == 3:
+            signal.raise_signal(signal.SIGTERM)
+        return memory(device)
+
+    monkeypatch.setattr(engine, "_memory_gib", memory_then_signal)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    settings = config(data, steps=6, checkpoint_every=4)
+    with pytest.raises(TrainingInterrupted, match=r"^Stopped at step 3 of 6 by a signal; the checkpoint is written\."):
+        train(settings, tmp_path / "run", progress=False)
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-00000003"]
+    assert [row["step"] for row in read_metrics(tmp_path / "run")] == [1, 2, 3]
+    monkeypatch.setattr(engine, "_memory_gib", memory)
+    result = train(settings, tmp_path / "run", resume=True, progress=False)
+    assert result.steps == 6 and [row["step"] for row in read_metrics(tmp_path / "run")] == list(range(1, 7))
+
+
+def test_a_run_folder_in_missing_parents_is_made_and_images_must_fit_the_patches(data, tmp_path):
+    nested = tmp_path / "a" / "b" / "run"
+    assert train(config(data, steps=1, checkpoint_every=1), nested, progress=False).steps == 1
+    # 32 x 40 images: whole 8-pixel patches, but not 16-pixel ones (the run's backbone config decides)
+    wide = config(data, backbone_config={"depth": 2, "patch_size": 16}, steps=1)
+    with pytest.raises(ConfigError, match=r"40"):
+        train(wide, tmp_path / "wide", progress=False)
+    assert not (tmp_path / "wide").exists()
+
+
+def test_a_resume_is_refused_when_the_recorded_config_lacks_a_setting_and_a_folder_without_one_starts_afresh(
+    data, tmp_path
+):
+    settings = config(data, steps=2, checkpoint_every=1)
+    run = tmp_path / "run"
+    first = [row["loss"] for row in read_metrics(train(settings, run, progress=False).run)]
+    recorded = run / "config.yaml"
+    lines = recorded.read_text().splitlines(True)
+    recorded.write_text("".join(line for line in lines if not line.startswith("keep_checkpoints:")))
+    with pytest.raises(ConfigError, match="these settings differ: keep_checkpoints. Resume without changing them"):
+        train(settings, run, resume=True, progress=False)
+    recorded.unlink()  # checkpoints without the config that made them: not resumed from
+    shutil.rmtree(run / "adapter")
+    again = [row["loss"] for row in read_metrics(train(settings, run, progress=False).run)]
+    assert again == pytest.approx(first, rel=1e-6) and len(again) == 2
+
+
+def test_bf16_precision_trains_under_bf16_autocast_on_the_cpu(data, tmp_path):
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        run = train(
+            config(data, steps=1, checkpoint_every=1, precision=precision), tmp_path / precision, progress=False
+        )
+        losses[precision] = read_metrics(run.run)[0]["loss"]
+    # the same batch and weights: bf16 arithmetic moves the loss by a little, not by nothing
+    assert losses["bf16"] != losses["fp32"] and losses["bf16"] == pytest.approx(losses["fp32"], rel=5e-2)

@@ -344,6 +344,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
         TrainingInterrupted: SIGTERM/SIGINT stopped the run; its checkpoint is written.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
 
     run = Path(out)
@@ -352,6 +353,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
         raise ConfigError(f"Backbone {config.backbone!r} declares no loss, so it cannot be trained.")
     cuda = torch.cuda.is_available()
     bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda and torch.cuda.is_bf16_supported())
+    # accelerate keeps one AcceleratorState per process and refuses an Accelerator of another precision; a process
+    # that trains twice (a notebook, a sweep) starts each run from a fresh one (the process group lives on apart).
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         mixed_precision="bf16" if bf16 else "no",
         cpu=not cuda,
