@@ -519,3 +519,73 @@ def test_load_adapter_refuses_to_rebuild_random_weights(tmp_path):
     subspace_hub.save_adapter(model, tmp_path / "adapter")
     with pytest.raises(ConfigError, match="random initial weights .* pass model="):
         subspace_hub.load_adapter(tmp_path / "adapter")
+
+
+def narrow_net() -> torch.nn.Module:
+    """One Linear 8 -> 8, three 8 -> 3 (narrower than rank 4) and a Conv2d."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(8, 8), *[torch.nn.Linear(8, 3) for _ in range(3)], torch.nn.Conv2d(8, 8, 1)
+    )
+
+
+def test_psv_warnings_and_refusals_read_exactly():
+    with pytest.warns(UserWarning) as caught:
+        model = subspace_hub.attach_adapter(narrow_net(), "psv", rank=4, targets=["0", "1", "2", "3", "4"])
+    assert [str(w.message) for w in caught] == [
+        "psv adapts Linear layers only; 1 Conv2d target(s) stay frozen (e.g. 4).",
+        "psv rank 4 exceeds min(in, out) of 3 target(s), which stay frozen: 1 (8 -> 3), 2 (8 -> 3), 3 (8 -> 3)",
+    ]  # three narrow modules are all named, with no "(+0 more)"
+    assert model.peft_config["default"].target_modules == {"0"}
+    with (
+        pytest.raises(ConfigError, match=r"^psv adapts Linear layers only, and none of the targets is one\.$"),
+        pytest.warns(UserWarning),
+    ):
+        subspace_hub.attach_adapter(narrow_net(), "psv", rank=2, targets=["4"])
+
+
+def test_method_warnings_point_at_the_caller_of_attach_adapter():
+    """Through each method's helpers (PSV: none, PiSSA: the LoRA helper) to the line that called attach_adapter."""
+    for method, targets in (("psv", ["0", "1", "4"]), ("pissa", ["0", "1"])):
+        with pytest.warns(UserWarning) as caught:
+            subspace_hub.attach_adapter(narrow_net(), method, rank=4, targets=targets)
+        ours = [w for w in caught if str(w.message).startswith(method)]
+        assert ours and {w.filename for w in ours} == {__file__}, (method, [(w.filename, w.lineno) for w in ours])
+
+
+def test_save_peft_on_a_plain_peft_model_and_an_adalora_model_pruned_to_rank_zero(tmp_path):
+    """A PeftModel made without attach_adapter saves as PEFT saves it; an AdaLoRA module pruned to rank 0 saves
+    without PEFT's ZeRO-3 shape warning (it does not apply); adapter_config.json is indented and sorted."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from subspace_hub.adapters.peft_methods import save_peft
+
+    plain = get_peft_model(torch.nn.Sequential(torch.nn.Linear(8, 8)), LoraConfig(r=2, target_modules=["0"]))
+    save_peft(plain, tmp_path / "plain")
+    assert json.loads((tmp_path / "plain" / "adapter_config.json").read_text())["r"] == 2
+    model = subspace_hub.attach_adapter(
+        subspace_hub.load_backbone("reference"), "adalora", rank=2, init_rank=4, total_step=10
+    )
+    names = [n.removeprefix("base_model.model.") for n, m in model.named_modules() if hasattr(m, "lora_E")]
+    model.peft_config["default"].rank_pattern = {
+        f"{name}.lora_E.default": [False] * 4 if i == 0 else [True, True, False, False] for i, name in enumerate(names)
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_peft(model, tmp_path / "adalora")
+    text = (tmp_path / "adalora" / "adapter_config.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True)
+
+
+def test_an_adapter_of_another_size_is_refused_with_peft_reason_on_one_line(tmp_path):
+    subspace_hub.save_adapter(subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "lora"), tmp_path)
+    with pytest.raises(CheckpointError) as refused:
+        subspace_hub.load_adapter(tmp_path, model=subspace_hub.load_backbone("reference", config="small"))
+    message = str(refused.value)
+    head = f"Cannot load the PEFT adapter in {tmp_path}: RuntimeError: "
+    tail = ". Check its adapter_config.json, or save the adapter again."
+    assert message.startswith(head) and message.endswith(tail)
+    reason = message[len(head) : -len(tail)]
+    assert len(reason) == 300 and "\n" not in reason and "  " not in reason  # PEFT's reason, cut at 300 characters
+    assert reason.startswith("Error(s) in loading state_dict for PeftModel: size mismatch for base_model.model.")
