@@ -592,9 +592,12 @@ def test_a_backbone_without_a_loss_and_a_method_that_trains_nothing_are_refused(
 
 
 def test_steps_are_logged_and_checkpointed_every_so_many_and_at_the_last(data, tmp_path):
-    run = train(config(data, steps=5, log_every=2, checkpoint_every=2), tmp_path / "run", progress=False).run
-    assert [row["step"] for row in read_metrics(run)] == [2, 4, 5]
-    assert [p.name for p in list_checkpoints(run)] == ["step-00000004", "step-00000005"]
+    optim = {"lr": 1e-3, "weight_decay": 0.2, "betas": (0.8, 0.95)}
+    run = train(config(data, steps=5, log_every=2, checkpoint_every=2, optim=optim), tmp_path / "run", progress=False)
+    assert [row["step"] for row in read_metrics(run.run)] == [2, 4, 5]
+    assert [p.name for p in list_checkpoints(run.run)] == ["step-00000004", "step-00000005"]
+    groups = torch.load(list_checkpoints(run.run)[-1] / "optimizer.pt")["param_groups"]
+    assert [(g["weight_decay"], tuple(g["betas"])) for g in groups] == [(0.2, (0.8, 0.95))]  # the config's AdamW
 
 
 def test_a_signal_stops_the_run_after_a_checkpoint_and_restores_the_handlers(data, tmp_path, monkeypatch):
@@ -646,6 +649,7 @@ def test_a_resume_is_refused_when_the_recorded_config_lacks_a_setting_and_a_fold
     with pytest.raises(ConfigError, match="these settings differ: keep_checkpoints. Resume without changing them"):
         train(settings, run, resume=True, progress=False)
     recorded.unlink()  # checkpoints without the config that made them: not resumed from
+    (run / "metrics.csv").unlink()
     shutil.rmtree(run / "adapter")
     again = [row["loss"] for row in read_metrics(train(settings, run, progress=False).run)]
     assert again == pytest.approx(first, rel=1e-6) and len(again) == 2
