@@ -181,25 +181,34 @@ def test_training_moves_every_trainable_weight_and_lowers_the_loss(data, tmp_pat
 def test_resuming_from_a_middle_checkpoint_repeats_the_run_exactly(data, tmp_path):
     """AdaLoRA included: its importance scores and rank pattern travel in the checkpoint."""
     for method, options in (("lora", {"rank": 2}), ("adalora", {"rank": 2, "init_rank": 4})):
-        # 12 steps at lr 1e-2 move AdaLoRA's importance scores enough that a resume without them differs by 5e-6.
         cfg = config(
             data,
             method=method,
             method_options=options,
             steps=12,
-            checkpoint_every=6,
-            keep_checkpoints=3,
+            checkpoint_every=3,
+            keep_checkpoints=4,
             optim={"lr": 1e-2},
         )
         whole, cut = tmp_path / f"{method}-whole", tmp_path / f"{method}-cut"
         train(cfg, whole, progress=False)
         train(cfg, cut, progress=False)
-        for later in list_checkpoints(cut)[1:]:  # as if the run had been killed after step 6
+        for later in list_checkpoints(cut)[2:]:  # as if the run had been killed after step 6
             shutil.rmtree(later)
         shutil.rmtree(cut / "adapter")
-        assert [p.name for p in list_checkpoints(cut)] == ["step-00000006"]
+        assert [p.name for p in list_checkpoints(cut)] == ["step-00000003", "step-00000006"]
         train(cfg, cut, resume=True, progress=False)
         assert_same_run(whole, cut)
+        if method == "adalora":
+            # Its importance averages carried on from step 6 rather than restarting at zero: at this size they move
+            # the losses by less than the tolerance above, so they are compared directly at step 9 (at step 10 the
+            # final allocation keeps only the rank pattern).
+            states = [
+                load_file(str(run / "checkpoints" / "step-00000009" / "method.safetensors")) for run in (whole, cut)
+            ]
+            assert states[0].keys() == states[1].keys() and any(k.startswith("exp_avg_ipt.") for k in states[0])
+            for key, value in states[0].items():
+                torch.testing.assert_close(states[1][key], value, rtol=1e-4, atol=0, msg=key)
         # the rows kept from before the resume are rewritten as they were written: integer steps
         steps = [line.split(",")[0] for line in (cut / "metrics.csv").read_text().splitlines()]
         assert steps == ["step", *map(str, range(1, 13))]
