@@ -35,6 +35,19 @@ def data(tmp_path_factory):
     return tiny_dataset(tmp_path_factory.mktemp("train-data") / "texture", height=32, width=40, scenes=5, seed=3)
 
 
+@pytest.fixture
+def on_the_cpu(monkeypatch):
+    """For a test that compares a run with a computation on the CPU, or with the process's RSS: the engine trains
+    on the CPU even where a GPU is present (it asks ``torch.cuda.is_available()``). accelerate keeps the device of
+    its first Accelerator in a process-wide state, dropped here before and after."""
+    from accelerate.state import PartialState
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    PartialState._reset_state()
+    yield
+    PartialState._reset_state()
+
+
 def config(source, **changes):
     fields = {
         "backbone": "reference",
@@ -347,7 +360,7 @@ def test_seeding_covers_python_numpy_and_torch_and_wraps_numpys_range():
     assert wrapped[1] == draws(7)[1] and wrapped[0] != draws(7)[0]  # numpy takes the seed modulo 2**32
 
 
-def test_the_logged_memory_is_this_process_peak_in_gib(data, tmp_path):
+def test_the_logged_memory_is_this_process_peak_in_gib(data, tmp_path, on_the_cpu):
     import resource
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kilobytes on Linux
@@ -408,7 +421,9 @@ def test_without_tensorboard_the_run_warns_once_and_logs_to_csv(data, tmp_path, 
     assert not (tmp_path / "run" / "tensorboard").exists() and len(read_metrics(tmp_path / "run")) == 1
 
 
-def test_accumulated_micro_batches_make_one_step_and_the_summary_records_the_run(data, tmp_path, monkeypatch, capsys):
+def test_accumulated_micro_batches_make_one_step_and_the_summary_records_the_run(
+    data, tmp_path, monkeypatch, capsys, on_the_cpu
+):
     """Two micro-batches a step: the logged loss is their mean, the gradient that of their mean loss, the images
     those of both, the sampler position two batches a step; ``result.json`` and ``evaluation.json`` hold what the
     run returned. A clock that ticks one second a reading makes ``images_per_s`` and the seconds exact."""
@@ -664,7 +679,7 @@ def test_a_resume_is_refused_when_the_recorded_config_lacks_a_setting_and_a_fold
     assert again == pytest.approx(first, rel=1e-6) and len(again) == 2
 
 
-def test_bf16_precision_trains_under_bf16_autocast_on_the_cpu(data, tmp_path):
+def test_bf16_precision_trains_under_bf16_autocast_on_the_cpu(data, tmp_path, on_the_cpu):
     losses = {}
     for precision in ("fp32", "bf16"):
         run = train(
@@ -673,3 +688,23 @@ def test_bf16_precision_trains_under_bf16_autocast_on_the_cpu(data, tmp_path):
         losses[precision] = read_metrics(run.run)[0]["loss"]
     # the same batch and weights: bf16 arithmetic moves the loss by a little, not by nothing
     assert losses["bf16"] != losses["fp32"] and losses["bf16"] == pytest.approx(losses["fp32"], rel=5e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with `pytest -m gpu`)")
+def test_on_cuda_auto_precision_is_bf16_the_run_is_on_the_gpu_and_its_memory_is_the_cuda_peak(data, tmp_path):
+    """The paths only a CUDA device takes: bf16 chosen under ``auto``, the batches moved to the GPU (a forward
+    on CPU inputs would fail), and ``memory_gib`` read from CUDA's allocator, not from the process's RSS."""
+    fields = {"source": str(data), "min_views": 2, "max_views": 4, "max_images": 8, "test_split": None}
+    losses = {}
+    for precision in ("auto", "bf16", "fp32"):
+        torch.cuda.reset_peak_memory_stats()
+        settings = config(data, data=fields, steps=3, checkpoint_every=3, precision=precision)
+        rows = read_metrics(train(settings, tmp_path / precision, progress=False).run)
+        peak = torch.cuda.max_memory_allocated() / 2**30  # nothing after the last step allocates on the GPU
+        memory = [row["memory_gib"] for row in rows]
+        assert 0 < memory[0] <= memory[1] <= memory[2] and memory[2] == pytest.approx(peak, rel=1e-12), (memory, peak)
+        losses[precision] = [row["loss"] for row in rows]
+    assert torch.cuda.is_bf16_supported()
+    assert losses["auto"] == losses["bf16"]  # the same kernels on the same data: bit-identical
+    assert losses["auto"] != losses["fp32"] and losses["auto"] == pytest.approx(losses["fp32"], rel=5e-2)

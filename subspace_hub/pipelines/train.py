@@ -386,13 +386,14 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
         params, lr=config.optim.lr, weight_decay=config.optim.weight_decay, betas=config.optim.betas
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
-    progress_state = Progress(0, 0)
+    progress_state, method_state = Progress(0, 0), None
     if resume_from:
         progress_state, method_state = load_checkpoint(Path(resume_from), model, optimizer, scheduler)
-        if method_state and method.load_training_state is not None:
-            method.load_training_state(model, method_state)
     # The scheduler is stepped here once per optimizer step, not by accelerate (which steps it once per process).
     prepared, optimizer = accelerator.prepare(model, optimizer)
+    if method_state and method.load_training_state is not None:
+        # Only now: the method's state (AdaLoRA's importance averages) goes to the device prepare() moved the model to.
+        method.load_training_state(accelerator.unwrap_model(prepared), method_state)
     device = accelerator.device
     log = _MetricsLog(run, resume_step=progress_state.step, tensorboard=config.tensorboard) if main else None
 
