@@ -277,3 +277,19 @@ def test_preview_draws_a_contact_sheet_of_every_dataset(generated, tmp_path, cap
         from subspace_hub.data.preview import contact_sheet
 
         contact_sheet(tmp_path)
+
+
+def test_a_quiet_generation_prints_nothing_and_leaves_datasets_bars_as_it_found_them(generated, tmp_path, capfd):
+    import datasets
+
+    spec, _ = generated
+    was = datasets.utils.logging.is_progress_bar_enabled()
+    try:
+        for enabled, workers in ((True, 1), (False, 2), (True, 2)):
+            (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
+            capfd.readouterr()
+            generate(spec, tmp_path / f"{enabled}-{workers}", workers=workers, progress=False)
+            assert capfd.readouterr().err == ""  # nor datasets' "Creating parquet from Arrow format", in any process
+            assert datasets.utils.logging.is_progress_bar_enabled() is enabled
+    finally:
+        (datasets.enable_progress_bars if was else datasets.disable_progress_bars)()

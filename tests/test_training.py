@@ -503,13 +503,20 @@ def test_the_progress_bar_counts_steps_from_where_a_resumed_run_starts_and_shows
         shutil.rmtree(later)
     shutil.rmtree(run / "adapter")
     capsys.readouterr()
-    train(settings, run, resume=True, progress=True)
+    train(settings, run, resume=True)  # the bar is on by default
     frames = [frame.strip() for frame in capsys.readouterr().err.split("\r") if frame.strip()]
     assert frames[0].startswith("train lora:  25%") and " 1/4 " in frames[0]  # it starts at the resumed step
     last_loss = read_metrics(run)[-1]["loss"]
     assert frames[-1].startswith("train lora: 100%") and " 4/4 " in frames[-1]
     assert "step/s" in frames[-1] or "s/step" in frames[-1]
     assert frames[-1].endswith(f"loss={last_loss:.4f}]")
+
+
+def test_a_quiet_run_prints_nothing_even_while_datasets_reads_its_data_the_first_time(tmp_path, capsys):
+    fresh = tiny_dataset(tmp_path / "fresh", height=32, width=40, scenes=2, seed=4)  # not in datasets' cache yet
+    capsys.readouterr()
+    train(config(fresh, steps=1, checkpoint_every=1), tmp_path / "run", progress=False)
+    assert capsys.readouterr().err == ""  # neither the run's bar nor datasets' "Generating train split"
 
 
 def test_gradient_checkpointing_on_a_backbone_without_it_is_refused(data, tmp_path):

@@ -254,7 +254,6 @@ def write_rows(spec: GenerationSpec, shard: Shard, rows: list[dict[str, Any]], r
     encoded = [{**row, "images": [_png(image) for image in row["images"]]} for row in rows]
     target = shard.path(root)
     target.parent.mkdir(parents=True, exist_ok=True)
-    datasets.disable_progress_bars()
     table = datasets.Dataset.from_list(encoded, features=features(spec))
     atomic_write(target, lambda tmp: table.to_parquet(str(tmp)))
     return len(shard.scenes) * spec.views
@@ -325,9 +324,11 @@ def shard_done(spec: GenerationSpec, shard: Shard, root: Path) -> bool:
 
 
 def _worker_init() -> None:
+    import datasets
     import torch
 
     torch.set_num_threads(1)  # one process per core; torch's own threads would oversubscribe
+    datasets.disable_progress_bars()  # a spawned worker does not inherit the caller's datasets_quiet()
 
 
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -361,6 +362,8 @@ def generate(
     """
     from tqdm.auto import tqdm
 
+    from subspace_hub.data.sources import datasets_quiet
+
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     recipe_path = root / RECIPE_FILE
@@ -380,9 +383,13 @@ def generate(
     todo = [s for s in shards if not shard_done(spec, s, root)]
     total_views = sum(len(s.scenes) for s in shards) * spec.views
     done_views = total_views - sum(len(s.scenes) for s in todo) * spec.views
-    with tqdm(
-        total=total_views, initial=done_views, unit="view", desc=f"{spec.family} datasets", disable=not progress
-    ) as bar:
+    with (
+        # datasets' own bars (one per parquet shard written) would bury ours; turned back on as they were after
+        datasets_quiet(),
+        tqdm(
+            total=total_views, initial=done_views, unit="view", desc=f"{spec.family} datasets", disable=not progress
+        ) as bar,
+    ):
         if device != "cpu" and todo:
             _generate_on_gpu(spec, todo, root, workers or os.cpu_count() or 1, device, backend, bar)
         elif (workers or os.cpu_count() or 1) <= 1 or len(todo) <= 1:
