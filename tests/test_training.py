@@ -3,6 +3,7 @@ and a kill during a checkpoint write (CPU, the reference backbone on generated d
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -247,6 +248,40 @@ def test_a_sigkilled_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     assert_same_run(tmp_path / "whole", tmp_path / "killed")
 
 
+def test_two_processes_train_like_one_accumulating_two_micro_batches_and_resume_together(data, tmp_path):
+    """DDP on the CPU (gloo), started by torchrun: each process takes every other batch, the gradients are averaged
+    across them, the logged terms are their mean and only process 0 writes, so two processes equal one process
+    that accumulates the same two batches a step. A resume starts every process from the checkpoint process 0
+    found (a process starting afresh would take other batches, or wait for steps the others never take)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+    def run(command, out, *extra):
+        done = subprocess.run(
+            [*command, "-m", "subspace_hub", *cli_args(data, out, steps=4), *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    run([sys.executable], tmp_path / "one", "--accumulation", "2")
+    run(torchrun, tmp_path / "two")
+    assert_same_run(tmp_path / "one", tmp_path / "two")
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [row["grad_norm"] for row in two] == pytest.approx([row["grad_norm"] for row in one], rel=1e-6)
+    state = json.loads((list_checkpoints(tmp_path / "two")[-1] / "state.json").read_text())
+    assert (state["step"], state["batches"]) == (4, 8)  # two batches a step, one in each process
+
+    run(torchrun, tmp_path / "cut")
+    for later in list_checkpoints(tmp_path / "cut")[2:]:  # as if both were killed after step 2
+        shutil.rmtree(later)
+    shutil.rmtree(tmp_path / "cut" / "adapter")
+    run(torchrun, tmp_path / "cut", "--resume")
+    assert_same_run(tmp_path / "one", tmp_path / "cut")
+
+
 def test_sigterm_stops_after_a_checkpoint_and_the_run_resumes(data, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = cli_args(data, tmp_path / "run", steps=200)
@@ -317,7 +352,6 @@ def test_bad_settings_fail_before_any_work(data, tmp_path):
 def test_adalora_trained_by_the_engine_ends_at_its_rank_budget(data, tmp_path):
     """AdaLoRA starts every module at init_rank and, by the end of its schedule, keeps on average `rank` of them:
     the engine must call its allocator after every step for that to happen."""
-    import json
 
     settings = config(data, method="adalora", method_options={"rank": 2, "init_rank": 4}, steps=10, checkpoint_every=10)
     train(settings, tmp_path / "run", progress=False)
@@ -427,7 +461,6 @@ def test_accumulated_micro_batches_make_one_step_and_the_summary_records_the_run
     """Two micro-batches a step: the logged loss is their mean, the gradient that of their mean loss, the images
     those of both, the sampler position two batches a step; ``result.json`` and ``evaluation.json`` hold what the
     run returned. A clock that ticks one second a reading makes ``images_per_s`` and the seconds exact."""
-    import json
     from types import SimpleNamespace
 
     from subspace_hub.data.views import collate
@@ -715,3 +748,10 @@ def test_on_cuda_auto_precision_is_bf16_the_run_is_on_the_gpu_and_its_memory_is_
     assert torch.cuda.is_bf16_supported()
     assert losses["auto"] == losses["bf16"]  # the same kernels on the same data: bit-identical
     assert losses["auto"] != losses["fp32"] and losses["auto"] == pytest.approx(losses["fp32"], rel=5e-2)
+    # evaluation in the middle of the run and at its end runs on the GPU too, and training goes on there after it
+    result = train(
+        config(data, steps=4, checkpoint_every=4, eval_every=2, eval_limit=1), tmp_path / "eval", progress=False
+    )
+    assert len(read_metrics(result.run)) == 4 and all(math.isfinite(loss) for loss in result.losses)
+    assert [row["step"] for row in read_rows(result.run / "evaluation.csv")] == [2, 4]
+    assert math.isfinite(result.evaluation["depth"]["abs_rel"])

@@ -359,7 +359,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     accelerator = Accelerator(
         mixed_precision="bf16" if bf16 else "no",
         cpu=not cuda,
-        # Frozen subtrees are skipped by autograd, so DDP must not wait for their gradients.
+        # A trainable parameter the loss never reaches (a head the loss ignores, under full fine-tuning) gets no
+        # gradient; DDP must not wait for it. (Frozen ones are not DDP's concern: it only tracks trainable ones.)
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     main = accelerator.is_main_process
