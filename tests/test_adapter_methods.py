@@ -517,8 +517,9 @@ def test_cli_params(capsys):
 def test_load_adapter_refuses_to_rebuild_random_weights(tmp_path):
     model = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "lora", rank=2)
     subspace_hub.save_adapter(model, tmp_path / "adapter")
-    with pytest.raises(ConfigError, match="random initial weights .* pass model="):
+    with pytest.raises(ConfigError, match="random initial weights .* pass model=") as info:
         subspace_hub.load_adapter(tmp_path / "adapter")
+    assert str(info.value).startswith(f"{tmp_path / 'adapter'} was trained on a 'reference' backbone")
 
 
 def narrow_net() -> torch.nn.Module:
@@ -589,3 +590,133 @@ def test_an_adapter_of_another_size_is_refused_with_peft_reason_on_one_line(tmp_
     reason = message[len(head) : -len(tail)]
     assert len(reason) == 300 and "\n" not in reason and "  " not in reason  # PEFT's reason, cut at 300 characters
     assert reason.startswith("Error(s) in loading state_dict for PeftModel: size mismatch for base_model.model.")
+
+
+def test_the_adapter_card_says_what_it_adapts_how_to_load_it_and_its_licence(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from subspace_hub.adapters import write_adapter_card
+    from subspace_hub.provenance import BuildInfo
+
+    torch.manual_seed(0)
+    subspace_hub.save_backbone(subspace_hub.load_backbone("reference"), tmp_path / "weights")
+    model = subspace_hub.attach_adapter(
+        subspace_hub.load_backbone("reference", pretrained=tmp_path / "weights"), "lora"
+    )
+    subspace_hub.save_adapter(model, tmp_path / "a")
+    version = subspace_hub.__version__
+    assert (
+        (tmp_path / "a" / "README.md").read_text()
+        == f"""---
+library_name: subspace-hub
+license: apache-2.0
+tags:
+- subspace-hub
+- lora
+- reference
+---
+
+# `lora` adapter of `reference`
+
+{4 * 8 * (128 + 64 + 160 + 160):,} trainable parameters, trained with subspace-hub {version} on the
+weights `{tmp_path / "weights"}`. Method options: `{{}}`.
+
+```python
+import subspace_hub
+
+model = subspace_hub.load_adapter("<this folder or repo>")  # rebuilds the backbone it adapts, then loads it
+```
+
+`subspace_hub_adapter.json` records the method, its options and the backbone (name, config, weights, revision).
+The weights it adapts are licensed apache-2.0; so is what you derive from them."""
+    )
+    # weights from a Hub repo (not a local folder) become the card's base_model
+    write_adapter_card(tmp_path / "a", "psv", {"rank": 3}, BuildInfo("reference", pretrained="org/base"), model)
+    card = ModelCard.load(tmp_path / "a" / "README.md")
+    assert card.data.base_model == "org/base" and card.data.tags == ["subspace-hub", "psv", "reference"]
+    assert (
+        "# `psv` adapter of `reference`" in card.text
+        and 'weights `org/base`. Method options: `{"rank": 3}`' in card.text
+    )
+    # a module subspace-hub did not build: no backbone, weights or licence to name
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    subspace_hub.save_adapter(subspace_hub.attach_adapter(net, "lora", rank=2, targets=["0"]), tmp_path / "plain")
+    card = ModelCard.load(tmp_path / "plain" / "README.md")
+    assert card.data.to_dict() == {"library_name": "subspace-hub", "tags": ["subspace-hub", "lora"]}
+    assert "# `lora` adapter of `unknown`\n\n16 trainable parameters, trained with subspace-hub" in card.text
+    assert "licensed" not in card.text and "on the\nweights" not in card.text
+
+
+def test_the_marker_of_a_module_without_a_backbone_and_the_refusals_to_reload_it(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    folder = tmp_path / "x" / "y" / "plain"  # missing parents are made
+    subspace_hub.save_adapter(subspace_hub.attach_adapter(net, "lora", rank=2, targets=["0"]), folder)
+    marker = {"method": "lora", "options": {"rank": 2, "targets": ["0"]}, "backbone": None}
+    assert (folder / MARKER_FILE).read_text() == json.dumps(
+        {**marker, "library_version": subspace_hub.__version__}, indent=2
+    ) + "\n"
+    with pytest.raises(ConfigError) as info:
+        subspace_hub.load_adapter(folder)
+    assert str(info.value) == f"{folder} does not record its backbone; pass model=<a freshly built backbone>."
+    with pytest.raises(ConfigError) as info:
+        subspace_hub.load_adapter(folder, revision="v1")
+    assert str(info.value) == f"revision='v1' only applies to Hub repos, but {folder} is a local folder."
+
+
+def test_full_fine_tuning_of_a_plain_module_merges_to_a_model_without_a_record(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    for param in net.parameters():
+        param.requires_grad_(False)
+    model = subspace_hub.attach_adapter(net, "full")  # no backbone spec: nothing is kept frozen
+    assert all(p.requires_grad for p in model.parameters()) and attached_method(model).method == "full"
+    merged = subspace_hub.merge_adapter(model)
+    with pytest.raises(ConfigError) as info:
+        attached_method(merged)
+    assert str(info.value) == "This model has no adapter attached by subspace_hub.attach_adapter or load_adapter."
+    # fine-tuned weights that do not fit the model name where they came from
+    subspace_hub.save_adapter(
+        subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "full"), tmp_path / "f"
+    )
+    with pytest.raises(CheckpointError, match=f"^Fine-tuned weights in {tmp_path / 'f'} does not fit the model: 12"):
+        subspace_hub.load_adapter(tmp_path / "f", model=subspace_hub.load_backbone("reference", config={"depth": 3}))
+
+
+NOOP_PLUGIN = """
+    from subspace_hub import AdapterSpec, hookimpl
+
+    @hookimpl
+    def register_adapters(register):
+        register(AdapterSpec("noop", lambda model: model))
+        register(AdapterSpec("anything", lambda model, **options: model))
+"""
+
+
+def test_a_method_without_options_save_load_or_merge_refuses_each_by_name(distributions, tmp_path):
+    from subspace_hub.adapters import write_marker
+
+    distributions.add("noop-plugin", "noop_plugin", NOOP_PLUGIN)
+    model = subspace_hub.load_backbone("reference")
+    with pytest.raises(ConfigError) as info:
+        subspace_hub.attach_adapter(model, "noop", rank=2, scale=1.0)
+    assert str(info.value) == "Adapter 'noop' does not take option(s) rank, scale; it takes: none."
+    with pytest.raises(ConfigError) as info:
+        subspace_hub.attach_adapter(model, "lora", bogus=1)
+    assert str(info.value) == (
+        "Adapter 'lora' does not take option(s) bogus; it takes: targets, layers, rank, alpha, dropout, use_rslora, "
+        "peft_options."
+    )
+    # options that do not survive JSON are left out of the record, and only those
+    anything = subspace_hub.attach_adapter(model, "anything", bundle=object(), rank=2)
+    assert attached_method(anything).options == {"rank": 2}
+    noop = subspace_hub.attach_adapter(subspace_hub.load_backbone("reference"), "noop")
+    with pytest.raises(ConfigError) as info:
+        subspace_hub.save_adapter(noop, tmp_path / "noop")
+    assert str(info.value) == "Adapter 'noop' does not support saving."
+    with pytest.raises(ConfigError) as info:
+        subspace_hub.merge_adapter(noop)
+    assert str(info.value) == "Adapter 'noop' does not support merging."
+    (tmp_path / "noop").mkdir()
+    write_marker(tmp_path / "noop", "noop", {}, None)
+    with pytest.raises(ConfigError) as info:
+        subspace_hub.load_adapter(tmp_path / "noop", model=model)
+    assert str(info.value) == "Adapter 'noop' does not support loading."

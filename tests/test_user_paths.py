@@ -17,6 +17,7 @@ import tomllib
 import torch
 import yaml
 from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file, save_file
 
 import subspace_hub
 from subspace_hub.cli import cli, main
@@ -175,12 +176,23 @@ def test_any_saved_adapter_loads_from_a_folder_or_a_hub_repo_from_another_direct
         adapted = get_peft_model(model, LoraConfig(r=2, target_modules=["qkv"], init_lora_weights=False))
         adapted.save_pretrained(folder)
     push_folder(folder, "lab/saved-adapter", tag="v1.0.0")
+    later = tmp_path / "later"  # a later push to main with other trained weights: the tag still loads v1.0.0's
+    shutil.copytree(folder, later)
+    changed = 0
+    for path in later.glob("*.safetensors"):
+        tensors = load_file(str(path))
+        for key in [k for k in tensors if "lora_B" in k or "core" in k]:
+            tensors[key], changed = 2 * tensors[key] + 0.5, changed + 1
+        save_file(tensors, str(path))
+    assert changed
+    push_folder(later, "lab/saved-adapter")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # neither the folder nor the recorded paths are relative to here
     for source, revision in ((folder, None), ("lab/saved-adapter", "v1.0.0")):
         loaded = subspace_hub.load_adapter(source, model=_trained_reference(), revision=revision)
         assert _same_outputs(adapted, loaded), (writer, source)
+    assert not _same_outputs(adapted, subspace_hub.load_adapter("lab/saved-adapter", model=_trained_reference()))
 
 
 def test_evaluate_takes_a_subspace_adapter_and_a_hub_adapter(project, data, tmp_path, capsys):
