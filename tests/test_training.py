@@ -487,9 +487,10 @@ def test_accumulated_micro_batches_make_one_step_and_the_summary_records_the_run
         torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
     )
 
-    ticks = iter(range(100, 1000))
+    ticks = iter(range(100, 1000, 2))  # two seconds a reading
     monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     run = tmp_path / "run"
+    capsys.readouterr()  # what the reads above printed (datasets' first read of this data)
     result = train(settings, run, progress=False)
     assert capsys.readouterr().err == ""  # progress=False: no bar of the run's or its evaluation's
 
@@ -498,12 +499,12 @@ def test_accumulated_micro_batches_make_one_step_and_the_summary_records_the_run
     for key in terms[0]:
         assert rows[0][key] == pytest.approx((terms[0][key] + terms[1][key]) / 2, rel=1e-6)
     assert rows[0]["grad_norm"] == pytest.approx(norm, rel=1e-5)
-    assert [row["images_per_s"] for row in rows] == [14.0, 16.0]  # each step read one tick apart
+    assert [row["images_per_s"] for row in rows] == [7.0, 8.0]  # each step read one tick, two seconds, apart
     state = json.loads((run / "checkpoints" / "step-00000002" / "state.json").read_text())
     assert (state["step"], state["batches"]) == (2, 4)
 
-    # started at tick 100, two readings a step, the end at tick 105
-    assert (result.run, result.steps, result.seconds) == (run, 2, 5.0)
+    # started at 100 s, two readings a step, the end at 110 s
+    assert (result.run, result.steps, result.seconds) == (run, 2, 10.0)
     assert result.losses == [row["loss"] for row in rows]
     summary = {
         "steps": 2,
@@ -511,7 +512,7 @@ def test_accumulated_micro_batches_make_one_step_and_the_summary_records_the_run
         "trainable_by_group": {"blocks.0": 1024, "blocks.1": 1024},
         "loss_first": rows[0]["loss"],
         "loss_last": rows[1]["loss"],
-        "seconds": 5.0,
+        "seconds": 10.0,
     }
     assert (run / "result.json").read_text() == json.dumps(summary, indent=2)
     assert (run / "evaluation.json").read_text() == json.dumps(result.evaluation, indent=2)
@@ -526,6 +527,43 @@ def test_accumulated_micro_batches_make_one_step_and_the_summary_records_the_run
     ).summary()
     assert result.evaluation["depth"] == pytest.approx(expected["depth"], rel=1e-6)
     assert result.evaluation["depth"]["abs_rel"] != pytest.approx(everything["depth"]["abs_rel"], rel=1e-6)
+
+
+def test_the_step_gradient_holds_the_method_penalty_and_clipping_bounds_the_update(data, tmp_path, on_the_cpu):
+    """AdaLoRA: the first step's gradient is that of the task loss plus the orthogonality penalty, while the logged
+    loss is the task loss alone. Clipping: at a norm of 1e-12, Adam's eps outweighs the gradient and the weights
+    that start at zero (LoRA's B) barely move; without clipping they move by about the learning rate."""
+    from subspace_hub.data.views import collate
+    from subspace_hub.pipelines import train as engine
+    from subspace_hub.plugins import get_adapter_spec, get_backbone_spec
+
+    options = {"rank": 2, "init_rank": 4}
+    settings = config(data, method="adalora", method_options=options, steps=1, optim={"lr": 1e-3, "clip": None})
+    model = engine._attach(settings)
+    groups, plan = engine._training_data(settings)
+    batch = next(iter(plan.iterate(0)))
+    inputs = collate([groups[(index, batch.views)] for index in batch.items])
+    spec = get_backbone_spec("reference")
+    loss = spec.loss_terms(spec.run(model, inputs), inputs)["loss"]
+    penalty = get_adapter_spec("adalora").regularizer(model)
+    (loss + penalty).backward()
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
+    # the task loss gives A no gradient at the start (AdaLoRA's E starts at zero): A's is the penalty's alone
+    start = {n.replace(".default", ""): (p.detach(), p.grad) for n, p in model.named_parameters() if "lora_A" in n}
+    run = train(settings, tmp_path / "adalora", progress=False).run
+    row = read_metrics(run)[0]
+    assert float(penalty.detach()) > 0 and row["loss"] == pytest.approx(float(loss.detach()), rel=1e-6)
+    assert row["grad_norm"] == pytest.approx(float(norm), rel=1e-5)
+    after = adapter_tensors(run)
+    assert all(float(grad.abs().max()) > 0 for _, grad in start.values())
+    assert sum(float(((after[name] - weight) * grad).sum()) for name, (weight, grad) in start.items()) < 0  # downhill
+
+    moved = {}
+    for clip in (None, 1e-12):
+        settings = config(data, steps=2, checkpoint_every=2, optim={"lr": 1e-3, "warmup": 0.0, "clip": clip})
+        tensors = adapter_tensors(train(settings, tmp_path / f"clip-{clip}", progress=False).run)
+        moved[clip] = max(float(v.abs().max()) for k, v in tensors.items() if "lora_B" in k)
+    assert moved[None] > 5e-4 and moved[1e-12] < 1e-2 * moved[None], moved
 
 
 def test_the_progress_bar_counts_steps_from_where_a_resumed_run_starts_and_shows_the_loss(data, tmp_path, capsys):
@@ -689,6 +727,12 @@ def test_a_signal_stops_the_run_after_a_checkpoint_and_restores_the_handlers(dat
     monkeypatch.setattr(engine, "_memory_gib", memory)
     result = train(settings, tmp_path / "run", resume=True, progress=False)
     assert result.steps == 6 and [row["step"] for row in read_metrics(tmp_path / "run")] == list(range(1, 7))
+    # a signal during the last step: nothing is left to stop, so the run ends as usual
+    steps.clear()
+    monkeypatch.setattr(engine, "_memory_gib", memory_then_signal)
+    last = train(config(data, steps=3, checkpoint_every=4), tmp_path / "last", progress=False)
+    assert last.steps == 3 and (tmp_path / "last" / "adapter").is_dir()
+    assert {sig: signal.getsignal(sig) for sig in before} == before
 
 
 def test_a_run_folder_in_missing_parents_is_made_and_images_must_fit_the_patches(data, tmp_path):
