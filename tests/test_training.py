@@ -390,6 +390,9 @@ def test_seeding_covers_python_numpy_and_torch_and_wraps_numpys_range():
         return random.random(), float(np.random.rand()), float(torch.rand(()))
 
     assert draws(7) == draws(7) and draws(7) != draws(8)
+    np.random.seed(7)
+    expected = float(np.random.rand())
+    assert draws(7)[1] == expected  # numpy is seeded with the seed itself
     wrapped = draws(2**32 + 7)
     assert wrapped[1] == draws(7)[1] and wrapped[0] != draws(7)[0]  # numpy takes the seed modulo 2**32
 
@@ -655,7 +658,9 @@ def test_the_run_card_states_the_run(data, tmp_path):
         "at\nthe first logged step, 0.0457 at the last.\n\n- backbone: `reference` (config `tiny`), weights "
         "`me/weights` at `v2`\n"
     )
-    assert "\ndepth   abs_rel  0.123457\ndepth   delta_1  0.9\n" in card
+    assert (
+        "\nMETRIC  OUTPUT   VALUE\n------  -------  --------\ndepth   abs_rel  0.123457\ndepth   delta_1  0.9\n" in card
+    )
     assert 'subspace_hub.load_adapter("adapter")' in card and "![training loss](loss.png)" in card
     assert settings.to_yaml().strip() in card and (tmp_path / "loss.png").is_file()
     with warnings.catch_warnings():
