@@ -380,6 +380,60 @@ def test_config_all_loads_every_config_of_a_local_source_and_names_a_missing_spl
         _samples(every, "nope", "all")
 
 
+def test_config_all_reads_a_relative_folder_and_refuses_a_folder_without_a_card(data, tmp_path, monkeypatch):
+    from subspace_hub.pipelines.train import _samples
+
+    monkeypatch.chdir(data.parent.parent)  # "<parent>/texture": a relative path that reads like a Hub repo id
+    relative = f"{data.parent.name}/{data.name}"
+    every = config(data, data={"source": relative, "config": "all"})
+    assert _samples(every, "train", "all").num_rows == _samples(config(data), "train", "texture-000").num_rows
+    bare = tmp_path / "bare"
+    shutil.copytree(data / "texture-000", bare / "texture-000")  # the data files, without the card
+    with pytest.raises(ConfigError) as info:
+        _samples(config(bare, data={"source": str(bare), "config": "all"}), "train", "all")
+    assert str(info.value) == (
+        f"data.config 'all' loads the configs a dataset card lists, and {bare} has no card with a 'configs' list; "
+        "name one config instead."
+    )
+
+
+def test_training_data_draws_views_from_the_run_seed_and_plans_within_each_scene(data):
+    """Scenes of 4 views under max_views 6: the plan never asks a scene for more views than it holds; the views of a
+    group are drawn from the run's seed."""
+    from subspace_hub.data.views import ViewGroups
+    from subspace_hub.pipelines.train import _samples, _training_data
+
+    fields = {"source": str(data), "min_views": 2, "max_views": 6, "max_images": 12}
+    settings = config(data, data=fields, seed=5)
+    groups, plan = _training_data(settings)
+    assert plan.view_counts == [4] * len(groups)
+    assert all(batch.views <= 4 for _, batch in zip(range(30), plan.iterate(0), strict=False))
+    rows = _samples(settings, "train", None)
+    for seed, same in ((5, True), (0, False)):
+        drawn = ViewGroups(rows, views=6, seed=seed)[(1, 2)]
+        assert torch.equal(groups[(1, 2)]["images"], drawn["images"]) is same
+
+
+NOT_RANDOM_ACCESS_PLUGIN = """
+    from subspace_hub import DatasetSpec, hookimpl
+
+    @hookimpl
+    def register_datasets(register):
+        register(DatasetSpec("a-stream", lambda **options: iter([{"scene_id": "a"}])))
+"""
+
+
+def test_a_source_without_random_access_is_refused_by_type(distributions, data):
+    from subspace_hub.pipelines.train import _training_data
+
+    distributions.add("stream-plugin", "stream_plugin", NOT_RANDOM_ACCESS_PLUGIN)
+    with pytest.raises(ConfigError) as info:
+        _training_data(config(data, data={"source": "a-stream"}))
+    assert str(info.value) == (
+        "Training needs random access to the samples of 'a-stream' (a datasets.Dataset); it returned list_iterator."
+    )
+
+
 def test_seeding_covers_python_numpy_and_torch_and_wraps_numpys_range():
     import random
 
@@ -637,9 +691,16 @@ def test_the_loss_figure_draws_the_loss_and_its_terms_and_the_png_is_720_by_420(
     assert lines["loss_depth"].get_ydata()[:2].tolist() == [1.5, 0.5] and math.isnan(lines["loss_depth"].get_ydata()[2])
     assert (axis.get_xlabel(), axis.get_ylabel(), axis.get_yscale()) == ("step", "training loss", "log")
     assert [text.get_text() for text in axis.get_legend().get_texts()] == ["loss", "loss_depth"]
+    # thin lines, a small legend and a faint grid: the look of every run's loss.png
+    assert [line.get_linewidth() for line in lines.values()] == [1, 1]
+    assert {text.get_fontsize() for text in axis.get_legend().get_texts()} == {7}
+    assert {line.get_alpha() for line in axis.xaxis.get_gridlines() + axis.yaxis.get_gridlines()} == {0.3}
     plt.close(figure)
     negative = loss_figure([{"step": 1, "loss": 0.5}, {"step": 2, "loss": -0.25}])
     assert negative.axes[0].get_yscale() == "linear"  # a loss that goes negative has no log scale
+    zero = loss_figure([{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.0}])
+    assert zero.axes[0].get_yscale() == "linear"  # nor one that reaches zero
+    plt.close(zero)
     plt.close(negative)
     path = plot_losses(rows, tmp_path / "loss.png")
     assert path == tmp_path / "loss.png" and imread(path).shape[:2] == (420, 720)

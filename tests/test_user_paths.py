@@ -23,6 +23,7 @@ import subspace_hub
 from subspace_hub.cli import cli, main
 from subspace_hub.errors import ConfigError
 from subspace_hub.hub import default_client, push_folder
+from subspace_hub.pipelines.train import read_metrics
 from subspace_hub.publishing.publish import pull
 from subspace_hub.subspaces import extract_bundle
 from subspace_hub.testing import tiny_dataset
@@ -132,6 +133,10 @@ def test_an_unfinished_generation_is_refused_until_it_is_finished_or_allowed(dat
     evaluate = ["evaluate", "reference", "-c", "tiny", "--data", str(data), "--split", "train", "--quiet"]
     assert main(evaluate) == 1 and "--allow-incomplete" in capsys.readouterr().err
     assert main([*evaluate, "--allow-incomplete", "--metric", "abs_rel"]) == 0
+    run = ["train", "reference", "-c", "tiny", "--data", str(data), "--steps", "1", "--views", "2-4"]
+    run += ["--max-images", "8", "--no-tensorboard", "--quiet", "--out", str(tmp_path / "run")]
+    assert main(run) == 1 and "--allow-incomplete" in capsys.readouterr().err
+    assert main([*run, "--allow-incomplete"]) == 0 and len(read_metrics(tmp_path / "run")) == 1
     assert main(["data", "push", str(data), "lab/half"]) == 1
     assert not default_client().api.repo_exists("lab/half", repo_type="dataset")
     shard.write_bytes(saved)
