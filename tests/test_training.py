@@ -381,12 +381,22 @@ def test_config_all_loads_every_config_of_a_local_source_and_names_a_missing_spl
 
 
 def test_config_all_reads_a_relative_folder_and_refuses_a_folder_without_a_card(data, tmp_path, monkeypatch):
+    from huggingface_hub import DatasetCard
+
     from subspace_hub.pipelines.train import _samples
 
     monkeypatch.chdir(data.parent.parent)  # "<parent>/texture": a relative path that reads like a Hub repo id
     relative = f"{data.parent.name}/{data.name}"
     every = config(data, data={"source": relative, "config": "all"})
     assert _samples(every, "train", "all").num_rows == _samples(config(data), "train", "texture-000").num_rows
+    with pytest.raises(ConfigError, match="^A revision \\('v1'\\) applies to Hub dataset repos, but"):
+        _samples(config(data, data={"source": relative, "config": "all", "revision": "v1"}), "train", "all")
+    listed = tmp_path / "listed"  # a card that also lists a config without data files (hand-written, say)
+    shutil.copytree(data, listed)
+    card = DatasetCard.load(listed / "README.md")
+    card.data.configs = [*card.data.configs, {"config_name": "elsewhere"}]
+    card.save(listed / "README.md")
+    assert _samples(config(listed, data={"source": str(listed), "config": "all"}), "train", "all").num_rows == 4
     bare = tmp_path / "bare"
     shutil.copytree(data / "texture-000", bare / "texture-000")  # the data files, without the card
     with pytest.raises(ConfigError) as info:

@@ -137,6 +137,8 @@ def test_an_unfinished_generation_is_refused_until_it_is_finished_or_allowed(dat
     run += ["--max-images", "8", "--no-tensorboard", "--quiet", "--out", str(tmp_path / "run")]
     assert main(run) == 1 and "--allow-incomplete" in capsys.readouterr().err
     assert main([*run, "--allow-incomplete"]) == 0 and len(read_metrics(tmp_path / "run")) == 1
+    every = [*run[:-1], str(tmp_path / "every"), "--data-config", "all", "--allow-incomplete"]
+    assert main(every) == 0 and len(read_metrics(tmp_path / "every")) == 1
     assert main(["data", "push", str(data), "lab/half"]) == 1
     assert not default_client().api.repo_exists("lab/half", repo_type="dataset")
     shard.write_bytes(saved)
