@@ -248,11 +248,12 @@ def test_a_sigkilled_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     assert_same_run(tmp_path / "whole", tmp_path / "killed")
 
 
-def test_two_processes_train_like_one_accumulating_two_micro_batches_and_resume_together(data, tmp_path):
-    """DDP on the CPU (gloo), started by torchrun: each process takes every other batch, the gradients are averaged
-    across them, the logged terms are their mean and only process 0 writes, so two processes equal one process
-    that accumulates the same two batches a step. A resume starts every process from the checkpoint process 0
-    found (a process starting afresh would take other batches, or wait for steps the others never take)."""
+def test_two_processes_accumulating_two_train_like_one_accumulating_four_and_resume_together(data, tmp_path):
+    """DDP on the CPU (gloo), started by torchrun: each process takes every other batch and accumulates two a step
+    (the first without synchronising), the gradients are averaged across them, the logged terms are their mean and
+    only process 0 writes, so two processes equal one process that accumulates the same four batches a step. A
+    resume starts every process from the checkpoint process 0 found (a process starting afresh would take other
+    batches, or wait for steps the others never take)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
@@ -266,19 +267,19 @@ def test_two_processes_train_like_one_accumulating_two_micro_batches_and_resume_
         )
         assert done.returncode == 0, done.stderr[-3000:]
 
-    run([sys.executable], tmp_path / "one", "--accumulation", "2")
-    run(torchrun, tmp_path / "two")
+    run([sys.executable], tmp_path / "one", "--accumulation", "4")
+    run(torchrun, tmp_path / "two", "--accumulation", "2")
     assert_same_run(tmp_path / "one", tmp_path / "two")
     one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert [row["grad_norm"] for row in two] == pytest.approx([row["grad_norm"] for row in one], rel=1e-6)
     state = json.loads((list_checkpoints(tmp_path / "two")[-1] / "state.json").read_text())
-    assert (state["step"], state["batches"]) == (4, 8)  # two batches a step, one in each process
+    assert (state["step"], state["batches"]) == (4, 16)  # four batches a step, two in each process
 
-    run(torchrun, tmp_path / "cut")
+    run(torchrun, tmp_path / "cut", "--accumulation", "2")
     for later in list_checkpoints(tmp_path / "cut")[2:]:  # as if both were killed after step 2
         shutil.rmtree(later)
     shutil.rmtree(tmp_path / "cut" / "adapter")
-    run(torchrun, tmp_path / "cut", "--resume")
+    run(torchrun, tmp_path / "cut", "--accumulation", "2", "--resume")
     assert_same_run(tmp_path / "one", tmp_path / "cut")
 
 
