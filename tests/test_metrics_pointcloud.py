@@ -497,6 +497,16 @@ def test_reconstruction_ignores_reference_pixels_below_min_depth():
     assert kept["acc"] < 1e-9
 
 
+def test_icp_keeps_iterating_while_the_fitness_moves_by_more_than_its_default_tolerance():
+    """With the RMSE test relaxed, convergence rests on the fitness alone: from 12 % of the points within 0.07 (a
+    0.08 shift), ICP goes on until every point is an inlier instead of stopping after its first step."""
+    target = torch.rand(100, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    source = target + torch.tensor([0.08, 0.0, 0.0], dtype=torch.float64)
+    assert icp(source, target, max_correspondence_distance=0.07, max_iterations=0).fitness == 0.12
+    result = icp(source, target, max_correspondence_distance=0.07, relative_rmse=1.0)
+    assert result.fitness == 1.0 and result.iterations > 1
+
+
 def test_umeyama_and_icp_defaults_boundaries_starts_and_messages():
     """What the agreement tests cannot see: ICP's defaults (threshold 0.1, 30 iterations, strict convergence
     tests), its start transform, the three-correspondence minimum, an empty correspondence set (fitness and RMSE
