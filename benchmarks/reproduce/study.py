@@ -262,7 +262,8 @@ def concatenated(folder: Path, split: str) -> Any:
     import datasets
 
     from subspace_hub.data.export import configs_of
-    from subspace_hub.data.sources import datasets_quiet, load_samples
+    from subspace_hub.data.quiet import datasets_quiet
+    from subspace_hub.data.sources import load_samples
 
     with datasets_quiet():
         return datasets.concatenate_datasets([load_samples(str(folder), split, c) for c in configs_of(folder)])
@@ -514,7 +515,7 @@ def trivial_baselines(work: Path, scale: Scale, stage: str, device: str, jobs: i
     protocol runs on the CPU, about a second a scene)."""
     import torch
 
-    from subspace_hub.data.sources import datasets_quiet
+    from subspace_hub.data.quiet import datasets_quiet
     from subspace_hub.metrics import depth_metrics
     from subspace_hub.metrics.aggregate import mean_over_samples
     from subspace_hub.pipelines.config import TrainConfig

@@ -362,7 +362,7 @@ def generate(
     """
     from tqdm.auto import tqdm
 
-    from subspace_hub.data.sources import datasets_quiet
+    from subspace_hub.data.quiet import datasets_quiet
 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,8 @@ def contact_sheet(
         raise ConfigError(f"{root} is not a folder made by `subspace-hub data generate` (no {RECIPE_FILE}).")
     if datasets < 1 or scenes < 1 or views < 1:
         raise ConfigError(f"datasets, scenes and views must be at least 1, got {datasets}, {scenes} and {views}.")
-    from subspace_hub.data.sources import datasets_quiet, load_samples
+    from subspace_hub.data.quiet import datasets_quiet
+    from subspace_hub.data.sources import load_samples
 
     blocks = []
     for config in configs_of(root)[:datasets]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +11,6 @@ from subspace_hub.errors import ConfigError
 from subspace_hub.hub import is_repo_id, load_dataset
 from subspace_hub.interchange import REQUIRED_KEYS
 from subspace_hub.plugins import get_host
-
-
-@contextmanager
-def datasets_quiet(quiet: bool = True) -> Iterator[None]:
-    """``datasets``' own progress bars off while loading (when ``quiet``), as they were afterwards."""
-    import datasets
-
-    was_enabled = datasets.utils.logging.is_progress_bar_enabled()
-    if quiet:
-        datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if quiet and was_enabled:
-            datasets.enable_progress_bars()
 
 
 def pick_split(loaded: Any, split: str | None = None, *, source: str = "the dataset", first: bool = False) -> Any:

@@ -46,7 +46,8 @@ from subspace_hub.adapters import attach_adapter, save_adapter
 from subspace_hub.adapters.report import parameter_report
 from subspace_hub.backbones import load_backbone
 from subspace_hub.configuration import to_dict
-from subspace_hub.data.sources import datasets_quiet, load_samples
+from subspace_hub.data.quiet import datasets_quiet
+from subspace_hub.data.sources import load_samples
 from subspace_hub.data.views import Batch, BatchPlan, LandmarkRecords, ViewGroups, collate
 from subspace_hub.errors import ConfigError, SubspaceHubError
 from subspace_hub.fileio import atomic_write
