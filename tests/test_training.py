@@ -283,6 +283,49 @@ def test_two_processes_accumulating_two_train_like_one_accumulating_four_and_res
     assert_same_run(tmp_path / "one", tmp_path / "cut")
 
 
+SPARE_PARAMETER_PLUGIN = """
+import dataclasses
+
+import torch
+
+from subspace_hub import hookimpl
+from subspace_hub.backbones.reference import SPEC, build
+
+
+def build_with_a_spare(config):
+    model = build(config)
+    model.spare = torch.nn.Linear(2, 2)  # trained under `full`, never reached by the loss
+    return model
+
+
+@hookimpl
+def register_backbones(register):
+    register(dataclasses.replace(SPEC, name="reference-spare", build=build_with_a_spare))
+"""
+
+
+def test_two_processes_train_a_parameter_the_loss_never_reaches(data, tmp_path):
+    """Full fine-tuning where one trainable parameter gets no gradient (a head the loss ignores, in a real
+    backbone): DDP must not wait for it, and two processes still train as one that accumulates their batches."""
+    (tmp_path / "spare_plugin.py").write_text(SPARE_PARAMETER_PLUGIN)
+    pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": pythonpath, "SUBSPACE_HUB_PLUGINS": "spare_plugin", "OMP_NUM_THREADS": "1"}
+    args = ["train", "reference-spare", "-c", "tiny", "--method", "full", "--data", str(data), "--steps", "3"]
+    args += ["--lr", "1e-3", "--views", "2-4", "--max-images", "8", "--no-tensorboard", "--quiet"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for command, out, extra in (([sys.executable], "one", ["--accumulation", "2"]), (torchrun, "two", [])):
+        done = subprocess.run(
+            [*command, "-m", "subspace_hub", *args, *extra, "--out", str(tmp_path / out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    losses = [[row["loss"] for row in read_metrics(tmp_path / out)] for out in ("one", "two")]
+    assert len(losses[1]) == 3 and losses[1] == pytest.approx(losses[0], abs=1e-6)
+
+
 def test_sigterm_stops_after_a_checkpoint_and_the_run_resumes(data, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = cli_args(data, tmp_path / "run", steps=200)
