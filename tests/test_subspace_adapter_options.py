@@ -4,6 +4,7 @@ saved adapter writes."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -320,3 +321,22 @@ def test_attach_subspace_takes_a_hub_repo_at_a_revision(registry):
     core = "blocks.0.mlp.fc1"
     assert wrapped(attach_subspace(backbone(), bundle="org/bases", revision="v1"))[core].core.shape == (4, 4)
     assert wrapped(attach_subspace(backbone(), bundle="org/bases"))[core].core.shape == (6, 6)
+
+
+def test_a_subspace_adapter_of_a_plain_module_saves_without_a_backbone_and_reloads_into_one_given(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    fresh = copy.deepcopy(net)
+    adapter = SubspaceAdapter(synthetic_bundle(net, targets=["0", "2"]))
+    adapted = adapter.attach(net)
+    with torch.no_grad():
+        for layer in adapter.layers.values():
+            layer.core.normal_()
+    adapter.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / CONFIG_FILE).read_text())["backbone"] is None
+    with pytest.raises(ConfigError, match="does not record its backbone; pass model="):
+        subspace_hub.load_adapter(tmp_path / "saved")
+    reloaded = subspace_hub.load_adapter(tmp_path / "saved", model=fresh)
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), adapted(x))
