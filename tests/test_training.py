@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 import subspace_hub
 from subspace_hub.data.views import BatchPlan
 from subspace_hub.errors import CheckpointError, ConfigError
-from subspace_hub.pipelines.checkpoints import list_checkpoints
+from subspace_hub.pipelines.checkpoints import checkpoint_path, list_checkpoints
 from subspace_hub.pipelines.config import load_train_config
 from subspace_hub.pipelines.train import lr_factor, read_metrics, read_rows, train
 from subspace_hub.testing import tiny_dataset
@@ -217,9 +217,7 @@ def test_resuming_from_a_middle_checkpoint_repeats_the_run_exactly(data, tmp_pat
             # Its importance averages carried on from step 6 rather than restarting at zero: at this size they move
             # the losses by less than the tolerance above, so they are compared directly at step 9 (at step 10 the
             # final allocation keeps only the rank pattern).
-            states = [
-                load_file(str(run / "checkpoints" / "step-00000009" / "method.safetensors")) for run in (whole, cut)
-            ]
+            states = [load_file(str(checkpoint_path(run, 9) / "method.safetensors")) for run in (whole, cut)]
             assert states[0].keys() == states[1].keys() and any(k.startswith("exp_avg_ipt.") for k in states[0])
             for key, value in states[0].items():
                 torch.testing.assert_close(states[1][key], value, rtol=1e-4, atol=0, msg=key)
@@ -248,38 +246,42 @@ def test_a_sigkilled_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     assert_same_run(tmp_path / "whole", tmp_path / "killed")
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+"""Two processes on this machine (DDP over gloo on the CPU); ``[sys.executable]`` is the one-process counterpart."""
+
+
+def run_cli(launcher, args, env=None):
+    """``python -m subspace_hub *args`` under ``launcher`` in a subprocess, which must succeed."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    done = subprocess.run(
+        [*launcher, "-m", "subspace_hub", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_two_processes_accumulating_two_train_like_one_accumulating_four_and_resume_together(data, tmp_path):
     """DDP on the CPU (gloo), started by torchrun: each process takes every other batch and accumulates two a step
     (the first without synchronising), the gradients are averaged across them, the logged terms are their mean and
     only process 0 writes, so two processes equal one process that accumulates the same four batches a step. A
     resume starts every process from the checkpoint process 0 found (a process starting afresh would take other
     batches, or wait for steps the others never take)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
-    def run(command, out, *extra):
-        done = subprocess.run(
-            [*command, "-m", "subspace_hub", *cli_args(data, out, steps=4), *extra],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+    def run(launcher, out, *extra):
+        run_cli(launcher, [*cli_args(data, out, steps=4), *extra])
 
     run([sys.executable], tmp_path / "one", "--accumulation", "4")
-    run(torchrun, tmp_path / "two", "--accumulation", "2")
+    run(TORCHRUN, tmp_path / "two", "--accumulation", "2")
     assert_same_run(tmp_path / "one", tmp_path / "two")
     one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert [row["grad_norm"] for row in two] == pytest.approx([row["grad_norm"] for row in one], rel=1e-6)
     state = json.loads((list_checkpoints(tmp_path / "two")[-1] / "state.json").read_text())
     assert (state["step"], state["batches"]) == (4, 16)  # four batches a step, two in each process
 
-    run(torchrun, tmp_path / "cut", "--accumulation", "2")
+    run(TORCHRUN, tmp_path / "cut", "--accumulation", "2")
     for later in list_checkpoints(tmp_path / "cut")[2:]:  # as if both were killed after step 2
         shutil.rmtree(later)
     shutil.rmtree(tmp_path / "cut" / "adapter")
-    run(torchrun, tmp_path / "cut", "--accumulation", "2", "--resume")
+    run(TORCHRUN, tmp_path / "cut", "--accumulation", "2", "--resume")
     assert_same_run(tmp_path / "one", tmp_path / "cut")
 
 
@@ -309,19 +311,11 @@ def test_two_processes_train_a_parameter_the_loss_never_reaches(data, tmp_path):
     backbone): DDP must not wait for it, and two processes still train as one that accumulates their batches."""
     (tmp_path / "spare_plugin.py").write_text(SPARE_PARAMETER_PLUGIN)
     pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": pythonpath, "SUBSPACE_HUB_PLUGINS": "spare_plugin", "OMP_NUM_THREADS": "1"}
+    env = {"PYTHONPATH": pythonpath, "SUBSPACE_HUB_PLUGINS": "spare_plugin"}
     args = ["train", "reference-spare", "-c", "tiny", "--method", "full", "--data", str(data), "--steps", "3"]
     args += ["--lr", "1e-3", "--views", "2-4", "--max-images", "8", "--no-tensorboard", "--quiet"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    for command, out, extra in (([sys.executable], "one", ["--accumulation", "2"]), (torchrun, "two", [])):
-        done = subprocess.run(
-            [*command, "-m", "subspace_hub", *args, *extra, "--out", str(tmp_path / out)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+    for launcher, out, extra in (([sys.executable], "one", ["--accumulation", "2"]), (TORCHRUN, "two", [])):
+        run_cli(launcher, [*args, *extra, "--out", str(tmp_path / out)], env)
     losses = [[row["loss"] for row in read_metrics(tmp_path / out)] for out in ("one", "two")]
     assert len(losses[1]) == 3 and losses[1] == pytest.approx(losses[0], abs=1e-6)
 
@@ -571,7 +565,7 @@ def test_accumulated_micro_batches_make_one_step_and_the_summary_records_the_run
 ):
     """Two micro-batches a step: the logged loss is their mean, the gradient that of their mean loss, the images
     those of both, the sampler position two batches a step; ``result.json`` and ``evaluation.json`` hold what the
-    run returned. A clock that ticks one second a reading makes ``images_per_s`` and the seconds exact."""
+    run returned. A clock that ticks two seconds a reading makes ``images_per_s`` and the seconds exact."""
     from types import SimpleNamespace
 
     from subspace_hub.data.views import collate
